@@ -1,0 +1,25 @@
+//! Proofs of identity for dps: how a device, an administrator or a hub client
+//! shows who it is.
+//!
+//! * [`sas`]: shared access signature tokens — create, parse, verify (audience,
+//!   expiry with clock skew, constant-time signature check over the raw `sr`).
+//! * [`keys`]: symmetric keys — group-derived device keys, generation, validation.
+//!
+//! This crate is pure computation: it performs no I/O, spawns nothing and has
+//! no async code. Callers look records up and hand this crate what it needs.
+//!
+//! ```
+//! use dps_attestation::sas::{create_token, Audience, ExpiryPolicy, SasToken, SymmetricKey};
+//! let key = SymmetricKey::from_bytes(vec![42u8; 32]);
+//! let token = create_token("0ne00000A0A/registrations/dev1", &key, 2_000_000_000, Some("registration"));
+//! let parsed = SasToken::parse(&token).unwrap();
+//! parsed
+//!     .verify(&Audience("0ne00000a0a/registrations/dev1"), &[&key], &ExpiryPolicy::at(1_900_000_000))
+//!     .unwrap();
+//! ```
+
+mod error;
+pub mod keys;
+pub mod sas;
+
+pub use error::AttestationError;
