@@ -386,3 +386,30 @@ impl EnrollmentGroup {
         )
     }
 }
+
+/// Either kind of enrollment, for code that decides per device.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum EnrollmentRef<'a> {
+    /// An individual enrollment.
+    Individual(&'a IndividualEnrollment),
+    /// An enrollment group.
+    Group(&'a EnrollmentGroup),
+}
+
+impl<'a> EnrollmentRef<'a> {
+    /// The enrollment as the shared trait.
+    pub fn as_enrollment(&self) -> &'a dyn Enrollment {
+        match *self {
+            EnrollmentRef::Individual(e) => e,
+            EnrollmentRef::Group(g) => g,
+        }
+    }
+
+    /// The group id, when this is a group.
+    pub fn group_id(&self) -> Option<&'a EnrollmentGroupId> {
+        match *self {
+            EnrollmentRef::Individual(_) => None,
+            EnrollmentRef::Group(g) => Some(&g.enrollment_group_id),
+        }
+    }
+}
