@@ -1,1 +1,205 @@
-//! dps-client
+//! `dps-client`: provision a device against any Device Provisioning Service
+//! that speaks the Azure device protocol — dps, or the Azure cloud service.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), dps_client::ClientError> {
+//! use dps_client::{Credential, ProvisioningClient};
+//! let registration = ProvisioningClient::builder("dps.example.com", "0ne00000A0A", "my-device")
+//!     .credential(Credential::group_key("<base64 group key>", "my-device")?)
+//!     .payload(serde_json::json!({"model": "sensor-v2"}))
+//!     .build()?
+//!     .register()
+//!     .await?;
+//! println!("assigned to {} as {}", registration.assigned_hub, registration.device_id);
+//! # Ok(()) }
+//! ```
+//!
+//! * Credentials: symmetric key (individual, or derived from a group key),
+//!   X.509 (chain + key presented as the TLS client certificate), TPM (through
+//!   the [`TpmDevice`] trait).
+//! * The register → poll loop honours `Retry-After` within an overall timeout.
+//! * [`ClientError`] tells authentication, network and service failures apart.
+//! * Trust roots: the system's, plus any CA given with
+//!   [`ProvisioningClientBuilder::trust_ca_pem`].
+//!
+//! Every [`ProvisioningClient`] owns its connection pool: one client per
+//! device means one TLS connection per device, as a real device has.
+
+mod credential;
+mod error;
+mod http;
+mod result;
+mod tpm;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use credential::Credential;
+pub use error::ClientError;
+pub use result::Registration;
+pub use tpm::TpmDevice;
+
+/// The device api-version the client speaks.
+pub const API_VERSION: &str = "2021-06-01";
+
+/// A configured device, ready to register.
+#[derive(Debug)]
+pub struct ProvisioningClient {
+    endpoint: String,
+    id_scope: String,
+    registration_id: String,
+    credential: Credential,
+    payload: Option<Value>,
+    api_version: String,
+    timeout: Duration,
+    request_timeout: Duration,
+    token_lifetime: Duration,
+    poll_interval_override: Option<Duration>,
+    last_retry_after: Mutex<Duration>,
+    http: reqwest::Client,
+}
+
+impl ProvisioningClient {
+    /// Start configuring a device: `endpoint` is the host (optionally
+    /// `host:port`) of the device endpoint.
+    pub fn builder(
+        endpoint: impl Into<String>,
+        id_scope: impl Into<String>,
+        registration_id: impl Into<String>,
+    ) -> ProvisioningClientBuilder {
+        ProvisioningClientBuilder {
+            endpoint: endpoint.into(),
+            id_scope: id_scope.into(),
+            registration_id: registration_id.into(),
+            credential: None,
+            payload: None,
+            trusted_ca_pems: Vec::new(),
+            system_roots: true,
+            timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            token_lifetime: Duration::from_secs(3600),
+            poll_interval: None,
+            api_version: API_VERSION.to_owned(),
+        }
+    }
+
+    /// Register and wait until the service reports a terminal state.
+    pub async fn register(&self) -> Result<Registration, ClientError> {
+        http::Exchange {
+            client: self,
+            http: &self.http,
+            deadline: Instant::now() + self.timeout,
+        }
+        .run()
+        .await
+    }
+}
+
+/// Builder of a [`ProvisioningClient`].
+#[derive(Debug)]
+pub struct ProvisioningClientBuilder {
+    endpoint: String,
+    id_scope: String,
+    registration_id: String,
+    credential: Option<Credential>,
+    payload: Option<Value>,
+    trusted_ca_pems: Vec<String>,
+    system_roots: bool,
+    timeout: Duration,
+    request_timeout: Duration,
+    token_lifetime: Duration,
+    poll_interval: Option<Duration>,
+    api_version: String,
+}
+
+impl ProvisioningClientBuilder {
+    /// How the device proves who it is (required).
+    pub fn credential(mut self, credential: Credential) -> Self {
+        self.credential = Some(credential);
+        self
+    }
+
+    /// Data for a custom allocation webhook.
+    pub fn payload(mut self, payload: Value) -> Self {
+        self.payload = Some(payload);
+        self
+    }
+
+    /// Trust this CA (PEM) in addition to (or instead of) the system roots.
+    pub fn trust_ca_pem(mut self, pem: impl Into<String>) -> Self {
+        self.trusted_ca_pems.push(pem.into());
+        self
+    }
+
+    /// Whether the system's web PKI roots are trusted (default true).
+    pub fn system_roots(mut self, enabled: bool) -> Self {
+        self.system_roots = enabled;
+        self
+    }
+
+    /// Limit for the whole register → assigned exchange (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Limit for each HTTP request (default 30 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Poll at this interval instead of the service's `Retry-After`.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = Some(interval);
+        self
+    }
+
+    /// The device api-version to send (default [`API_VERSION`]).
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = version.into();
+        self
+    }
+
+    /// Validate and build.
+    pub fn build(self) -> Result<ProvisioningClient, ClientError> {
+        let config = |reason: String| ClientError::Config { reason };
+        let credential = self
+            .credential
+            .ok_or_else(|| config("a credential is required".to_owned()))?;
+        let mut http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(self.system_roots)
+            .pool_max_idle_per_host(1);
+        for pem in &self.trusted_ca_pems {
+            let certificate = reqwest::Certificate::from_pem(pem.as_bytes())
+                .map_err(|e| config(format!("trusted CA: {e}")))?;
+            http = http.add_root_certificate(certificate);
+        }
+        if let Credential::X509 { chain_pem, key_pem } = &credential {
+            let identity =
+                reqwest::Identity::from_pem(format!("{key_pem}\n{chain_pem}").as_bytes())
+                    .map_err(|e| config(format!("X.509 identity: {e}")))?;
+            http = http.identity(identity);
+        }
+        let http = http
+            .build()
+            .map_err(|e| config(format!("HTTP client: {e}")))?;
+        Ok(ProvisioningClient {
+            endpoint: self.endpoint,
+            id_scope: self.id_scope,
+            registration_id: self.registration_id,
+            credential,
+            payload: self.payload,
+            api_version: self.api_version,
+            timeout: self.timeout,
+            request_timeout: self.request_timeout,
+            token_lifetime: self.token_lifetime,
+            poll_interval_override: self.poll_interval,
+            last_retry_after: Mutex::new(Duration::from_secs(1)),
+            http,
+        })
+    }
+}

@@ -35,6 +35,11 @@ pub struct Tenant {
     /// Answer register with the final result instead of `202 assigning`.
     #[serde(default)]
     pub synchronous_register: bool,
+    /// Server-side secret (base64) from which TPM challenge keys are derived,
+    /// so that every replica can verify a device's answer without shared
+    /// session state. Never returned by the API.
+    #[serde(default)]
+    pub challenge_secret: String,
     /// Entity tag.
     pub etag: ETag,
     /// Creation time.

@@ -1,0 +1,95 @@
+//! The one error type of this crate: it tells authentication failures from
+//! network failures from service failures, which the official SDKs do not.
+
+/// Why provisioning did not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The service refused the device's credentials (HTTP 401): wrong key,
+    /// expired token, untrusted certificate, unknown enrollment or ID scope.
+    #[error("authentication refused ({status}, code {error_code:?}): {message}")]
+    Authentication {
+        /// HTTP status.
+        status: u16,
+        /// The service's 6-digit code, if it sent one.
+        error_code: Option<i32>,
+        /// The service's message.
+        message: String,
+    },
+    /// The service could not be reached or the connection broke (DNS, TCP,
+    /// TLS, timeouts of single requests).
+    #[error("network error talking to {endpoint}: {reason}")]
+    Network {
+        /// The endpoint.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The service answered with an error other than 401 (bad request,
+    /// not found, throttling beyond the deadline, server errors).
+    #[error("service error ({status}, code {error_code:?}): {message}")]
+    Service {
+        /// HTTP status.
+        status: u16,
+        /// The service's 6-digit code, if any.
+        error_code: Option<i32>,
+        /// The service's message.
+        message: String,
+    },
+    /// The registration ran and failed (allocation or hub), as the service reported.
+    #[error("registration failed (code {error_code:?}): {message}")]
+    RegistrationFailed {
+        /// The service's 6-digit code.
+        error_code: Option<i32>,
+        /// The service's message.
+        message: String,
+    },
+    /// The enrollment is disabled.
+    #[error("the enrollment is disabled")]
+    Disabled,
+    /// The whole register → poll exchange took longer than allowed.
+    #[error("provisioning did not complete within {seconds} s")]
+    Timeout {
+        /// The configured limit.
+        seconds: u64,
+    },
+    /// The answer was not what the protocol allows.
+    #[error("unexpected answer from the service: {reason}")]
+    Protocol {
+        /// What was wrong.
+        reason: String,
+    },
+    /// The client was configured wrongly (missing credential, bad PEM, bad key).
+    #[error("invalid client configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The TPM failed an operation.
+    #[error("TPM: {reason}")]
+    Tpm {
+        /// What failed.
+        reason: String,
+    },
+}
+
+impl ClientError {
+    /// True for failures worth retrying later (network, throttling, 5xx).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Network { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Service { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// The service's 6-digit error code, when there is one.
+    pub fn error_code(&self) -> Option<i32> {
+        match self {
+            ClientError::Authentication { error_code, .. }
+            | ClientError::Service { error_code, .. }
+            | ClientError::RegistrationFailed { error_code, .. } => *error_code,
+            _ => None,
+        }
+    }
+}
