@@ -1,1 +1,6 @@
-//! Shared helpers for the end-to-end tests.
+//! Shared helpers for the workspace's end-to-end tests: the official Azure
+//! IoT SDK packages from the npm registry ([`node`]), and a running dps server
+//! with hubs on its own loopback address ([`server`]).
+
+pub mod node;
+pub mod server;

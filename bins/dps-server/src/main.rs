@@ -1,1 +1,101 @@
-fn main() {}
+//! `dps-server`: run the Device Provisioning Service.
+//!
+//! Parses flags into `dps_service::ServiceConfig`, starts the service and
+//! serves until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use dps_service::ServiceConfig;
+
+/// A Device Provisioning Service wire-compatible with Azure IoT Hub DPS.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// TOML configuration file (every setting has a default).
+    #[arg(long, short, env = "DPS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, generated certificates).
+    #[arg(long, env = "DPS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Storage URL: sqlite://PATH or memory://.
+    #[arg(long, env = "DPS_STORAGE")]
+    storage: Option<String>,
+    /// Device endpoint address (official SDKs dial port 443).
+    #[arg(long, env = "DPS_DEVICE_LISTEN")]
+    device_listen: Option<SocketAddr>,
+    /// Service operations endpoint address.
+    #[arg(long, env = "DPS_SERVICE_LISTEN")]
+    service_listen: Option<SocketAddr>,
+    /// Operator key for tenant management (generated and printed when absent).
+    #[arg(long, env = "DPS_OPERATOR_KEY")]
+    operator_key: Option<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("dps-server: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => ServiceConfig::from_file(path)?,
+        None => ServiceConfig::default(),
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if args.storage.is_some() {
+        config.storage_url = args.storage;
+    }
+    if let Some(addr) = args.device_listen {
+        config.device.listen = addr;
+    }
+    if let Some(addr) = args.service_listen {
+        config.service.listen = addr;
+    }
+    if args.operator_key.is_some() {
+        config.operator_key = args.operator_key;
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let operator_key_given = config.operator_key.is_some();
+        let server = dps_service::server::start(config).await?;
+        println!("device endpoint:  https://{}", server.device_addr);
+        println!("service endpoint: https://{}", server.service_addr);
+        if !operator_key_given {
+            println!("operator key:     {}", server.operator_key);
+        }
+        wait_for_signal().await;
+        println!("shutting down");
+        server.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

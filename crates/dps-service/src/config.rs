@@ -1,0 +1,208 @@
+//! The one typed configuration of the server: TOML file, then flags, with
+//! documented defaults, validated at start.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tls::TlsSettings;
+use crate::ServiceError;
+
+/// Everything `dps-server` needs. Every field has a default, so an empty file
+/// (or none) runs the service with embedded defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Where the SQLite database and generated certificates live.
+    pub data_dir: PathBuf,
+    /// Storage backend URL: `sqlite://path` (default `sqlite://{data_dir}/dps.db`),
+    /// `memory://` (tests only), or `postgres://…`.
+    pub storage_url: Option<String>,
+    /// The device provisioning endpoint.
+    pub device: DeviceEndpointConfig,
+    /// The service operations endpoint.
+    pub service: ServiceEndpointConfig,
+    /// Server certificate.
+    pub tls: TlsSettings,
+    /// How the server reaches linked hubs.
+    pub hubs: HubConnectionConfig,
+    /// Allocation settings.
+    pub allocation: AllocationConfig,
+    /// The operator credential for tenant management (`/tenants`); generated
+    /// and printed at start when absent.
+    pub operator_key: Option<String>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            data_dir: PathBuf::from("data"),
+            storage_url: None,
+            device: DeviceEndpointConfig::default(),
+            service: ServiceEndpointConfig::default(),
+            tls: TlsSettings::default(),
+            hubs: HubConnectionConfig::default(),
+            allocation: AllocationConfig::default(),
+            operator_key: None,
+        }
+    }
+}
+
+/// The device endpoint (HTTPS; official SDKs always dial port 443).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeviceEndpointConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Host name written into `Location` headers (default: the request's Host).
+    pub public_host: Option<String>,
+    /// `Retry-After` seconds on `202 assigning`.
+    pub retry_after_seconds: u64,
+}
+
+impl Default for DeviceEndpointConfig {
+    fn default() -> Self {
+        DeviceEndpointConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 443)),
+            public_host: None,
+            retry_after_seconds: 1,
+        }
+    }
+}
+
+/// The service operations endpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceEndpointConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Suffix of generated tenant host names: `{tenant}.{suffix}`.
+    pub host_suffix: String,
+}
+
+impl Default for ServiceEndpointConfig {
+    fn default() -> Self {
+        ServiceEndpointConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            host_suffix: "localhost".to_owned(),
+        }
+    }
+}
+
+/// How linked hubs are reached.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConnectionConfig {
+    /// Extra PEM files of CAs trusted for hub TLS (e.g. the hub emulator's).
+    pub trusted_ca_files: Vec<PathBuf>,
+    /// Host name → address overrides (like curl's `--resolve`), for hubs whose
+    /// names do not resolve to where they run (development, tests).
+    pub resolve: BTreeMap<String, SocketAddr>,
+    /// Per-request timeout to a hub, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+/// Allocation settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AllocationConfig {
+    /// Custom-allocation webhook timeout, in milliseconds.
+    pub webhook_timeout_ms: u64,
+    /// Extra PEM files of CAs trusted for webhook TLS.
+    pub webhook_trusted_ca_files: Vec<PathBuf>,
+}
+
+impl Default for AllocationConfig {
+    fn default() -> Self {
+        AllocationConfig {
+            webhook_timeout_ms: 5_000,
+            webhook_trusted_ca_files: Vec::new(),
+        }
+    }
+}
+
+impl ServiceConfig {
+    /// Read a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ServiceError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ServiceError::Io {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parse TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ServiceError> {
+        let config: ServiceConfig = toml::from_str(text).map_err(|e| ServiceError::Config {
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        if self.device.listen == self.service.listen {
+            return Err(ServiceError::Config {
+                reason: "device.listen and service.listen must differ".to_owned(),
+            });
+        }
+        if !(1..=300).contains(&self.device.retry_after_seconds) {
+            return Err(ServiceError::Config {
+                reason: "device.retry_after_seconds must be between 1 and 300".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The storage URL, defaulting to SQLite in the data directory.
+    pub fn storage_url(&self) -> String {
+        self.storage_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("dps.db").display()))
+    }
+
+    /// The hub request timeout.
+    pub fn hub_timeout(&self) -> Duration {
+        Duration::from_millis(if self.hubs.request_timeout_ms == 0 {
+            10_000
+        } else {
+            self.hubs.request_timeout_ms
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let config = ServiceConfig::from_toml("").unwrap();
+        assert_eq!(config, ServiceConfig::default());
+        assert_eq!(config.device.retry_after_seconds, 1);
+        assert!(config.storage_url().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let err = ServiceConfig::from_toml("bogus = 1").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = ServiceConfig::from_toml("[device]\nretry_after_seconds = 0").unwrap_err();
+        assert!(err.to_string().contains("retry_after_seconds"), "{err}");
+    }
+
+    #[test]
+    fn resolve_overrides_parse() {
+        let config =
+            ServiceConfig::from_toml("[hubs.resolve]\n\"hub-a.example\" = \"127.0.0.1:9443\"\n")
+                .unwrap();
+        assert_eq!(
+            config.hubs.resolve["hub-a.example"],
+            "127.0.0.1:9443".parse().unwrap()
+        );
+    }
+}

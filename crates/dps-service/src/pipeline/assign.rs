@@ -1,0 +1,226 @@
+//! Where does the device go, and what is done there: reprovision plan
+//! (spec §6.4), allocation policy, then the device identity and twin on the
+//! linked hub (spec §7.1).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dps_allocation::reprovision::{self, TwinAction as PlannedTwin};
+use dps_allocation::{AllocationRequest, DeviceAttestation, DeviceContext};
+use dps_attestation::sas::SymmetricKey;
+use dps_attestation::tpm;
+use dps_hub::{
+    ensure_device, migrate_device, DeviceAuth, DeviceProvisioning, IotHub, MigrationMode,
+    TwinAction,
+};
+use dps_model::{
+    DeviceId, Enrollment as _, ErrorCode, RegistrationId, RegistrationRecord, RegistrationSubstatus,
+};
+use serde_json::Value;
+
+use super::authenticate::{AuthenticatedDevice, Evidence, MatchedEnrollment};
+use super::tenants::TenantView;
+use super::HubConnector;
+
+/// A registration that reached a hub.
+pub(crate) struct Assigned {
+    pub(crate) hub: String,
+    pub(crate) device_id: DeviceId,
+    pub(crate) substatus: RegistrationSubstatus,
+    pub(crate) payload: Option<Value>,
+    /// TPM devices: the activation blob of the hub key.
+    pub(crate) tpm_authentication_key: Option<String>,
+}
+
+/// A registration that failed after authentication (allocation or hub).
+pub(crate) struct Failure {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+pub(crate) struct Assignment<'a> {
+    pub(crate) hubs: &'a Arc<dyn HubConnector>,
+    pub(crate) allocator: &'a dps_allocation::Allocator,
+    pub(crate) view: &'a TenantView,
+    pub(crate) registration_id: &'a RegistrationId,
+    pub(crate) device: &'a AuthenticatedDevice,
+    pub(crate) previous: Option<&'a RegistrationRecord>,
+    pub(crate) api_version: &'a str,
+    pub(crate) payload: Option<&'a Value>,
+    pub(crate) peer: IpAddr,
+    pub(crate) storage_root_key: Option<&'a str>,
+}
+
+impl Assignment<'_> {
+    pub(crate) async fn run(&self) -> Result<Assigned, Failure> {
+        let enrollment = self.device.enrollment.as_ref();
+        let policy = enrollment.as_enrollment().reprovision_policy();
+        let previous = self.previous.filter(|p| p.assigned_hub.is_some());
+
+        let attestation = match &self.device.evidence {
+            Evidence::SymmetricKey { .. } => DeviceAttestation::SymmetricKey,
+            Evidence::X509 { leaf, signing } => DeviceAttestation::X509 {
+                certificate: Some(leaf),
+                signing_certificate: signing.as_ref(),
+            },
+            Evidence::Tpm(tpm) => DeviceAttestation::Tpm {
+                endorsement_key: &tpm.endorsement_key,
+                storage_root_key: tpm.storage_root_key.as_deref(),
+            },
+        };
+        let context = DeviceContext {
+            current_hub: previous.and_then(|p| p.assigned_hub.as_deref()),
+            current_device_id: previous
+                .and_then(|p| p.device_id.as_ref())
+                .map(|d| d.as_str()),
+            attestation,
+            payload: self.payload,
+            source_ip: Some(self.peer),
+        };
+        let request = AllocationRequest::new(
+            self.registration_id,
+            enrollment,
+            &self.view.hubs,
+            self.view.tenant.default_allocation_policy,
+        )
+        .map_err(allocation_failure)?
+        .with_device(context);
+        let decision = reprovision::plan_before_allocation(previous, policy, self.api_version);
+        let allocation = self
+            .allocator
+            .resolve(&request, &decision)
+            .await
+            .map_err(allocation_failure)?;
+        let plan = reprovision::plan_after_allocation(
+            previous,
+            policy,
+            self.api_version,
+            &allocation.hub_host_name,
+        );
+
+        let device_id = match &self.device.enrollment {
+            MatchedEnrollment::Individual(e) => e.effective_device_id(),
+            MatchedEnrollment::Group(_) => DeviceId::from(self.registration_id),
+        };
+        let (auth, tpm_authentication_key) = self.device_auth()?;
+        let provisioning = DeviceProvisioning {
+            device_id: device_id.clone(),
+            auth,
+            capabilities: enrollment.as_enrollment().capabilities(),
+            initial_twin: allocation
+                .initial_twin
+                .clone()
+                .or_else(|| enrollment.as_enrollment().initial_twin().cloned()),
+            twin_action: TwinAction::ApplyInitial,
+        };
+        let target = self.hub(&plan.target_hub)?;
+        let source = plan
+            .delete_from
+            .as_deref()
+            .and_then(|old| self.hub(old).ok());
+        let result = match (&plan.twin, source) {
+            (PlannedTwin::MigrateFrom(_), Some(source)) => migrate_device(
+                source.as_ref(),
+                target.as_ref(),
+                &provisioning,
+                MigrationMode::CopyTwin,
+            )
+            .await
+            .map(|_| ()),
+            (PlannedTwin::ResetToInitial, Some(source)) => migrate_device(
+                source.as_ref(),
+                target.as_ref(),
+                &provisioning,
+                MigrationMode::ResetToInitial,
+            )
+            .await
+            .map(|_| ()),
+            (PlannedTwin::KeepExisting, _) => {
+                let keep = DeviceProvisioning {
+                    twin_action: TwinAction::Keep,
+                    ..provisioning.clone()
+                };
+                ensure_device(target.as_ref(), &keep).await.map(|_| ())
+            }
+            // First assignment, a factory reset on the same hub, or a move
+            // from a hub that is no longer linked: the initial twin.
+            _ => ensure_device(target.as_ref(), &provisioning)
+                .await
+                .map(|_| ()),
+        };
+        result.map_err(|err| Failure {
+            code: ErrorCode::HUB_FAILURE,
+            message: format!("The linked IoT hub {} failed: {err}", plan.target_hub),
+        })?;
+        Ok(Assigned {
+            hub: plan.target_hub,
+            device_id,
+            substatus: plan.substatus,
+            payload: allocation.payload,
+            tpm_authentication_key,
+        })
+    }
+
+    fn hub(&self, host: &str) -> Result<Arc<dyn IotHub>, Failure> {
+        let linked = self.view.tenant.linked_hub(host).ok_or_else(|| Failure {
+            code: ErrorCode::LINKED_HUB_NOT_FOUND,
+            message: format!("The IoT hub {host} is not linked to this provisioning service."),
+        })?;
+        self.hubs.hub(linked).map_err(|err| Failure {
+            code: ErrorCode::HUB_FAILURE,
+            message: format!("Cannot reach the linked IoT hub {host}: {err}"),
+        })
+    }
+
+    /// The identity written on the hub: the device's own keys, its
+    /// certificate thumbprint, or for TPM a fresh hub key delivered in an
+    /// activation blob (a new key on every provisioning).
+    fn device_auth(&self) -> Result<(DeviceAuth, Option<String>), Failure> {
+        Ok(match &self.device.evidence {
+            Evidence::SymmetricKey { primary, secondary } => (
+                DeviceAuth::SymmetricKey {
+                    primary: primary.clone(),
+                    secondary: secondary.clone(),
+                },
+                None,
+            ),
+            Evidence::X509 { leaf, .. } => (
+                DeviceAuth::X509Thumbprint {
+                    primary: leaf.sha256_thumbprint.clone(),
+                    secondary: None,
+                },
+                None,
+            ),
+            Evidence::Tpm(enrolled) => {
+                let hub_key = SymmetricKey::from_bytes(rand::random::<[u8; 32]>().to_vec());
+                let srk = self
+                    .storage_root_key
+                    .or(enrolled.storage_root_key.as_deref())
+                    .ok_or_else(|| Failure {
+                        code: ErrorCode::INVALID_STORAGE_ROOT_KEY,
+                        message: "The registration needs tpm.storageRootKey.".to_owned(),
+                    })?;
+                let blob = tpm::activation_blob(&enrolled.endorsement_key, srk, &hub_key).map_err(
+                    |err| Failure {
+                        code: ErrorCode::INVALID_ENDORSEMENT_KEY,
+                        message: format!("Cannot build the TPM activation blob: {err}"),
+                    },
+                )?;
+                (
+                    DeviceAuth::SymmetricKey {
+                        primary: hub_key.clone(),
+                        secondary: hub_key,
+                    },
+                    Some(blob),
+                )
+            }
+        })
+    }
+}
+
+fn allocation_failure(err: dps_allocation::AllocationError) -> Failure {
+    Failure {
+        code: ErrorCode(err.error_code()),
+        message: err.to_string(),
+    }
+}

@@ -1,0 +1,359 @@
+//! Who is this device? Enrollment lookup and attestation (spec §3, §6.1):
+//! the individual enrollment first, then groups — symmetric-key groups by
+//! derived-key signature, X.509 groups by chain; TPM devices without a token
+//! get the endorsement-key challenge.
+//!
+//! Every refusal is the same 401 whatever the reason an enrollment was not
+//! found, so a caller learns nothing about other devices or tenants.
+
+use dps_attestation::sas::{Audience, ExpiryPolicy, SasToken, SymmetricKey};
+use dps_attestation::{keys, tpm, x509, AttestationError};
+use dps_model::registration::TpmRegistrationRequest;
+use dps_model::{
+    AttestationType, EnrollmentGroup, EnrollmentRef, ErrorCode, IndividualEnrollment,
+    RegistrationId, TpmAttestation, X509CertificateInfo,
+};
+use dps_storage::Store;
+
+use super::tenants::TenantView;
+use super::DeviceCredentials;
+use crate::respond::ApiError;
+
+/// The enrollment a device matched.
+#[derive(Clone, Debug)]
+pub(crate) enum MatchedEnrollment {
+    Individual(IndividualEnrollment),
+    Group(EnrollmentGroup),
+}
+
+impl MatchedEnrollment {
+    pub(crate) fn as_ref(&self) -> EnrollmentRef<'_> {
+        match self {
+            MatchedEnrollment::Individual(e) => EnrollmentRef::Individual(e),
+            MatchedEnrollment::Group(g) => EnrollmentRef::Group(g),
+        }
+    }
+}
+
+/// What the device proved, as later steps need it.
+#[derive(Clone, Debug)]
+pub(crate) enum Evidence {
+    /// The device signs with these keys (individual keys or group-derived).
+    SymmetricKey {
+        primary: SymmetricKey,
+        secondary: SymmetricKey,
+    },
+    /// The device's certificate, and the group certificate its chain reached.
+    X509 {
+        leaf: X509CertificateInfo,
+        signing: Option<X509CertificateInfo>,
+    },
+    /// The TPM's keys.
+    Tpm(TpmAttestation),
+}
+
+pub(crate) struct AuthenticatedDevice {
+    pub(crate) enrollment: MatchedEnrollment,
+    pub(crate) evidence: Evidence,
+}
+
+pub(crate) enum Authentication {
+    Device(AuthenticatedDevice),
+    /// A TPM device must first activate this blob (`authenticationKey`).
+    TpmChallenge(String),
+}
+
+fn refused(reason: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::UNAUTHORIZED, reason)
+}
+
+/// The generic refusal: the same for unknown scope, unknown enrollment and
+/// a wrong signature.
+pub(crate) fn unauthorized() -> ApiError {
+    refused("Unauthorized: the credentials do not match an enrollment of this ID scope.")
+}
+
+pub(crate) struct Authenticator<'a> {
+    pub(crate) store: &'a dyn Store,
+    pub(crate) view: &'a TenantView,
+    pub(crate) registration_id: &'a RegistrationId,
+    pub(crate) expiry: &'a ExpiryPolicy,
+}
+
+impl Authenticator<'_> {
+    pub(crate) async fn authenticate(
+        &self,
+        credentials: &DeviceCredentials,
+        tpm_request: Option<&TpmRegistrationRequest>,
+        allow_challenge: bool,
+    ) -> Result<Authentication, ApiError> {
+        if let Some(token) = &credentials.sas_token {
+            return self.by_token(token).await.map(Authentication::Device);
+        }
+        if !credentials.client_chain.is_empty() {
+            return self
+                .by_certificate(&credentials.client_chain)
+                .await
+                .map(Authentication::Device);
+        }
+        match tpm_request {
+            Some(tpm) if allow_challenge => self.tpm_challenge(tpm).await,
+            _ => Err(refused(
+                "Unauthorized: no SAS token in Authorization and no client certificate.",
+            )),
+        }
+    }
+
+    async fn individual(&self) -> Result<Option<IndividualEnrollment>, ApiError> {
+        self.store
+            .enrollment(&self.view.tenant.id_scope, self.registration_id)
+            .await
+            .map_err(ApiError::internal)
+    }
+
+    async fn by_token(&self, token: &str) -> Result<AuthenticatedDevice, ApiError> {
+        let token = SasToken::parse(token).map_err(|e| refused(format!("Unauthorized: {e}.")))?;
+        let audience = format!(
+            "{}/registrations/{}",
+            self.view.tenant.id_scope,
+            self.registration_id.as_str()
+        );
+        token
+            .check_audience(&Audience(&audience))
+            .map_err(|e| refused(format!("Unauthorized: {e}.")))?;
+        token
+            .check_expiry(self.expiry)
+            .map_err(|e| refused(format!("Unauthorized: {e}.")))?;
+
+        if let Some(enrollment) = self.individual().await? {
+            let evidence = match enrollment.attestation.kind {
+                AttestationType::SymmetricKey => {
+                    let (primary, secondary) = enrollment_keys(
+                        enrollment
+                            .attestation
+                            .symmetric_key
+                            .as_ref()
+                            .and_then(|k| k.primary_key.as_deref()),
+                        enrollment
+                            .attestation
+                            .symmetric_key
+                            .as_ref()
+                            .and_then(|k| k.secondary_key.as_deref()),
+                    )
+                    .ok_or_else(unauthorized)?;
+                    token
+                        .check_signature(&[&primary, &secondary])
+                        .map_err(|_| unauthorized())?;
+                    Evidence::SymmetricKey { primary, secondary }
+                }
+                AttestationType::Tpm => {
+                    let tpm = enrollment
+                        .attestation
+                        .tpm
+                        .clone()
+                        .ok_or_else(unauthorized)?;
+                    let key = self.challenge_key(&tpm.endorsement_key)?;
+                    token.check_signature(&[&key]).map_err(|_| unauthorized())?;
+                    Evidence::Tpm(tpm)
+                }
+                _ => return Err(unauthorized()),
+            };
+            return Ok(AuthenticatedDevice {
+                enrollment: MatchedEnrollment::Individual(enrollment),
+                evidence,
+            });
+        }
+
+        for group in &self.view.symmetric_key_groups {
+            let Some(keys) = group.attestation.symmetric_key.as_ref() else {
+                continue;
+            };
+            let Some((group_primary, group_secondary)) =
+                enrollment_keys(keys.primary_key.as_deref(), keys.secondary_key.as_deref())
+            else {
+                continue;
+            };
+            // The device derives its key from the registration id exactly as it presents it.
+            let id = self.registration_id.as_str();
+            let primary = keys::derive_device_key(&group_primary, id);
+            let secondary = keys::derive_device_key(&group_secondary, id);
+            if token.check_signature(&[&primary, &secondary]).is_ok() {
+                return Ok(AuthenticatedDevice {
+                    enrollment: MatchedEnrollment::Group(group.clone()),
+                    evidence: Evidence::SymmetricKey { primary, secondary },
+                });
+            }
+        }
+        Err(unauthorized())
+    }
+
+    async fn by_certificate<C: AsRef<[u8]>>(
+        &self,
+        chain: &[C],
+    ) -> Result<AuthenticatedDevice, ApiError> {
+        let common_name = x509::leaf_common_name(chain)
+            .map_err(|e| refused(format!("Invalid certificate: {e}.")))?;
+        if !common_name.eq_ignore_ascii_case(self.registration_id.as_str()) {
+            return Err(refused(format!(
+                "Invalid certificate: the subject CN {common_name:?} does not match the registration id {:?}.",
+                self.registration_id.as_str()
+            )));
+        }
+        let now = self.expiry.now();
+        let individual = self.individual().await?;
+        if let Some(enrollment) = &individual {
+            let client_certificates = enrollment
+                .attestation
+                .x509
+                .as_ref()
+                .and_then(|x| x.client_certificates.as_ref());
+            if let (AttestationType::X509, Some(certificates)) =
+                (enrollment.attestation.kind, client_certificates)
+            {
+                let verified = x509::verify_individual(
+                    chain,
+                    certificates,
+                    self.registration_id.as_str(),
+                    now,
+                )
+                .map_err(certificate_refusal)?;
+                return Ok(AuthenticatedDevice {
+                    enrollment: MatchedEnrollment::Individual(enrollment.clone()),
+                    evidence: Evidence::X509 {
+                        leaf: verified.leaf,
+                        signing: None,
+                    },
+                });
+            }
+        }
+        // Groups authenticate the chain; an individual enrollment of another
+        // type with this id still decides the outcome (the documented way to
+        // block one device of a group is a disabled individual enrollment).
+        let mut last_error = None;
+        for (group, anchors) in self.view.x509_groups.iter().zip(&self.view.x509_anchors) {
+            let anchor_refs: Vec<&x509::TrustAnchor> = anchors.iter().collect();
+            if anchor_refs.is_empty() {
+                continue;
+            }
+            match x509::verify_group(
+                chain,
+                &anchor_refs,
+                Some(self.registration_id.as_str()),
+                now,
+            ) {
+                Ok(verified) => {
+                    let signing = anchor_refs.get(verified.matched).map(|a| a.info().clone());
+                    let enrollment = match individual {
+                        Some(individual) if !individual.provisioning_status_enabled() => {
+                            MatchedEnrollment::Individual(individual)
+                        }
+                        Some(_) => return Err(unauthorized()),
+                        None => MatchedEnrollment::Group(group.clone()),
+                    };
+                    return Ok(AuthenticatedDevice {
+                        enrollment,
+                        evidence: Evidence::X509 {
+                            leaf: verified.leaf,
+                            signing,
+                        },
+                    });
+                }
+                Err(err) => {
+                    if last_error.as_ref().is_none_or(|e| rank(e) < rank(&err)) {
+                        last_error = Some(err);
+                    }
+                }
+            }
+        }
+        Err(match last_error {
+            Some(err) => certificate_refusal(err),
+            None => unauthorized(),
+        })
+    }
+
+    async fn tpm_challenge(
+        &self,
+        tpm_request: &TpmRegistrationRequest,
+    ) -> Result<Authentication, ApiError> {
+        let enrollment = self.individual().await?.ok_or_else(unauthorized)?;
+        let enrolled = enrollment
+            .attestation
+            .tpm
+            .as_ref()
+            .filter(|_| enrollment.attestation.kind == AttestationType::Tpm)
+            .ok_or_else(unauthorized)?;
+        if !tpm::same_endorsement_key(&enrolled.endorsement_key, &tpm_request.endorsement_key) {
+            return Err(unauthorized());
+        }
+        let storage_root_key = tpm_request
+            .storage_root_key
+            .as_deref()
+            .or(enrolled.storage_root_key.as_deref())
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::INVALID_STORAGE_ROOT_KEY,
+                    "The TPM challenge needs tpm.storageRootKey.",
+                )
+            })?;
+        let key = self.challenge_key(&enrolled.endorsement_key)?;
+        let blob = tpm::activation_blob(&tpm_request.endorsement_key, storage_root_key, &key)
+            .map_err(|e| ApiError::new(ErrorCode::INVALID_ENDORSEMENT_KEY, format!("{e}.")))?;
+        Ok(Authentication::TpmChallenge(blob))
+    }
+
+    /// The challenge key of this device: derived from the tenant's secret, so
+    /// any replica verifies the answer without session state.
+    fn challenge_key(&self, endorsement_key: &str) -> Result<SymmetricKey, ApiError> {
+        let secret = SymmetricKey::from_base64(&self.view.tenant.challenge_secret)
+            .map_err(|_| ApiError::internal("tenant challenge secret is not base64"))?;
+        let message = format!(
+            "tpm-challenge\n{}\n{}",
+            self.registration_id.key(),
+            endorsement_key.trim()
+        );
+        Ok(keys::derive_device_key(&secret, &message))
+    }
+}
+
+trait EnabledExt {
+    fn provisioning_status_enabled(&self) -> bool;
+}
+
+impl EnabledExt for IndividualEnrollment {
+    fn provisioning_status_enabled(&self) -> bool {
+        self.provisioning_status == dps_model::ProvisioningStatus::Enabled
+    }
+}
+
+fn enrollment_keys(
+    primary: Option<&str>,
+    secondary: Option<&str>,
+) -> Option<(SymmetricKey, SymmetricKey)> {
+    let primary = SymmetricKey::from_base64(primary?).ok()?;
+    let secondary = secondary
+        .and_then(|k| SymmetricKey::from_base64(k).ok())
+        .unwrap_or_else(|| primary.clone());
+    Some((primary, secondary))
+}
+
+/// Which chain failure tells the device most: one that reached a group's
+/// certificate beats one that did not.
+fn rank(err: &AttestationError) -> u8 {
+    match err {
+        AttestationError::ChainDoesNotReachAnchor { .. } => 0,
+        AttestationError::CaNotVerified { .. } => 3,
+        AttestationError::CertificateExpired { .. }
+        | AttestationError::CertificateNotYetValid { .. } => 2,
+        _ => 1,
+    }
+}
+
+fn certificate_refusal(err: AttestationError) -> ApiError {
+    match err {
+        AttestationError::CaNotVerified { .. } => {
+            refused(format!("CA certificate not verified: {err}."))
+        }
+        AttestationError::ChainDoesNotReachAnchor { .. } => refused("CA certificate not found."),
+        other => refused(format!("Invalid certificate: {other}.")),
+    }
+}

@@ -1,0 +1,412 @@
+//! The registration pipeline: one function per device instruction, shared by
+//! every transport (ARCHITECTURE.md "registration path").
+//!
+//! register: tenant by ID scope → enrollment + attestation → enabled? →
+//! previous registration + reprovision plan → allocation → hub identity and
+//! twin → one storage transaction (registration record, device operation,
+//! billing row) → answer. The work is finished before the answer, so the
+//! first poll already finds the final state.
+
+mod assign;
+mod authenticate;
+mod tenants;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::Utc;
+use dps_attestation::sas::ExpiryPolicy;
+use dps_hub::{HubDirectory, HubError, IotHub};
+use dps_model::registration::new_operation_id;
+use dps_model::registration::{TpmRegistrationResult, X509RegistrationResult};
+use dps_model::{
+    AttestationType, DeviceRegistrationRequest, DeviceRegistrationResult, ETag, Enrollment as _,
+    ErrorCode, IdScope, LinkedHub, OperationKind, OperationRecord, ProvisioningStatus,
+    RegistrationId, RegistrationOperation, RegistrationOperationStatus, RegistrationRecord,
+    RegistrationStatus,
+};
+use dps_storage::Store;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::Mutex;
+
+use self::assign::{Assigned, Assignment, Failure};
+use self::authenticate::{
+    unauthorized, Authentication, Authenticator, Evidence, MatchedEnrollment,
+};
+pub use self::tenants::{TenantCache, TenantView};
+use crate::respond::ApiError;
+
+/// How a device proved itself on this request.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceCredentials {
+    /// The `Authorization` header (HTTPS) or CONNECT password (MQTT).
+    pub sas_token: Option<String>,
+    /// The TLS client certificate chain, leaf first.
+    pub client_chain: Arc<Vec<CertificateDer<'static>>>,
+}
+
+/// One device instruction, as any transport hands it over.
+#[derive(Clone, Debug)]
+pub struct DeviceRequest {
+    /// The ID scope, as sent.
+    pub id_scope: String,
+    /// The registration id, as sent.
+    pub registration_id: String,
+    /// The device's api-version.
+    pub api_version: String,
+    /// Its credentials.
+    pub credentials: DeviceCredentials,
+    /// Its address (lowest-latency allocation).
+    pub peer: IpAddr,
+}
+
+/// The answer to a register instruction.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RegisterAnswer {
+    /// `202 assigning` with an operation id; the final state is stored.
+    Accepted(RegistrationOperationStatus),
+    /// The final state right away (tenant setting `synchronousRegister`).
+    Final(RegistrationOperationStatus),
+    /// TPM: activate this blob and sign a token with the key inside.
+    TpmChallenge {
+        /// The activation blob (`authenticationKey`).
+        authentication_key: String,
+    },
+}
+
+/// Gives the pipeline a hub client for a linked hub.
+pub trait HubConnector: Send + Sync {
+    /// The client for this hub.
+    fn hub(&self, linked: &LinkedHub) -> Result<Arc<dyn IotHub>, HubError>;
+}
+
+impl HubConnector for HubDirectory {
+    fn hub(&self, linked: &LinkedHub) -> Result<Arc<dyn IotHub>, HubError> {
+        Ok(self.get(linked)? as Arc<dyn IotHub>)
+    }
+}
+
+/// The registration pipeline.
+pub struct Pipeline {
+    store: Arc<dyn Store>,
+    hubs: Arc<dyn HubConnector>,
+    allocator: Arc<dps_allocation::Allocator>,
+    tenants: Arc<TenantCache>,
+    expiry: ExpiryPolicy,
+    locks: Vec<Mutex<()>>,
+}
+
+const LOCK_SHARDS: usize = 256;
+
+impl Pipeline {
+    /// A pipeline over these parts.
+    pub fn new(
+        store: Arc<dyn Store>,
+        hubs: Arc<dyn HubConnector>,
+        allocator: Arc<dps_allocation::Allocator>,
+        tenants: Arc<TenantCache>,
+        expiry: ExpiryPolicy,
+    ) -> Self {
+        Pipeline {
+            store,
+            hubs,
+            allocator,
+            tenants,
+            expiry,
+            locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    async fn view(
+        &self,
+        request: &DeviceRequest,
+    ) -> Result<(Arc<TenantView>, RegistrationId), ApiError> {
+        // An unknown or malformed scope gets the same answer as a bad token.
+        let scope = IdScope::new(request.id_scope.as_str()).map_err(|_| unauthorized())?;
+        let view = self
+            .tenants
+            .get(self.store.as_ref(), &scope)
+            .await?
+            .ok_or_else(unauthorized)?;
+        let registration_id = RegistrationId::new(request.registration_id.as_str())?;
+        Ok((view, registration_id))
+    }
+
+    async fn authenticate(
+        &self,
+        view: &TenantView,
+        registration_id: &RegistrationId,
+        request: &DeviceRequest,
+        body: Option<&DeviceRegistrationRequest>,
+        allow_challenge: bool,
+    ) -> Result<Authentication, ApiError> {
+        Authenticator {
+            store: self.store.as_ref(),
+            view,
+            registration_id,
+            expiry: &self.expiry,
+        }
+        .authenticate(
+            &request.credentials,
+            body.and_then(|b| b.tpm.as_ref()),
+            allow_challenge,
+        )
+        .await
+    }
+
+    /// Register (D1): authenticate, assign, store; answer `202 assigning`.
+    pub async fn register(
+        &self,
+        request: &DeviceRequest,
+        body: DeviceRegistrationRequest,
+        _force: bool,
+    ) -> Result<RegisterAnswer, ApiError> {
+        let (view, registration_id) = self.view(request).await?;
+        let device = match self
+            .authenticate(&view, &registration_id, request, Some(&body), true)
+            .await?
+        {
+            Authentication::TpmChallenge(blob) => {
+                return Ok(RegisterAnswer::TpmChallenge {
+                    authentication_key: blob,
+                })
+            }
+            Authentication::Device(device) => device,
+        };
+        let scope = &view.tenant.id_scope;
+        let _serialised = self.lock(&registration_id).await;
+        let previous = self
+            .store
+            .registration(scope, &registration_id)
+            .await
+            .map_err(ApiError::internal)?;
+
+        let enabled = match &device.enrollment {
+            MatchedEnrollment::Individual(e) => {
+                e.provisioning_status == ProvisioningStatus::Enabled
+            }
+            MatchedEnrollment::Group(g) => g.provisioning_status() == ProvisioningStatus::Enabled,
+        };
+        let outcome = if enabled {
+            Assignment {
+                hubs: &self.hubs,
+                allocator: &self.allocator,
+                view: &view,
+                registration_id: &registration_id,
+                device: &device,
+                previous: previous.as_ref(),
+                api_version: &request.api_version,
+                payload: body.payload.as_ref(),
+                peer: request.peer,
+                storage_root_key: body
+                    .tpm
+                    .as_ref()
+                    .and_then(|t| t.storage_root_key.as_deref()),
+            }
+            .run()
+            .await
+            .map(Some)
+        } else {
+            Ok(None)
+        };
+
+        let now = Utc::now();
+        let enrollment_group_id = device.enrollment.as_ref().group_id().cloned();
+        let attestation_type = match &device.evidence {
+            Evidence::SymmetricKey { .. } => AttestationType::SymmetricKey,
+            Evidence::X509 { .. } => AttestationType::X509,
+            Evidence::Tpm(_) => AttestationType::Tpm,
+        };
+        let x509 = match &device.evidence {
+            Evidence::X509 { leaf, signing } => Some(X509RegistrationResult {
+                certificate_info: Some(leaf.clone()),
+                enrollment_group_id: enrollment_group_id.as_ref().map(|g| g.as_str().to_owned()),
+                signing_certificate_info: signing.clone(),
+            }),
+            _ => None,
+        };
+        // A failed or refused attempt keeps the hub the device already had.
+        let mut record = RegistrationRecord {
+            registration_id: registration_id.clone(),
+            enrollment_group_id,
+            attestation_type,
+            created: previous.as_ref().map_or(now, |p| p.created),
+            last_updated: now,
+            assigned_hub: previous.as_ref().and_then(|p| p.assigned_hub.clone()),
+            device_id: previous.as_ref().and_then(|p| p.device_id.clone()),
+            status: RegistrationStatus::Disabled,
+            substatus: None,
+            error_code: None,
+            error_message: None,
+            etag: ETag::generate(),
+            payload: None,
+            tpm: None,
+            x509,
+        };
+        let mut billing = None;
+        match outcome {
+            Ok(Some(Assigned {
+                hub,
+                device_id,
+                substatus,
+                payload,
+                tpm_authentication_key,
+            })) => {
+                let kind = if previous
+                    .as_ref()
+                    .is_some_and(|p| p.status == RegistrationStatus::Assigned)
+                {
+                    OperationKind::ReRegistration
+                } else {
+                    OperationKind::Registration
+                };
+                billing = Some(OperationRecord::now(
+                    scope,
+                    kind,
+                    Some(registration_id.as_str().to_owned()),
+                ));
+                record.status = RegistrationStatus::Assigned;
+                record.assigned_hub = Some(hub);
+                record.device_id = Some(device_id);
+                record.substatus = Some(downgrade_substatus(substatus, &request.api_version));
+                record.payload = payload;
+                record.tpm = tpm_authentication_key.map(|k| TpmRegistrationResult {
+                    authentication_key: k,
+                });
+            }
+            Ok(None) => {
+                record.error_code = Some(ErrorCode(401000).0);
+                record.error_message = Some("The enrollment is disabled.".to_owned());
+            }
+            Err(Failure { code, message }) => {
+                tracing::info!(registration = %registration_id, code = code.0, %message, "registration failed");
+                record.status = RegistrationStatus::Failed;
+                record.error_code = Some(code.0);
+                record.error_message = Some(message);
+            }
+        }
+
+        let operation_id = new_operation_id();
+        let final_status = RegistrationOperationStatus {
+            operation_id: operation_id.clone(),
+            status: record.status,
+            registration_state: Some(record.to_result()),
+        };
+        let operation = RegistrationOperation {
+            operation_id: operation_id.clone(),
+            registration_id: registration_id.clone(),
+            created: now,
+            status: final_status.clone(),
+        };
+        self.store
+            .commit_registration(scope, record, operation, billing)
+            .await
+            .map_err(ApiError::internal)?;
+
+        Ok(if view.tenant.synchronous_register {
+            RegisterAnswer::Final(final_status)
+        } else {
+            RegisterAnswer::Accepted(RegistrationOperationStatus {
+                operation_id,
+                status: RegistrationStatus::Assigning,
+                registration_state: None,
+            })
+        })
+    }
+
+    /// Poll (D2): the stored answer of an operation of this device.
+    pub async fn operation_status(
+        &self,
+        request: &DeviceRequest,
+        operation_id: &str,
+    ) -> Result<RegistrationOperationStatus, ApiError> {
+        let (view, registration_id) = self.view(request).await?;
+        self.authenticated_device(&view, &registration_id, request)
+            .await?;
+        let not_found = || {
+            ApiError::new(
+                ErrorCode::ASYNC_OPERATION_NOT_FOUND,
+                format!("Operation {operation_id:?} was not found."),
+            )
+        };
+        let operation = self
+            .store
+            .registration_operation(&view.tenant.id_scope, operation_id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(not_found)?;
+        if operation.registration_id != registration_id {
+            return Err(not_found());
+        }
+        Ok(operation.status)
+    }
+
+    /// Status lookup (D3): the device's registration record.
+    pub async fn registration_status(
+        &self,
+        request: &DeviceRequest,
+        _body: DeviceRegistrationRequest,
+    ) -> Result<DeviceRegistrationResult, ApiError> {
+        let (view, registration_id) = self.view(request).await?;
+        self.authenticated_device(&view, &registration_id, request)
+            .await?;
+        let scope = &view.tenant.id_scope;
+        let record = self
+            .store
+            .registration(scope, &registration_id)
+            .await
+            .map_err(ApiError::internal)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::DEVICE_REGISTRATION_NOT_FOUND,
+                    "This device has no registration record.",
+                )
+            })?;
+        self.store
+            .record_operation(OperationRecord::now(
+                scope,
+                OperationKind::RegistrationStatusLookup,
+                Some(registration_id.as_str().to_owned()),
+            ))
+            .await
+            .map_err(ApiError::internal)?;
+        Ok(record.to_result())
+    }
+
+    async fn authenticated_device(
+        &self,
+        view: &TenantView,
+        registration_id: &RegistrationId,
+        request: &DeviceRequest,
+    ) -> Result<(), ApiError> {
+        match self
+            .authenticate(view, registration_id, request, None, false)
+            .await?
+        {
+            Authentication::Device(_) => Ok(()),
+            Authentication::TpmChallenge(_) => Err(unauthorized()),
+        }
+    }
+
+    async fn lock(&self, registration_id: &RegistrationId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        registration_id.hash(&mut hasher);
+        let shard = (hasher.finish() as usize) % self.locks.len();
+        self.locks[shard].lock().await
+    }
+}
+
+/// `reprovisionedToInitialAssignment` exists from api-version 2019-04-15;
+/// older callers get `initialAssignment`.
+fn downgrade_substatus(
+    substatus: dps_model::RegistrationSubstatus,
+    api_version: &str,
+) -> dps_model::RegistrationSubstatus {
+    use dps_model::RegistrationSubstatus as S;
+    if substatus == S::ReprovisionedToInitialAssignment && api_version < "2019-04-15" {
+        S::InitialAssignment
+    } else {
+        substatus
+    }
+}

@@ -1,0 +1,169 @@
+//! The one place that turns failures into wire answers: HTTP status, the
+//! Azure error body (`errorCode`, `trackingId`, `message`, `timestampUtc`),
+//! `x-ms-error-code`, and `Retry-After` only where clients should retry
+//! (some SDKs retry any 4xx that carries it).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::response::{IntoResponse, Response};
+use dps_model::{ErrorBody, ErrorCode, ModelError};
+use http::{header, HeaderValue, StatusCode};
+
+/// The largest body the device and service APIs accept (the cloud's 96 KB).
+pub const MAX_BODY_BYTES: usize = 96 * 1024;
+
+/// `Content-Type` of every JSON answer (the Node SDK parses only with it).
+pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
+/// A request that failed, ready to be rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// 6-digit Azure code; its first three digits are the HTTP status.
+    pub code: ErrorCode,
+    /// What went wrong, for the client.
+    pub message: String,
+    /// Seconds the client should wait (429 and 503 only).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 400 with the generic argument-invalid code.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::ARGUMENT_INVALID, message)
+    }
+
+    /// 401 with the Azure unauthorized code.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::UNAUTHORIZED, message)
+    }
+
+    /// 500 without internal details (they go to the log).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        let tracking = uuid::Uuid::new_v4();
+        tracing::error!(%tracking, %detail, "internal error");
+        ApiError::new(
+            ErrorCode::INTERNAL,
+            format!("Internal error (tracking id {tracking})."),
+        )
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(err: ModelError) -> Self {
+        let code = match &err {
+            ModelError::InvalidId {
+                kind: "registrationId",
+                ..
+            } => ErrorCode::INVALID_REGISTRATION_ID,
+            ModelError::InvalidId {
+                kind: "enrollmentGroupId",
+                ..
+            } => ErrorCode::INVALID_ENROLLMENT_GROUP_ID,
+            _ => ErrorCode::ARGUMENT_INVALID,
+        };
+        ApiError::new(code, err.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody::new(self.code, self.message);
+        let mut response = json_response(status, &body);
+        let headers = response.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.code.0.to_string()) {
+            headers.insert("x-ms-error-code", v);
+        }
+        if let Some(seconds) = self.retry_after {
+            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+        }
+        response
+    }
+}
+
+/// A JSON answer with the content type every SDK needs.
+pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(JSON_CONTENT_TYPE),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(err) => ApiError::internal(err).into_response(),
+    }
+}
+
+/// The request body, at most [`MAX_BODY_BYTES`]; over the limit is a 413 in
+/// the Azure error shape rather than the framework's text.
+pub struct LimitedBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for LimitedBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                ErrorCode::PAYLOAD_TOO_LARGE,
+                format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
+            )
+        };
+        if let Some(length) = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if length > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+        }
+        let body = request.into_body();
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => Ok(LimitedBody(bytes)),
+            Err(err) => {
+                let text = err.to_string();
+                if text.contains("length limit") {
+                    Err(too_large())
+                } else {
+                    Err(ApiError::bad_request(format!(
+                        "The request body could not be read: {text}"
+                    )))
+                }
+            }
+        }
+    }
+}
+
+/// The answer for paths no route knows.
+pub async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode(404000), "The requested resource does not exist.")
+}
+
+/// The answer for a known path with the wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode(405000),
+        "The method is not allowed on this resource.",
+    )
+}

@@ -1,0 +1,186 @@
+//! Building the whole service from its configuration and running both
+//! endpoints: `start` returns once the listeners are bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dps_allocation::{Allocator, AllocatorConfig, WebhookConfig};
+use dps_attestation::sas::ExpiryPolicy;
+use dps_hub::{HubClientOptions, HubDirectory};
+use dps_storage::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::ServiceConfig;
+use crate::listener::serve_tls;
+use crate::pipeline::{Pipeline, TenantCache};
+use crate::tls::ServerIdentity;
+use crate::{device, service_api, storage_url, ServiceError};
+
+/// How long device operations are kept for polls (at least the promised 24 h).
+const OPERATION_RETENTION: Duration = Duration::from_secs(48 * 3600);
+
+/// A running server.
+pub struct RunningServer {
+    /// Where the device endpoint listens.
+    pub device_addr: SocketAddr,
+    /// Where the service operations endpoint listens.
+    pub service_addr: SocketAddr,
+    /// PEM of the certificate clients should trust.
+    pub trust_pem: String,
+    /// The operator credential for tenant management.
+    pub operator_key: String,
+    /// The store (tests inspect it).
+    pub store: Arc<dyn Store>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stop accepting, let open requests finish (up to 5 s), and return.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(6), task).await;
+        }
+    }
+}
+
+/// Open the store, prepare TLS, hubs and allocation, bind both listeners and
+/// start serving.
+pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| ServiceError::Io {
+        path: config.data_dir.clone(),
+        reason: e.to_string(),
+    })?;
+    let store = storage_url::open(&config.storage_url()).await?;
+    let identity = ServerIdentity::load_or_generate(&config.tls, &config.data_dir)?;
+    let tls = identity.server_config(&[b"h2", b"http/1.1"])?;
+
+    let mut hub_options = HubClientOptions::default().retry_deadline(config.hub_timeout());
+    for path in &config.hubs.trusted_ca_files {
+        hub_options = hub_options.trust_ca_pem(read_pem(path)?);
+    }
+    for (host, addr) in &config.hubs.resolve {
+        hub_options = hub_options.resolve(host.clone(), *addr);
+    }
+    let hubs = Arc::new(
+        HubDirectory::new(hub_options).map_err(|e| ServiceError::Config {
+            reason: format!("hub client: {e}"),
+        })?,
+    );
+    let webhook = WebhookConfig {
+        timeout: Duration::from_millis(config.allocation.webhook_timeout_ms),
+        extra_root_certificates_pem: config
+            .allocation
+            .webhook_trusted_ca_files
+            .iter()
+            .map(|p| read_pem(p).map(String::into_bytes))
+            .collect::<Result<_, _>>()?,
+        ..WebhookConfig::default()
+    };
+    let allocator = Arc::new(
+        Allocator::new(AllocatorConfig {
+            webhook,
+            ..AllocatorConfig::default()
+        })
+        .map_err(|e| ServiceError::Config {
+            reason: format!("allocation: {e}"),
+        })?,
+    );
+    let tenants = Arc::new(TenantCache::default());
+    let pipeline = Arc::new(Pipeline::new(
+        store.clone(),
+        hubs,
+        allocator,
+        tenants.clone(),
+        ExpiryPolicy::default(),
+    ));
+    let operator_key = config
+        .operator_key
+        .clone()
+        .unwrap_or_else(dps_attestation::keys::generate_key);
+
+    let device_router = device::router(
+        pipeline,
+        config.device.retry_after_seconds,
+        config.device.public_host.clone(),
+    );
+    let service_router = service_api::router(service_api::ServiceApi::new(
+        store.clone(),
+        tenants,
+        operator_key.clone(),
+        config.service.host_suffix.clone(),
+    ));
+
+    let device_listener = bind(config.device.listen).await?;
+    let service_listener = bind(config.service.listen).await?;
+    let device_addr = local_addr(&device_listener, config.device.listen)?;
+    let service_addr = local_addr(&service_listener, config.service.listen)?;
+    let (shutdown, receiver) = watch::channel(false);
+    let mut tasks = vec![
+        tokio::spawn(serve_tls(
+            device_listener,
+            tls.clone(),
+            device_router,
+            receiver.clone(),
+        )),
+        tokio::spawn(serve_tls(
+            service_listener,
+            tls,
+            service_router,
+            receiver.clone(),
+        )),
+    ];
+    tasks.push(tokio::spawn(purge_operations(store.clone(), receiver)));
+    tracing::info!(%device_addr, %service_addr, "dps is serving");
+    Ok(RunningServer {
+        device_addr,
+        service_addr,
+        trust_pem: identity.trust_pem,
+        operator_key,
+        store,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn purge_operations(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let cutoff = chrono::Utc::now()
+            - chrono::Duration::from_std(OPERATION_RETENTION).unwrap_or(chrono::Duration::days(2));
+        if let Err(err) = store.purge_registration_operations(cutoff).await {
+            tracing::warn!(%err, "purging old device operations failed");
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServiceError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServiceError::Bind {
+            addr,
+            reason: e.to_string(),
+        })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServiceError> {
+    listener.local_addr().map_err(|e| ServiceError::Bind {
+        addr,
+        reason: e.to_string(),
+    })
+}
+
+fn read_pem(path: &std::path::Path) -> Result<String, ServiceError> {
+    std::fs::read_to_string(path).map_err(|e| ServiceError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}

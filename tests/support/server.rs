@@ -1,0 +1,163 @@
+//! A whole dps system for one test: the hub emulator with named hubs, and a
+//! dps server on its own loopback block `127.0.N.x` (device endpoint on
+//! `127.0.N.1:443`, service endpoint on `127.0.N.2:443`) — the official SDKs
+//! always dial port 443, so parallel tests get their own addresses instead of
+//! ports. One tenant is created with every hub linked.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use anyhow::{Context as _, Result};
+use dps_attestation::keys::generate_key;
+use dps_hub_sim::{HubSim, HubSimConfig, HubSpec, RunningHubSim};
+use dps_model::{
+    AccessRight, AllocationPolicy, ETag, IdScope, LinkedHub, SharedAccessPolicy, Tenant,
+};
+use dps_service::server::RunningServer;
+use dps_service::ServiceConfig;
+
+static NEXT_BLOCK: AtomicU8 = AtomicU8::new(10);
+
+/// A running system.
+pub struct TestSystem {
+    /// The dps server.
+    pub server: RunningServer,
+    /// The hub emulator.
+    pub hubs: RunningHubSim,
+    /// The device endpoint's host (an IP in the certificate).
+    pub device_host: String,
+    /// The service endpoint's host.
+    pub service_host: String,
+    /// The tenant every hub is linked to.
+    pub tenant: Tenant,
+    /// PEM file of the CA that signed the server certificate.
+    pub ca_file: PathBuf,
+    /// Scratch directory of this system.
+    pub dir: tempfile::TempDir,
+}
+
+/// Options for [`TestSystem::start`].
+pub struct SystemOptions<'a> {
+    /// Host names of the hubs to emulate and link.
+    pub hubs: &'a [&'a str],
+    /// Extra configuration edits.
+    pub configure: &'a dyn Fn(&mut ServiceConfig),
+}
+
+impl Default for SystemOptions<'_> {
+    fn default() -> Self {
+        SystemOptions {
+            hubs: &["hub-a.test"],
+            configure: &|_| {},
+        }
+    }
+}
+
+impl TestSystem {
+    /// Start the emulator and the server, and create the tenant.
+    pub async fn start(options: SystemOptions<'_>) -> Result<TestSystem> {
+        let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
+        anyhow::ensure!(block < 250, "out of loopback blocks");
+        let device_ip = Ipv4Addr::new(127, 0, block, 1);
+        let service_ip = Ipv4Addr::new(127, 0, block, 2);
+        let dir = tempfile::tempdir()?;
+
+        let hubs = HubSim::start(HubSimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            hubs: options
+                .hubs
+                .iter()
+                .map(|h| HubSpec::generated(*h))
+                .collect(),
+            ..HubSimConfig::default()
+        })
+        .await
+        .context("starting the hub emulator")?;
+        let hub_ca = dir.path().join("hub-ca.pem");
+        std::fs::write(&hub_ca, hubs.ca_pem())?;
+
+        let mut config = ServiceConfig::default();
+        config.data_dir = dir.path().join("data");
+        config.device.listen = SocketAddr::from((device_ip, 443));
+        config.service.listen = SocketAddr::from((service_ip, 443));
+        config.tls.dev_names = vec![
+            device_ip.to_string(),
+            service_ip.to_string(),
+            "localhost".to_owned(),
+        ];
+        config.hubs.trusted_ca_files = vec![hub_ca];
+        for hub in options.hubs {
+            config.hubs.resolve.insert((*hub).to_owned(), hubs.addr());
+        }
+        config.operator_key = Some(generate_key());
+        (options.configure)(&mut config);
+        let server = dps_service::server::start(config)
+            .await
+            .context("starting dps")?;
+        let ca_file = dir.path().join("dps-ca.pem");
+        std::fs::write(&ca_file, &server.trust_pem)?;
+
+        let tenant = Tenant {
+            name: format!("test-{block}"),
+            id_scope: IdScope::generate(),
+            service_host_name: service_ip.to_string(),
+            default_allocation_policy: AllocationPolicy::Hashed,
+            linked_hubs: options
+                .hubs
+                .iter()
+                .map(|h| LinkedHub {
+                    host_name: (*h).to_owned(),
+                    connection_string: hubs.connection_string(h).expect("hub exists"),
+                    allocation_weight: 1,
+                    apply_allocation_policy: true,
+                    location: None,
+                })
+                .collect(),
+            access_policies: vec![SharedAccessPolicy {
+                key_name: "provisioningserviceowner".to_owned(),
+                primary_key: generate_key(),
+                secondary_key: generate_key(),
+                rights: AccessRight::ALL.to_vec(),
+            }],
+            ca_certificates: Vec::new(),
+            synchronous_register: false,
+            challenge_secret: generate_key(),
+            etag: ETag::generate(),
+            created: chrono::Utc::now(),
+        };
+        let tenant = server.store.create_tenant(tenant).await?;
+        Ok(TestSystem {
+            server,
+            hubs,
+            device_host: device_ip.to_string(),
+            service_host: service_ip.to_string(),
+            tenant,
+            ca_file,
+            dir,
+        })
+    }
+
+    /// The tenant's ID scope.
+    pub fn scope(&self) -> &IdScope {
+        &self.tenant.id_scope
+    }
+
+    /// Environment for a Node scenario: trust the server's CA.
+    pub fn node_env(&self) -> Vec<(String, String)> {
+        vec![
+            (
+                "NODE_EXTRA_CA_CERTS".to_owned(),
+                self.ca_file.display().to_string(),
+            ),
+            ("DPS_HOST".to_owned(), self.device_host.clone()),
+            ("ID_SCOPE".to_owned(), self.scope().to_string()),
+        ]
+    }
+
+    /// Stop everything.
+    pub async fn stop(self) {
+        self.server.shutdown().await;
+        self.hubs.shutdown().await;
+    }
+}
