@@ -1,0 +1,3 @@
+//! Integration tests of dps-attestation: one binary, one module per area.
+
+mod sas;
