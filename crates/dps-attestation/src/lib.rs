@@ -4,6 +4,10 @@
 //! * [`sas`]: shared access signature tokens — create, parse, verify (audience,
 //!   expiry with clock skew, constant-time signature check over the raw `sr`).
 //! * [`keys`]: symmetric keys — group-derived device keys, generation, validation.
+//! * [`x509`]: certificates — decoding (PEM, base64 DER, DER) and
+//!   `X509CertificateInfo`, individual-enrollment matching, group chains to
+//!   cached [`x509::TrustAnchor`]s (signatures, validity, CA flags, verified
+//!   CAs), CA proof of possession.
 //!
 //! This crate is pure computation: it performs no I/O, spawns nothing and has
 //! no async code. Callers look records up and hand this crate what it needs.
@@ -21,5 +25,6 @@
 mod error;
 pub mod keys;
 pub mod sas;
+pub mod x509;
 
 pub use error::AttestationError;

@@ -1,3 +1,6 @@
 //! Integration tests of dps-attestation: one binary, one module per area.
 
+mod pki;
+mod process;
 mod sas;
+mod x509;
