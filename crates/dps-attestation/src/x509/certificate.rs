@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
+use super::der::check_unsigned_framing;
 use super::name::{common_name, format_name};
 use crate::AttestationError;
 
@@ -82,7 +83,13 @@ pub(crate) fn parse_der<'a>(
     which: &str,
 ) -> Result<X509Certificate<'a>, AttestationError> {
     match X509Certificate::from_der(der) {
-        Ok(([], cert)) => Ok(cert),
+        Ok(([], cert)) => match check_unsigned_framing(der, cert.tbs_certificate.as_ref()) {
+            Ok(()) => Ok(cert),
+            Err(reason) => Err(AttestationError::MalformedCertificate {
+                which: which.to_owned(),
+                reason: reason.to_owned(),
+            }),
+        },
         Ok(_) => Err(AttestationError::MalformedCertificate {
             which: which.to_owned(),
             reason: "trailing bytes after the certificate".to_owned(),

@@ -24,6 +24,7 @@
 mod anchor;
 mod certificate;
 mod chain;
+mod der;
 mod individual;
 mod name;
 mod proof;

@@ -100,13 +100,6 @@ pub(crate) fn verify_certificate_signature(
             ),
         });
     };
-    // RFC 5280 §4.1.1.2: the outer algorithm must repeat the signed one.
-    if cert.signature_algorithm != cert.tbs_certificate.signature {
-        return Err(AttestationError::MalformedCertificate {
-            which: format_name(cert.subject()),
-            reason: "signatureAlgorithm differs from tbsCertificate.signature".to_owned(),
-        });
-    }
     UnparsedPublicKey::new(algorithm, issuer.bytes)
         .verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
         .map_err(|_| AttestationError::BadCertificateSignature {
