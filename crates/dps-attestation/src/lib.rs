@@ -8,6 +8,9 @@
 //!   `X509CertificateInfo`, individual-enrollment matching, group chains to
 //!   cached [`x509::TrustAnchor`]s (signatures, validity, CA flags, verified
 //!   CAs), CA proof of possession.
+//! * [`tpm`]: TPM 2.0 — endorsement/storage-root key parsing and comparison,
+//!   the SDKs' default registration id, and the activation blob that seals a
+//!   fresh SAS key to one device's TPM.
 //!
 //! This crate is pure computation: it performs no I/O, spawns nothing and has
 //! no async code. Callers look records up and hand this crate what it needs.
@@ -25,6 +28,7 @@
 mod error;
 pub mod keys;
 pub mod sas;
+pub mod tpm;
 pub mod x509;
 
 pub use error::AttestationError;

@@ -3,4 +3,5 @@
 mod pki;
 mod process;
 mod sas;
+mod tpm;
 mod x509;

@@ -31,6 +31,12 @@ fn rsa_pkcs8(slot: usize) -> &'static [u8] {
     })
 }
 
+/// One of the process's cached RSA-2048 keys.
+pub(crate) fn rsa_key(slot: usize) -> rsa::RsaPrivateKey {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    rsa::RsaPrivateKey::from_pkcs8_der(rsa_pkcs8(slot)).expect("cached key decodes")
+}
+
 pub(crate) fn key(alg: Alg) -> KeyPair {
     match alg {
         Alg::P256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
