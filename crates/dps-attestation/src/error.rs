@@ -41,4 +41,121 @@ pub enum AttestationError {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// A certificate (PEM, base64 DER or DER) could not be decoded or parsed.
+    #[error("malformed certificate ({which}): {reason}")]
+    MalformedCertificate {
+        /// Which certificate: `chain[0]`, `enrolled primary`, `trust anchor "name"`…
+        which: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS client presented no certificate.
+    #[error("no client certificate was presented")]
+    EmptyChain,
+    /// A certificate's subject carries no common name (CN).
+    #[error("certificate subject {subject:?} has no common name")]
+    MissingCommonName {
+        /// The subject distinguished name.
+        subject: String,
+    },
+    /// The leaf certificate's CN is not the registration id.
+    #[error("certificate common name {actual:?} does not match registration id {expected:?}")]
+    CommonNameMismatch {
+        /// The registration id the device asked for (or the enrollment's).
+        expected: String,
+        /// The CN of the leaf certificate.
+        actual: String,
+    },
+    /// A certificate's validity period ended before `now`.
+    #[error("certificate {subject:?} expired at {not_after} (now {now})")]
+    CertificateExpired {
+        /// Subject of the expired certificate.
+        subject: String,
+        /// Its notAfter, RFC 3339.
+        not_after: String,
+        /// The verifier's clock, RFC 3339.
+        now: String,
+    },
+    /// A certificate's validity period starts after `now`.
+    #[error("certificate {subject:?} is not valid before {not_before} (now {now})")]
+    CertificateNotYetValid {
+        /// Subject of the certificate.
+        subject: String,
+        /// Its notBefore, RFC 3339.
+        not_before: String,
+        /// The verifier's clock, RFC 3339.
+        now: String,
+    },
+    /// A certificate's signature does not verify with its issuer's public key.
+    #[error("signature of certificate {subject:?} does not verify with the key of {issuer:?}")]
+    BadCertificateSignature {
+        /// Subject of the certificate whose signature failed.
+        subject: String,
+        /// Subject of the certificate whose key was tried.
+        issuer: String,
+    },
+    /// A certificate is signed with an algorithm this crate does not accept
+    /// (only RSA PKCS#1 v1.5 with SHA-256/384/512 of ≥ 2048 bits, ECDSA P-256/P-384
+    /// with SHA-256/384, and Ed25519 are).
+    #[error("certificate {subject:?} uses unsupported signature algorithm {algorithm}")]
+    UnsupportedSignatureAlgorithm {
+        /// Subject of the certificate.
+        subject: String,
+        /// The signature algorithm OID with the issuer key's algorithm, dotted.
+        algorithm: String,
+    },
+    /// The presented leaf is neither the enrollment's primary nor its secondary certificate.
+    #[error("certificate with SHA-256 thumbprint {sha256_thumbprint} is not enrolled")]
+    CertificateNotEnrolled {
+        /// Upper-case hex SHA-256 of the presented leaf.
+        sha256_thumbprint: String,
+    },
+    /// The chain reaches a CA certificate that has not passed proof of possession.
+    #[error("CA certificate not found. ({name:?} is not verified)")]
+    CaNotVerified {
+        /// Name of the CA certificate (or group signing certificate).
+        name: String,
+    },
+    /// No certificate of the chain leads to any trust anchor.
+    #[error("certificate chain ends at {subject:?}, whose issuer {issuer:?} is no trusted CA")]
+    ChainDoesNotReachAnchor {
+        /// Subject of the last certificate reached.
+        subject: String,
+        /// The issuer named by that certificate, found neither in the chain nor among the anchors.
+        issuer: String,
+    },
+    /// A certificate that issues another one is not a CA (basicConstraints
+    /// CA flag missing, or key usage without keyCertSign).
+    #[error("certificate {subject:?} is not a certificate authority")]
+    NotACertificateAuthority {
+        /// Subject of the would-be issuer.
+        subject: String,
+    },
+    /// A proof-of-possession certificate does not carry the verification code as its CN.
+    #[error(
+        "proof-of-possession certificate CN {actual:?} is not the verification code {expected:?}"
+    )]
+    VerificationCodeMismatch {
+        /// The code the service issued.
+        expected: String,
+        /// The CN of the presented certificate.
+        actual: String,
+    },
+    /// A TPM public area (`TPM2B_PUBLIC`, base64) could not be decoded.
+    #[error("malformed TPM {key}: {reason}")]
+    MalformedTpmKey {
+        /// `endorsementKey` or `storageRootKey`.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A TPM key is well-formed but not one the activation protocol can use.
+    #[error("unsupported TPM {key}: {reason}")]
+    UnsupportedTpmKey {
+        /// `endorsementKey` or `storageRootKey`.
+        key: String,
+        /// Which property is not supported.
+        reason: String,
+    },
 }

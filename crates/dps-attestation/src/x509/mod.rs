@@ -1,0 +1,51 @@
+//! X.509 attestation: certificate decoding and info, individual-enrollment
+//! matching, group (CA) chain verification and CA proof of possession.
+//!
+//! Inputs come in two shapes. Certificates stored by administrators (enrollment
+//! `clientCertificates`/`signingCertificates`, uploaded CA certificates, proof
+//! certificates) are text as the SDKs send them — PEM with armour or bare base64
+//! DER — and every function taking such a certificate also accepts raw DER.
+//! The TLS client chain is DER, leaf first, exactly as the TLS layer hands it over.
+//!
+//! Every check takes `now` (Unix seconds) so that callers and tests decide the
+//! clock; [`crate::sas::unix_now`] reads the system clock.
+//!
+//! * [`decode_certificate`], [`certificate_info`], [`leaf_common_name`]: parsing.
+//! * [`verify_individual`]: the leaf must be the enrollment's primary or
+//!   secondary certificate, valid at `now`, with CN = registration id.
+//! * [`TrustAnchor`] + [`verify_group`]: a chain from the leaf through the
+//!   presented intermediates to a verified group signing / CA certificate, every
+//!   signature, validity period and CA flag checked.
+//! * [`generate_verification_code`], [`verify_proof_of_possession`]: CA verification.
+//!
+//! Not done here: revocation (CRL/OCSP), name and path-length constraints, and
+//! extended key usage — DPS does not check them either as far as is known.
+
+mod anchor;
+mod certificate;
+mod chain;
+mod der;
+mod individual;
+mod name;
+mod proof;
+mod signature;
+
+pub use anchor::TrustAnchor;
+pub use certificate::{certificate_info, decode_certificate, leaf_common_name};
+pub use chain::verify_group;
+pub use individual::verify_individual;
+pub use proof::{generate_verification_code, verify_proof_of_possession, VERIFICATION_CODE_LEN};
+
+/// What a successful X.509 verification established about the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedDevice {
+    /// The leaf certificate's subject CN, as written in the certificate: the
+    /// device's registration id.
+    pub registration_id: String,
+    /// Which certificate the leaf was accepted by: for [`verify_individual`]
+    /// 0 = primary, 1 = secondary; for [`verify_group`] the index of the
+    /// matching anchor.
+    pub matched: usize,
+    /// Details of the leaf, for `registrationState.x509.certificateInfo`.
+    pub leaf: dps_model::X509CertificateInfo,
+}

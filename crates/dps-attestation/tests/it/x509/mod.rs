@@ -1,0 +1,8 @@
+//! X.509 attestation against certificates generated with rcgen.
+
+mod fuzz;
+mod group;
+mod individual;
+mod info;
+mod openssl;
+mod proof;
