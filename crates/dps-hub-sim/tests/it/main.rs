@@ -1,0 +1,1 @@
+//! dps-hub-sim integration tests.
