@@ -28,6 +28,8 @@ pub(crate) struct RoutedHub(pub(crate) Arc<HubState>);
 pub(crate) fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/devices", get(list_devices))
+        // azure-iothub lists with a trailing slash.
+        .route("/devices/", get(list_devices))
         .route(
             "/devices/{id}",
             get(get_device).put(put_device).delete(delete_device),
