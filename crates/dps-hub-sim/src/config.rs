@@ -71,6 +71,27 @@ impl HubSpec {
     }
 }
 
+/// `NAME` (key from the data file or generated) or `NAME=KEY` (base64 key;
+/// host names hold no `=`, so the key keeps its padding).
+impl std::str::FromStr for HubSpec {
+    type Err = crate::HubSimError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (name, key) = match text.split_once('=') {
+            Some((name, key)) => (name.trim(), Some(key.trim())),
+            None => (text.trim(), None),
+        };
+        if name.is_empty() || key.is_some_and(str::is_empty) {
+            return Err(crate::HubSimError::InvalidConfig {
+                reason: format!("expected NAME or NAME=KEY, got {:?}", name),
+            });
+        }
+        Ok(match key {
+            Some(key) => HubSpec::with_key(name, key),
+            None => HubSpec::new(name),
+        })
+    }
+}
+
 impl std::fmt::Debug for HubSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HubSpec")

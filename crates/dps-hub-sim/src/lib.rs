@@ -25,7 +25,7 @@
 //! ))
 //! .await?;
 //! let connection_string = sim.connection_string("hub-a.example").expect("configured hub");
-//! let ca_pem = sim.ca_pem().expect("generated TLS");
+//! let ca_pem = sim.ca_pem().expect("generated TLS").to_owned();
 //! // … point a client at sim.addr() for hub-a.example, trusting ca_pem …
 //! sim.set_fault("hub-b.example", Fault::Status(503));
 //! sim.shutdown().await;

@@ -62,7 +62,12 @@ pub(crate) fn save(path: &Path, state: &PersistedState) -> Result<(), HubSimErro
     let bytes = serde_json::to_vec_pretty(state).map_err(|e| file_error(path, e))?;
     let tmp = temp_path(path);
     let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // The file holds hub keys: owner-only where the platform allows.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
         file.write_all(&bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
