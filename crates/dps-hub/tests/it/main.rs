@@ -1,0 +1,7 @@
+//! dps-hub integration tests: the HubClient and the provisioning steps against
+//! the hub emulator over real TLS on loopback.
+
+mod devices;
+mod faults;
+mod support;
+mod twins;
