@@ -1,0 +1,584 @@
+//! The SQLite backend: one file, durable, embedded (no server to install).
+//!
+//! * **Reads** go to a pool of read-only connections (`read_connections`,
+//!   default 4); WAL mode lets them run while the writer writes.
+//! * **Writes** go to one writer task owning the only read-write connection
+//!   ([`writer`]), which batches concurrent writes into one transaction
+//!   (group commit) and answers each caller only after the commit.
+//! * **Durability**: WAL journal with `synchronous=NORMAL` by default: a
+//!   committed transaction survives a crash of the process (it is in the WAL
+//!   file, in the operating system's cache), but the last transactions before
+//!   a power loss or kernel crash may be lost (never corrupted: the database
+//!   stays consistent). [`Synchronous::Full`] syncs the WAL at every commit and
+//!   survives power loss too, at the cost of one `fsync` per batch.
+//! * **Schema**: migrations shipped in the binary, applied at open
+//!   ([`schema`]).
+
+mod schema;
+mod sql;
+mod writer;
+mod writes;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dps_model::{
+    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationKind,
+    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
+    Tenant,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqliteConnection};
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::task::JoinHandle;
+
+use self::sql::RecordTable;
+use self::writer::{Job, Reply};
+use self::writes::RegistrationCommit;
+use crate::error::{Entity, StoreError, StoreResult};
+use crate::rules;
+use crate::store::{MeterReport, Store, Written};
+use crate::time;
+use crate::token::{Page, PageRequest};
+
+/// How hard a commit insists on reaching the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Survives process crashes; the last commits may be lost on power loss.
+    #[default]
+    Normal,
+    /// Survives power loss too: one `fsync` of the WAL per commit (per batch).
+    Full,
+}
+
+/// Tuning of a [`SqliteStore`]; every field has a default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteOptions {
+    /// Durability of commits (default `normal`).
+    pub synchronous: Synchronous,
+    /// Read-only connections in the read pool (default 4, at least 1).
+    pub read_connections: u32,
+    /// How long a statement waits for a lock held by another process, in ms (default 5000).
+    pub busy_timeout_ms: u64,
+    /// Most writes committed in one transaction (default 512).
+    pub max_batch: usize,
+    /// Writes that may wait for the writer before callers are slowed down (default 4096).
+    pub queue_depth: usize,
+    /// Page cache per connection, KiB (default 16384).
+    pub cache_size_kib: u32,
+    /// Bytes of the file read through a memory map, shared by all connections
+    /// (default 1 GiB; 0 turns it off).
+    pub mmap_size_bytes: u64,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous: Synchronous::Normal,
+            read_connections: 4,
+            busy_timeout_ms: 5000,
+            max_batch: 512,
+            queue_depth: 4096,
+            cache_size_kib: 16 * 1024,
+            mmap_size_bytes: 1 << 30,
+        }
+    }
+}
+
+/// The durable embedded store: an SQLite database file.
+///
+/// Open it inside a Tokio runtime (the writer is a task of that runtime);
+/// call [`SqliteStore::close`] for an orderly shutdown.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    readers: SqlitePool,
+    writer: mpsc::Sender<Job>,
+    writer_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the database at `path` and bring its schema
+    /// up to date. The directory must exist.
+    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        let open_error = |source| StoreError::Open {
+            path: path.clone(),
+            source: Arc::new(source),
+        };
+        let base = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(open_error)?
+            .filename(&path)
+            .busy_timeout(Duration::from_millis(options.busy_timeout_ms))
+            .pragma("cache_size", format!("-{}", options.cache_size_kib))
+            .pragma("mmap_size", options.mmap_size_bytes.to_string())
+            .disable_statement_logging();
+        let write_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .synchronous(match options.synchronous {
+                Synchronous::Normal => SqliteSynchronous::Normal,
+                Synchronous::Full => SqliteSynchronous::Full,
+            });
+        let mut conn = SqliteConnection::connect_with(&write_options)
+            .await
+            .map_err(open_error)?;
+        schema::migrate(&mut conn).await?;
+
+        let read_connections = options.read_connections.max(1);
+        let readers = SqlitePoolOptions::new()
+            .max_connections(read_connections)
+            .min_connections(read_connections)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(open_error)?;
+
+        let (writer, jobs) = mpsc::channel(options.queue_depth.max(1));
+        let writer_task = tokio::spawn(writer::run(conn, jobs, options.max_batch));
+        tracing::info!(path = %path.display(), ?options.synchronous, "opened SQLite store");
+        Ok(SqliteStore {
+            path,
+            readers,
+            writer,
+            writer_task: Mutex::new(Some(writer_task)),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Finish queued writes, then close every connection. Later calls fail
+    /// with [`StoreError::Closed`].
+    pub async fn close(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.writer.send(Job::Shutdown(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+        if let Some(task) = self.writer_task.lock().await.take() {
+            if let Err(err) = task.await {
+                tracing::warn!(error = %err, "the SQLite writer task failed");
+            }
+        }
+        self.readers.close().await;
+    }
+
+    /// Hand a write to the writer and wait for its committed answer.
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The JSON body in the first column of the row `query` finds, decoded.
+    async fn one<'q, T: DeserializeOwned>(
+        &self,
+        entity: Entity,
+        key: &str,
+        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+    ) -> StoreResult<Option<T>> {
+        let row = query
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(StoreError::database("reading a record"))?;
+        match row {
+            Some(row) => decode_column(entity, key, &row, 0).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `(key, body)` rows, one more than the page holds, as a page.
+    async fn page<'q, T: DeserializeOwned>(
+        &self,
+        entity: Entity,
+        size: usize,
+        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+    ) -> StoreResult<Page<T>> {
+        let rows = query
+            .fetch_all(&self.readers)
+            .await
+            .map_err(StoreError::database("listing records"))?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row
+                .try_get(0)
+                .map_err(StoreError::database("listing records"))?;
+            let item = decode_column(entity, &key, row, 1)?;
+            items.push((key, item));
+        }
+        Ok(Page::from_overfetch(items, size))
+    }
+
+    async fn get_record<T: DeserializeOwned>(
+        &self,
+        table: &RecordTable,
+        entity: Entity,
+        id_scope: &IdScope,
+        key: String,
+    ) -> StoreResult<Option<T>> {
+        let query = sqlx::query(table.get)
+            .bind(id_scope.key())
+            .bind(key.clone());
+        self.one(entity, &key, query).await
+    }
+
+    async fn page_records<T: DeserializeOwned>(
+        &self,
+        table: &RecordTable,
+        entity: Entity,
+        id_scope: &IdScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<T>> {
+        let size = page.effective_size();
+        let query = sqlx::query(table.page)
+            .bind(id_scope.key())
+            .bind(page.after_key().unwrap_or("").to_owned())
+            .bind(limit(size + 1));
+        self.page(entity, size, query).await
+    }
+}
+
+fn decode_column<T: DeserializeOwned>(
+    entity: Entity,
+    key: &str,
+    row: &SqliteRow,
+    column: usize,
+) -> StoreResult<T> {
+    let text: &str = row
+        .try_get(column)
+        .map_err(StoreError::database("reading a record"))?;
+    rules::decode(entity, key, text)
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn parse_kind(name: &str) -> StoreResult<OperationKind> {
+    OperationKind::parse(name).ok_or_else(|| StoreError::Corrupt {
+        entity: Entity::BillingOperation,
+        key: name.to_owned(),
+        message: "unknown operation kind".to_owned(),
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {
+        self.submit(|r| Job::CreateTenant(Box::new(tenant), r))
+            .await
+    }
+
+    async fn tenant(&self, id_scope: &IdScope) -> StoreResult<Option<Tenant>> {
+        let key = id_scope.key();
+        let query = sqlx::query(sql::TENANT_BY_SCOPE).bind(key.clone());
+        self.one(Entity::Tenant, &key, query).await
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        let query = sqlx::query(sql::TENANT_BY_NAME).bind(name.to_owned());
+        self.one(Entity::Tenant, name, query).await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let rows = sqlx::query(sql::TENANTS)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(StoreError::database("listing tenants"))?;
+        let mut tenants = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row
+                .try_get(0)
+                .map_err(StoreError::database("listing tenants"))?;
+            tenants.push(decode_column(Entity::Tenant, &key, row, 1)?);
+        }
+        Ok(tenants)
+    }
+
+    async fn replace_tenant(
+        &self,
+        tenant: Tenant,
+        precondition: Precondition,
+    ) -> StoreResult<Tenant> {
+        self.submit(|r| Job::ReplaceTenant(Box::new(tenant), precondition, r))
+            .await
+    }
+
+    async fn delete_tenant(
+        &self,
+        id_scope: &IdScope,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let id_scope = id_scope.clone();
+        self.submit(|r| Job::DeleteTenant(id_scope, precondition, r))
+            .await
+    }
+
+    async fn enrollment(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Option<IndividualEnrollment>> {
+        self.get_record(
+            &sql::ENROLLMENTS,
+            Entity::Enrollment,
+            id_scope,
+            registration_id.key(),
+        )
+        .await
+    }
+
+    async fn put_enrollment(
+        &self,
+        id_scope: &IdScope,
+        enrollment: IndividualEnrollment,
+        precondition: Precondition,
+    ) -> StoreResult<Written<IndividualEnrollment>> {
+        let id_scope = id_scope.clone();
+        self.submit(|r| Job::PutEnrollment(id_scope, Box::new(enrollment), precondition, r))
+            .await
+    }
+
+    async fn delete_enrollment(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let (id_scope, id) = (id_scope.clone(), registration_id.clone());
+        self.submit(|r| Job::DeleteEnrollment(id_scope, id, precondition, r))
+            .await
+    }
+
+    async fn list_enrollments(
+        &self,
+        id_scope: &IdScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<IndividualEnrollment>> {
+        self.page_records(&sql::ENROLLMENTS, Entity::Enrollment, id_scope, page)
+            .await
+    }
+
+    async fn import_enrollments(
+        &self,
+        id_scope: &IdScope,
+        enrollments: Vec<IndividualEnrollment>,
+    ) -> StoreResult<usize> {
+        let id_scope = id_scope.clone();
+        self.submit(|r| Job::ImportEnrollments(id_scope, enrollments, r))
+            .await
+    }
+
+    async fn enrollment_group(
+        &self,
+        id_scope: &IdScope,
+        group_id: &EnrollmentGroupId,
+    ) -> StoreResult<Option<EnrollmentGroup>> {
+        self.get_record(
+            &sql::GROUPS,
+            Entity::EnrollmentGroup,
+            id_scope,
+            group_id.key(),
+        )
+        .await
+    }
+
+    async fn put_enrollment_group(
+        &self,
+        id_scope: &IdScope,
+        group: EnrollmentGroup,
+        precondition: Precondition,
+    ) -> StoreResult<Written<EnrollmentGroup>> {
+        let id_scope = id_scope.clone();
+        self.submit(|r| Job::PutGroup(id_scope, Box::new(group), precondition, r))
+            .await
+    }
+
+    async fn delete_enrollment_group(
+        &self,
+        id_scope: &IdScope,
+        group_id: &EnrollmentGroupId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let (id_scope, id) = (id_scope.clone(), group_id.clone());
+        self.submit(|r| Job::DeleteGroup(id_scope, id, precondition, r))
+            .await
+    }
+
+    async fn list_enrollment_groups(
+        &self,
+        id_scope: &IdScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<EnrollmentGroup>> {
+        self.page_records(&sql::GROUPS, Entity::EnrollmentGroup, id_scope, page)
+            .await
+    }
+
+    async fn all_enrollment_groups(&self, id_scope: &IdScope) -> StoreResult<Vec<EnrollmentGroup>> {
+        let query = sqlx::query(sql::GROUPS.all).bind(id_scope.key());
+        Ok(self
+            .page(Entity::EnrollmentGroup, usize::MAX, query)
+            .await?
+            .items)
+    }
+
+    async fn registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Option<RegistrationRecord>> {
+        let key = registration_id.key();
+        let query = sqlx::query(sql::REGISTRATION)
+            .bind(id_scope.key())
+            .bind(key.clone());
+        self.one(Entity::Registration, &key, query).await
+    }
+
+    async fn commit_registration(
+        &self,
+        id_scope: &IdScope,
+        record: RegistrationRecord,
+        operation: RegistrationOperation,
+        billing: Option<OperationRecord>,
+    ) -> StoreResult<()> {
+        if let Some(row) = &billing {
+            if row.id_scope != *id_scope {
+                return Err(StoreError::ScopeMismatch {
+                    id_scope: id_scope.clone(),
+                    billing_scope: row.id_scope.clone(),
+                });
+            }
+        }
+        let commit = Box::new(RegistrationCommit {
+            id_scope: id_scope.clone(),
+            record,
+            operation,
+            billing,
+        });
+        self.submit(|r| Job::CommitRegistration(commit, r)).await
+    }
+
+    async fn registration_operation(
+        &self,
+        id_scope: &IdScope,
+        operation_id: &str,
+    ) -> StoreResult<Option<RegistrationOperation>> {
+        let query = sqlx::query(sql::OPERATION)
+            .bind(id_scope.key())
+            .bind(operation_id.to_owned());
+        self.one(Entity::RegistrationOperation, operation_id, query)
+            .await
+    }
+
+    async fn delete_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let (id_scope, id) = (id_scope.clone(), registration_id.clone());
+        self.submit(|r| Job::DeleteRegistration(id_scope, id, precondition, r))
+            .await
+    }
+
+    async fn list_registrations_by_group(
+        &self,
+        id_scope: &IdScope,
+        group_id: &EnrollmentGroupId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<RegistrationRecord>> {
+        let size = page.effective_size();
+        let query = sqlx::query(sql::REGISTRATIONS_OF_GROUP)
+            .bind(id_scope.key())
+            .bind(group_id.key())
+            .bind(page.after_key().unwrap_or("").to_owned())
+            .bind(limit(size + 1));
+        self.page(Entity::Registration, size, query).await
+    }
+
+    async fn count_registrations(&self, id_scope: &IdScope) -> StoreResult<u64> {
+        let (count,): (i64,) = sqlx::query_as(sql::COUNT_REGISTRATIONS)
+            .bind(id_scope.key())
+            .fetch_one(&self.readers)
+            .await
+            .map_err(StoreError::database("counting registration records"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn purge_registration_operations(
+        &self,
+        created_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        self.submit(|r| Job::PurgeOperations(created_before, r))
+            .await
+    }
+
+    async fn record_operation(&self, operation: OperationRecord) -> StoreResult<()> {
+        self.submit(|r| Job::RecordOperation(operation, r)).await
+    }
+
+    async fn operation_report(
+        &self,
+        id_scope: &IdScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<MeterReport> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(sql::BILLING_BUCKETS)
+            .bind(id_scope.key())
+            .bind(time::to_micros(from))
+            .bind(time::to_micros(to))
+            .bind(time::HOUR_DIVISOR)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(StoreError::database("counting billing rows"))?;
+        let mut buckets = Vec::with_capacity(rows.len());
+        for (hour, kind, count) in rows {
+            buckets.push((hour, parse_kind(&kind)?, u64::try_from(count).unwrap_or(0)));
+        }
+        Ok(MeterReport::from_buckets(id_scope, from, to, buckets))
+    }
+
+    async fn operations(
+        &self,
+        id_scope: &IdScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit_rows: usize,
+    ) -> StoreResult<Vec<OperationRecord>> {
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(sql::BILLING_ROWS)
+            .bind(id_scope.key())
+            .bind(time::to_micros(from))
+            .bind(time::to_micros(to))
+            .bind(limit(limit_rows))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(StoreError::database("reading billing rows"))?;
+        rows.into_iter()
+            .map(|(at, kind, subject)| {
+                Ok(OperationRecord {
+                    id_scope: id_scope.clone(),
+                    kind: parse_kind(&kind)?,
+                    at: time::from_micros(at),
+                    subject,
+                })
+            })
+            .collect()
+    }
+}

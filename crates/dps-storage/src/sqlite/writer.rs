@@ -1,0 +1,279 @@
+//! The single writer: one connection, one task, group commit.
+//!
+//! Every write is sent to this task as a [`Job`]. The task takes whatever jobs
+//! are queued (up to `max_batch`), runs them in one transaction, each inside
+//! its own savepoint so that a refused job (etag conflict, duplicate operation
+//! id) is rolled back alone, commits once, and only then answers each caller.
+//! While one batch commits the next one queues up, so under concurrency many
+//! writes share one commit. A caller is never told "done" before its
+//! transaction committed; if the commit fails, every job of the batch gets the
+//! error and none of them is stored.
+
+use chrono::{DateTime, Utc};
+use dps_model::{
+    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationRecord,
+    Precondition, RegistrationId, Tenant,
+};
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::sql;
+use super::writes::{self, RegistrationCommit};
+use crate::error::{StoreError, StoreResult};
+use crate::store::Written;
+
+/// Where a job's answer goes.
+pub(crate) type Reply<T> = oneshot::Sender<StoreResult<T>>;
+
+/// One write, with the channel its answer goes to.
+#[derive(Debug)]
+pub(crate) enum Job {
+    CreateTenant(Box<Tenant>, Reply<Tenant>),
+    ReplaceTenant(Box<Tenant>, Precondition, Reply<Tenant>),
+    DeleteTenant(IdScope, Precondition, Reply<()>),
+    PutEnrollment(
+        IdScope,
+        Box<IndividualEnrollment>,
+        Precondition,
+        Reply<Written<IndividualEnrollment>>,
+    ),
+    DeleteEnrollment(IdScope, RegistrationId, Precondition, Reply<()>),
+    PutGroup(
+        IdScope,
+        Box<EnrollmentGroup>,
+        Precondition,
+        Reply<Written<EnrollmentGroup>>,
+    ),
+    DeleteGroup(IdScope, EnrollmentGroupId, Precondition, Reply<()>),
+    ImportEnrollments(IdScope, Vec<IndividualEnrollment>, Reply<usize>),
+    CommitRegistration(Box<RegistrationCommit>, Reply<()>),
+    DeleteRegistration(IdScope, RegistrationId, Precondition, Reply<()>),
+    RecordOperation(OperationRecord, Reply<()>),
+    PurgeOperations(DateTime<Utc>, Reply<u64>),
+    /// Finish the queued work, close the connection, then answer.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The answer of a job that ran, sent once the batch's fate is known:
+/// `None` when the transaction committed, else the commit's error.
+type Settle = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+fn settle<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> (bool, Settle) {
+    let ok = result.is_ok();
+    let settle: Settle = Box::new(move |commit_error| {
+        let answer = match (result, commit_error) {
+            (Ok(_), Some(err)) => Err(err.clone()),
+            (result, _) => result,
+        };
+        // The caller may have gone away (cancelled request): nothing to tell.
+        let _ = reply.send(answer);
+    });
+    (ok, settle)
+}
+
+impl Job {
+    /// Answer `err` without running.
+    fn fail(self, err: StoreError) {
+        fn send<T>(reply: Reply<T>, err: StoreError) {
+            let _ = reply.send(Err(err));
+        }
+        match self {
+            Job::CreateTenant(_, r) | Job::ReplaceTenant(_, _, r) => send(r, err),
+            Job::DeleteTenant(_, _, r)
+            | Job::DeleteEnrollment(_, _, _, r)
+            | Job::DeleteGroup(_, _, _, r)
+            | Job::CommitRegistration(_, r)
+            | Job::DeleteRegistration(_, _, _, r)
+            | Job::RecordOperation(_, r) => send(r, err),
+            Job::PutEnrollment(_, _, _, r) => send(r, err),
+            Job::PutGroup(_, _, _, r) => send(r, err),
+            Job::ImportEnrollments(_, _, r) => send(r, err),
+            Job::PurgeOperations(_, r) => send(r, err),
+            Job::Shutdown(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Run the job's statements; returns whether it succeeded and how to answer it.
+    async fn run(self, conn: &mut SqliteConnection) -> (bool, Settle) {
+        match self {
+            Job::CreateTenant(tenant, r) => settle(r, writes::create_tenant(conn, *tenant).await),
+            Job::ReplaceTenant(tenant, pre, r) => {
+                settle(r, writes::replace_tenant(conn, *tenant, pre).await)
+            }
+            Job::DeleteTenant(scope, pre, r) => {
+                settle(r, writes::delete_tenant(conn, &scope, pre).await)
+            }
+            Job::PutEnrollment(scope, e, pre, r) => settle(
+                r,
+                writes::put_record(conn, &sql::ENROLLMENTS, &scope, *e, pre).await,
+            ),
+            Job::DeleteEnrollment(scope, id, pre, r) => settle(
+                r,
+                writes::delete_record::<IndividualEnrollment>(
+                    conn,
+                    &sql::ENROLLMENTS,
+                    &scope,
+                    id.as_str(),
+                    &id.key(),
+                    pre,
+                )
+                .await,
+            ),
+            Job::PutGroup(scope, g, pre, r) => settle(
+                r,
+                writes::put_record(conn, &sql::GROUPS, &scope, *g, pre).await,
+            ),
+            Job::DeleteGroup(scope, id, pre, r) => settle(
+                r,
+                writes::delete_record::<EnrollmentGroup>(
+                    conn,
+                    &sql::GROUPS,
+                    &scope,
+                    id.as_str(),
+                    &id.key(),
+                    pre,
+                )
+                .await,
+            ),
+            Job::ImportEnrollments(scope, all, r) => {
+                settle(r, writes::import_enrollments(conn, &scope, all).await)
+            }
+            Job::CommitRegistration(commit, r) => {
+                settle(r, writes::commit_registration(conn, &commit).await)
+            }
+            Job::DeleteRegistration(scope, id, pre, r) => {
+                settle(r, writes::delete_registration(conn, &scope, &id, pre).await)
+            }
+            Job::RecordOperation(row, r) => settle(r, writes::record_operation(conn, &row).await),
+            Job::PurgeOperations(before, r) => {
+                settle(r, writes::purge_operations(conn, before).await)
+            }
+            Job::Shutdown(done) => {
+                // Handled by the loop; answering here keeps the match total.
+                let _ = done.send(());
+                (true, Box::new(|_| {}))
+            }
+        }
+    }
+}
+
+/// Run the writer until every sender is gone or a shutdown arrives.
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    max_batch: usize,
+) {
+    let max_batch = max_batch.max(1);
+    let mut shutdown = None;
+    while shutdown.is_none() {
+        let Some(first) = jobs.recv().await else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(max_batch.min(64));
+        match first {
+            Job::Shutdown(done) => shutdown = Some(done),
+            job => batch.push(job),
+        }
+        while shutdown.is_none() && batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(Job::Shutdown(done)) => shutdown = Some(done),
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&mut conn, batch).await;
+        }
+    }
+    // Refuse what is still queued, then close (SQLite checkpoints the WAL when
+    // the last connection closes).
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        job.fail(StoreError::Closed);
+    }
+    if let Err(err) = conn.close().await {
+        tracing::warn!(error = %err, "closing the SQLite writer connection failed");
+    }
+    if let Some(done) = shutdown {
+        let _ = done.send(());
+    }
+}
+
+async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
+    // A lone job needs no savepoint: on failure the whole transaction rolls back.
+    let savepoints = batch.len() > 1;
+    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(err) => {
+            let err = StoreError::database("starting a transaction")(err);
+            for job in batch {
+                job.fail(err.clone());
+            }
+            return;
+        }
+    };
+    let mut settled: Vec<Settle> = Vec::with_capacity(batch.len());
+    let mut any_ok = false;
+    let mut jobs = batch.into_iter();
+    let mut broken = None;
+    for job in jobs.by_ref() {
+        if savepoints {
+            if let Err(err) = sqlx::query("SAVEPOINT job").execute(&mut *tx).await {
+                broken = Some((StoreError::database("opening a savepoint")(err), Some(job)));
+                break;
+            }
+        }
+        let (ok, answer) = job.run(&mut tx).await;
+        settled.push(answer);
+        if savepoints {
+            let end = if ok {
+                sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await
+            } else {
+                match sqlx::query("ROLLBACK TO SAVEPOINT job")
+                    .execute(&mut *tx)
+                    .await
+                {
+                    Ok(_) => sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await,
+                    Err(err) => Err(err),
+                }
+            };
+            if let Err(err) = end {
+                broken = Some((StoreError::database("closing a savepoint")(err), None));
+                break;
+            }
+        }
+        any_ok |= ok;
+    }
+    if let Some((err, unrun)) = broken {
+        // The transaction is unusable: nothing of this batch is stored.
+        let _ = tx.rollback().await;
+        for answer in settled {
+            answer(Some(&err));
+        }
+        if let Some(job) = unrun {
+            job.fail(err.clone());
+        }
+        for job in jobs {
+            job.fail(err.clone());
+        }
+        return;
+    }
+    if !any_ok {
+        // Nothing to keep: every job was refused and answers its own error.
+        let _ = tx.rollback().await;
+        for answer in settled {
+            answer(None);
+        }
+        return;
+    }
+    let committed = tx
+        .commit()
+        .await
+        .map_err(StoreError::database("committing"));
+    let commit_error = committed.err();
+    for answer in settled {
+        answer(commit_error.as_ref());
+    }
+}

@@ -1,0 +1,308 @@
+//! The storage trait every backend implements, and the values it returns.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dps_model::{
+    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationKind,
+    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
+    Tenant,
+};
+use serde::Serialize;
+
+use crate::error::StoreResult;
+use crate::token::{Page, PageRequest};
+
+/// Whether a write created the record or replaced an existing one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteOutcome {
+    /// There was no record: it was created (HTTP 200 with a new record in Azure's API).
+    Created,
+    /// An existing record was replaced.
+    Replaced,
+}
+
+/// A record as stored by a write (new etag, timestamps), and what the write did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Written<T> {
+    /// The record as now stored.
+    pub record: T,
+    /// Created or replaced.
+    pub outcome: WriteOutcome,
+}
+
+/// Billing counts of one tenant over a time range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MeterReport {
+    /// The tenant.
+    pub id_scope: IdScope,
+    /// Start of the range (inclusive).
+    pub from: DateTime<Utc>,
+    /// End of the range (exclusive).
+    pub to: DateTime<Utc>,
+    /// Counts per hour and kind, ordered by hour then kind; empty buckets are left out.
+    pub hourly: Vec<HourlyCount>,
+    /// Counts per kind over the whole range; kinds with no operation are left out.
+    pub totals: BTreeMap<OperationKind, u64>,
+    /// All operations in the range.
+    pub total: u64,
+}
+
+/// Operations of one kind within one clock hour (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HourlyCount {
+    /// Start of the hour.
+    pub hour: DateTime<Utc>,
+    /// What was done.
+    pub kind: OperationKind,
+    /// How many times.
+    pub count: u64,
+}
+
+impl MeterReport {
+    /// Build a report from `(hour index since the epoch, kind, count)` rows.
+    pub(crate) fn from_buckets(
+        id_scope: &IdScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        buckets: impl IntoIterator<Item = (i64, OperationKind, u64)>,
+    ) -> Self {
+        let mut hourly: Vec<HourlyCount> = buckets
+            .into_iter()
+            .filter(|(_, _, count)| *count > 0)
+            .map(|(hour, kind, count)| HourlyCount {
+                hour: crate::time::hour_start(hour),
+                kind,
+                count,
+            })
+            .collect();
+        hourly.sort_by_key(|h| (h.hour, h.kind));
+        let mut totals = BTreeMap::new();
+        for h in &hourly {
+            *totals.entry(h.kind).or_insert(0) += h.count;
+        }
+        MeterReport {
+            id_scope: id_scope.clone(),
+            from,
+            to,
+            total: totals.values().sum(),
+            hourly,
+            totals,
+        }
+    }
+}
+
+/// Everything dps keeps: tenants, enrollments, groups, registration records,
+/// device operations and the billing meter.
+///
+/// Conventions shared by every method:
+/// * Ids are case-insensitive: records are found by their lower-case key and
+///   keep the spelling they were written with.
+/// * Reads under an ID scope that names no tenant find nothing (`None`, empty
+///   page, zero); writes under it fail with [`StoreError::UnknownTenant`].
+/// * Writes of enrollments and groups generate a new etag, keep the creation
+///   time of the first write, set the last-update time, and store their billing
+///   row in the same transaction.
+/// * A call that returned `Ok` is committed; an error means nothing of it was
+///   stored.
+///
+/// [`StoreError::UnknownTenant`]: crate::StoreError::UnknownTenant
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ----- tenants -------------------------------------------------------
+
+    /// Create a tenant. Fails with `AlreadyExists` when its name or its ID
+    /// scope is taken. A new etag is generated; `created` is kept as given.
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant>;
+
+    /// The tenant with this ID scope.
+    async fn tenant(&self, id_scope: &IdScope) -> StoreResult<Option<Tenant>>;
+
+    /// The tenant with this name.
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>>;
+
+    /// Every tenant, ordered by name.
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
+
+    /// Replace the tenant with the same ID scope. Fails with `NotFound` when
+    /// there is none, `PreconditionFailed` on an etag mismatch, and
+    /// `AlreadyExists` when a new name is taken. A new etag is generated;
+    /// `created` is kept from the stored tenant.
+    async fn replace_tenant(
+        &self,
+        tenant: Tenant,
+        precondition: Precondition,
+    ) -> StoreResult<Tenant>;
+
+    /// Delete a tenant and everything that belongs to it: enrollments, groups,
+    /// registration records, device operations and billing rows.
+    async fn delete_tenant(
+        &self,
+        id_scope: &IdScope,
+        precondition: Precondition,
+    ) -> StoreResult<()>;
+
+    // ----- individual enrollments ---------------------------------------
+
+    /// The individual enrollment of this registration id.
+    async fn enrollment(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Option<IndividualEnrollment>>;
+
+    /// Create or replace an individual enrollment under `precondition`, with
+    /// its `enrollmentCreate`/`enrollmentUpdate` billing row.
+    async fn put_enrollment(
+        &self,
+        id_scope: &IdScope,
+        enrollment: IndividualEnrollment,
+        precondition: Precondition,
+    ) -> StoreResult<Written<IndividualEnrollment>>;
+
+    /// Delete an individual enrollment (`NotFound` when missing), with its
+    /// `enrollmentDelete` billing row.
+    async fn delete_enrollment(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()>;
+
+    /// A page of individual enrollments in registration-id order.
+    async fn list_enrollments(
+        &self,
+        id_scope: &IdScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<IndividualEnrollment>>;
+
+    /// Administrative bulk load (restore, migration, benchmarks): create or
+    /// replace every enrollment unconditionally in one transaction, keeping
+    /// the etag and timestamps each carries (missing ones are filled in), and
+    /// **not billed** (no billable instruction was performed). Returns how
+    /// many were written.
+    async fn import_enrollments(
+        &self,
+        id_scope: &IdScope,
+        enrollments: Vec<IndividualEnrollment>,
+    ) -> StoreResult<usize>;
+
+    // ----- enrollment groups ---------------------------------------------
+
+    /// The enrollment group with this id.
+    async fn enrollment_group(
+        &self,
+        id_scope: &IdScope,
+        group_id: &EnrollmentGroupId,
+    ) -> StoreResult<Option<EnrollmentGroup>>;
+
+    /// Create or replace a group under `precondition`, with its
+    /// `groupCreate`/`groupUpdate` billing row.
+    async fn put_enrollment_group(
+        &self,
+        id_scope: &IdScope,
+        group: EnrollmentGroup,
+        precondition: Precondition,
+    ) -> StoreResult<Written<EnrollmentGroup>>;
+
+    /// Delete a group (`NotFound` when missing), with its `groupDelete` billing row.
+    /// Registration records made through the group stay.
+    async fn delete_enrollment_group(
+        &self,
+        id_scope: &IdScope,
+        group_id: &EnrollmentGroupId,
+        precondition: Precondition,
+    ) -> StoreResult<()>;
+
+    /// A page of groups in group-id order.
+    async fn list_enrollment_groups(
+        &self,
+        id_scope: &IdScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<EnrollmentGroup>>;
+
+    /// Every group of a tenant in group-id order (the registration path scans them).
+    async fn all_enrollment_groups(&self, id_scope: &IdScope) -> StoreResult<Vec<EnrollmentGroup>>;
+
+    // ----- registration records and device operations --------------------
+
+    /// The registration record of this device.
+    async fn registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Option<RegistrationRecord>>;
+
+    /// Atomically store a device's registration record (insert or replace, as
+    /// given: the caller sets etag and timestamps, which the operation's answer
+    /// repeats), its operation (the answer polls get, `operationId` unique per
+    /// tenant) and its billing row if the outcome is billable. All or nothing:
+    /// a duplicate operation id fails with `AlreadyExists` and stores nothing.
+    async fn commit_registration(
+        &self,
+        id_scope: &IdScope,
+        record: RegistrationRecord,
+        operation: RegistrationOperation,
+        billing: Option<OperationRecord>,
+    ) -> StoreResult<()>;
+
+    /// A device's registration operation by id.
+    async fn registration_operation(
+        &self,
+        id_scope: &IdScope,
+        operation_id: &str,
+    ) -> StoreResult<Option<RegistrationOperation>>;
+
+    /// Delete a registration record (`NotFound` when missing), with its
+    /// `registrationStateDelete` billing row.
+    async fn delete_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()>;
+
+    /// A page of the registration records made through a group, in
+    /// registration-id order.
+    async fn list_registrations_by_group(
+        &self,
+        id_scope: &IdScope,
+        group_id: &EnrollmentGroupId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<RegistrationRecord>>;
+
+    /// How many registration records a tenant has.
+    async fn count_registrations(&self, id_scope: &IdScope) -> StoreResult<u64>;
+
+    /// Delete device operations created before `created_before` (all tenants);
+    /// returns how many. Keep at least 24 hours.
+    async fn purge_registration_operations(
+        &self,
+        created_before: DateTime<Utc>,
+    ) -> StoreResult<u64>;
+
+    // ----- operations meter (billing) -------------------------------------
+
+    /// Store one billing row (reads and queries, which change nothing else).
+    async fn record_operation(&self, operation: OperationRecord) -> StoreResult<()>;
+
+    /// Counts per hour and kind of a tenant's operations in `from..to`.
+    async fn operation_report(
+        &self,
+        id_scope: &IdScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<MeterReport>;
+
+    /// A tenant's billing rows in `from..to`, oldest first, at most `limit`.
+    async fn operations(
+        &self,
+        id_scope: &IdScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> StoreResult<Vec<OperationRecord>>;
+}
