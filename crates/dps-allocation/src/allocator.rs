@@ -106,7 +106,7 @@ impl Allocator {
 
     /// Carry out a [`Decision`] of the reprovision planner.
     ///
-    /// * [`Decision::Allocate`]: [`Allocator::allocate`].
+    /// * [`Decision::Allocate`]: same as [`Allocator::allocate`].
     /// * [`Decision::KeepHub`]: no policy choice; the hub must still be
     ///   linked. Under `custom` the webhook is still called — offered only
     ///   that hub in `linkedHubs`, so it must answer with it — and its

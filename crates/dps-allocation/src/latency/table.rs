@@ -100,7 +100,8 @@ impl LatencyTable {
         let index = self.region_index(region);
         self.ranges.push((range, index));
         // Longest prefix first, so the first match is the most specific.
-        self.ranges.sort_by(|a, b| b.0.prefix().cmp(&a.0.prefix()));
+        self.ranges
+            .sort_by_key(|(range, _)| std::cmp::Reverse(range.prefix()));
         self
     }
 

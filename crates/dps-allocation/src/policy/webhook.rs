@@ -67,12 +67,20 @@ impl WebhookPolicy {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .pool_idle_timeout(Duration::from_secs(90));
-        for pem in &config.extra_root_certificates_pem {
-            let certificate =
-                reqwest::Certificate::from_pem(pem).map_err(|err| AllocationError::HttpClient {
-                    cause: format!("extra root certificate: {}", error_chain(&err)),
-                })?;
-            builder = builder.add_root_certificate(certificate);
+        for (i, pem) in config.extra_root_certificates_pem.iter().enumerate() {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem).map_err(|err| {
+                AllocationError::HttpClient {
+                    cause: format!("extra root certificate #{i}: {}", error_chain(&err)),
+                }
+            })?;
+            if certificates.is_empty() {
+                return Err(AllocationError::HttpClient {
+                    cause: format!("extra root certificate #{i}: no PEM certificate found"),
+                });
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
         }
         let client = builder.build().map_err(|err| AllocationError::HttpClient {
             cause: error_chain(&err),
@@ -148,9 +156,16 @@ impl WebhookPolicy {
                     timeout: self.config.timeout,
                 }
             } else {
+                // reqwest's own top line ("error sending request") says
+                // nothing the variant does not; its sources name the cause.
+                let err = err.without_url();
+                let cause = match std::error::Error::source(&err) {
+                    Some(source) => error_chain(source),
+                    None => err.to_string(),
+                };
                 AllocationError::WebhookUnreachable {
                     host: host.to_owned(),
-                    cause: error_chain(&err.without_url()),
+                    cause,
                 }
             }
         };
@@ -230,6 +245,22 @@ impl Policy for WebhookPolicy {
             }
         }
 
+        // serde would also read a JSON array positionally into the struct.
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => {}
+            Some(_) => {
+                return Err(AllocationError::WebhookMalformedResponse {
+                    host,
+                    cause: format!("expected a JSON object, got: {}", excerpt(&bytes)),
+                })
+            }
+            None => {
+                return Err(AllocationError::WebhookMalformedResponse {
+                    host,
+                    cause: "the body is empty".to_owned(),
+                })
+            }
+        }
         let answer: WebhookResponse = dps_model::from_json(&bytes).map_err(|err| {
             AllocationError::WebhookMalformedResponse {
                 host: host.clone(),
