@@ -1,0 +1,10 @@
+//! Integration tests of dps-allocation: one binary, one module per concern.
+
+mod allocator;
+mod battery;
+mod candidates;
+mod geo;
+mod hashing;
+mod reprovision;
+mod support;
+mod webhook;
