@@ -130,7 +130,7 @@ async fn symmetric_key_individual_enrollment_is_provisioned_on_the_first_poll() 
     );
     let twin = system.hubs.twin("hub-a.test", "node-sym-1").expect("twin");
     assert_eq!(twin.tags.unwrap()["site"], "lab");
-    assert_eq!(twin.properties.unwrap().desired["interval"], 30);
+    assert_eq!(twin.properties.unwrap().desired.unwrap()["interval"], 30);
 
     let record = system
         .server
@@ -337,9 +337,7 @@ async fn reprovisioning_follows_each_policy() -> Result<()> {
         })?;
         assert_assigned(&first, "hub-a.test", &id);
         // Data set on the first hub after provisioning.
-        system
-            .hubs
-            .set_twin_tag("hub-a.test", &id, "moved", json!("moved-with-device"));
+        system.set_twin_tag("hub-a.test", &id, "moved", json!("moved-with-device")).await?;
 
         let mut moved = stored.clone();
         moved.iot_hubs = Some(vec!["hub-b.test".to_owned()]);

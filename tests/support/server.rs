@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{Context as _, Result};
 use dps_attestation::keys::generate_key;
-use dps_hub_sim::{HubSim, HubSimConfig, HubSpec, RunningHubSim};
+use dps_hub::{HubClient, HubClientOptions, IotHub};
+use dps_hub_sim::{HubSim, HubSimConfig, RunningHubSim};
 use dps_model::{
     AccessRight, AllocationPolicy, ETag, IdScope, LinkedHub, SharedAccessPolicy, Tenant,
 };
@@ -63,19 +64,14 @@ impl TestSystem {
         let service_ip = Ipv4Addr::new(127, 0, block, 2);
         let dir = tempfile::tempdir()?;
 
-        let hubs = HubSim::start(HubSimConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            hubs: options
-                .hubs
-                .iter()
-                .map(|h| HubSpec::generated(*h))
-                .collect(),
-            ..HubSimConfig::default()
-        })
+        let hubs = HubSim::start(HubSimConfig::new(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            options.hubs,
+        ))
         .await
         .context("starting the hub emulator")?;
         let hub_ca = dir.path().join("hub-ca.pem");
-        std::fs::write(&hub_ca, hubs.ca_pem())?;
+        std::fs::write(&hub_ca, hubs.ca_pem().context("the emulator's CA")?)?;
 
         let mut config = ServiceConfig::default();
         config.data_dir = dir.path().join("data");
@@ -153,6 +149,31 @@ impl TestSystem {
             ("DPS_HOST".to_owned(), self.device_host.clone()),
             ("ID_SCOPE".to_owned(), self.scope().to_string()),
         ]
+    }
+
+    /// Set one twin tag on a hub, as a back-end application would.
+    pub async fn set_twin_tag(
+        &self,
+        hub: &str,
+        device_id: &str,
+        tag: &str,
+        value: serde_json::Value,
+    ) -> Result<()> {
+        let options = HubClientOptions::default()
+            .trust_ca_pem(self.hubs.ca_pem().context("the emulator's CA")?.to_owned())
+            .resolve(hub.to_owned(), self.hubs.addr());
+        let client = HubClient::from_connection_string(
+            &self.hubs.connection_string(hub).context("unknown hub")?,
+            &options,
+        )?;
+        let patch = dps_hub::Twin {
+            tags: Some(serde_json::Map::from_iter([(tag.to_owned(), value)])),
+            ..dps_hub::Twin::default()
+        };
+        client
+            .patch_twin(&dps_model::DeviceId::new(device_id)?, &patch, dps_hub::IfMatch::Any)
+            .await?;
+        Ok(())
     }
 
     /// Stop everything.

@@ -185,7 +185,7 @@ impl SasToken {
 
     /// Expired when `se + skew < now`.
     pub fn check_expiry(&self, policy: &ExpiryPolicy) -> Result<(), AttestationError> {
-        let now = policy.now_unix();
+        let now = policy.now();
         if self.expiry.saturating_add(policy.clock_skew.as_secs()) < now {
             Err(AttestationError::TokenExpired {
                 expiry: self.expiry,
@@ -247,7 +247,8 @@ impl ExpiryPolicy {
         }
     }
 
-    fn now_unix(&self) -> u64 {
+    /// "Now" in Unix seconds by this policy's clock.
+    pub fn now(&self) -> u64 {
         self.fixed_now.unwrap_or_else(unix_now)
     }
 }

@@ -51,6 +51,7 @@ pub use bulk::{
 };
 pub use enrollment::{
     AllocationPolicy, CustomAllocationDefinition, DeviceCapabilities, Enrollment, EnrollmentGroup,
+    EnrollmentRef,
     IndividualEnrollment, ProvisioningStatus, ReprovisionPolicy,
 };
 pub use error::ModelError;

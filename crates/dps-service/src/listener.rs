@@ -40,7 +40,7 @@ pub async fn serve_tls(
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = stopped(&mut shutdown) => return,
         };
         let (tcp, peer) = match accepted {
             Ok(pair) => pair,
@@ -99,11 +99,16 @@ pub async fn serve_tls(
                         tracing::debug!(%peer, %err, "connection ended with an error");
                     }
                 }
-                _ = shutdown.wait_for(|stop| *stop) => {
+                _ = stopped(&mut shutdown) => {
                     connection.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
                 }
             }
         });
     }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }

@@ -152,7 +152,7 @@ async fn purge_operations(store: Arc<dyn Store>, mut shutdown: watch::Receiver<b
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = crate::listener::stopped(&mut shutdown) => return,
         }
         let cutoff = chrono::Utc::now()
             - chrono::Duration::from_std(OPERATION_RETENTION).unwrap_or(chrono::Duration::days(2));

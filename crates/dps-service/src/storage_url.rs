@@ -7,7 +7,7 @@ use dps_storage::{MemoryStore, SqliteOptions, SqliteStore, Store};
 use crate::ServiceError;
 
 /// Open the store a URL names.
-pub async fn open(url: &str) -> Result<Arc<dyn Store>, ServiceError> {
+pub(crate) async fn open(url: &str) -> Result<Arc<dyn Store>, ServiceError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = SqliteStore::open(path, SqliteOptions::default())
             .await

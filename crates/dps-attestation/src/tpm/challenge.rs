@@ -49,13 +49,32 @@ impl TpmChallenge {
         storage_root_key: &str,
         rng: &mut R,
     ) -> Result<Self, AttestationError> {
+        let mut key = [0u8; ID_KEY_LEN];
+        rng.fill_bytes(&mut key);
+        Self::build(endorsement_key, storage_root_key, key, rng)
+    }
+
+    /// A challenge delivering a chosen 32-byte key (the service derives
+    /// challenge keys from a secret, so any replica can verify the answer).
+    pub fn with_key(
+        endorsement_key: &str,
+        storage_root_key: &str,
+        key: [u8; ID_KEY_LEN],
+    ) -> Result<Self, AttestationError> {
+        Self::build(endorsement_key, storage_root_key, key, &mut rand::rngs::OsRng)
+    }
+
+    fn build<R: RngCore + CryptoRng>(
+        endorsement_key: &str,
+        storage_root_key: &str,
+        key: [u8; ID_KEY_LEN],
+        rng: &mut R,
+    ) -> Result<Self, AttestationError> {
         let ek = RsaPublicArea::from_base64(endorsement_key, "endorsementKey")?;
         let srk = RsaPublicArea::from_base64(storage_root_key, "storageRootKey")?;
 
-        let mut key = [0u8; ID_KEY_LEN];
         let mut seed_value = [0u8; 32];
         let mut inner_wrap_key = [0u8; INNER_WRAP_KEY_LEN];
-        rng.fill_bytes(&mut key);
         rng.fill_bytes(&mut seed_value);
         rng.fill_bytes(&mut inner_wrap_key);
 

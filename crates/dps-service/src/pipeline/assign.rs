@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use dps_allocation::reprovision::{self, TwinAction as PlannedTwin};
+use dps_allocation::{plan_after_allocation, plan_before_allocation, TwinAction as PlannedTwin};
 use dps_allocation::{AllocationRequest, DeviceAttestation, DeviceContext};
 use dps_attestation::sas::SymmetricKey;
 use dps_attestation::tpm;
@@ -14,7 +14,7 @@ use dps_hub::{
     TwinAction,
 };
 use dps_model::{
-    DeviceId, Enrollment as _, ErrorCode, RegistrationId, RegistrationRecord, RegistrationSubstatus,
+    DeviceId, ErrorCode, RegistrationId, RegistrationRecord, RegistrationSubstatus,
 };
 use serde_json::Value;
 
@@ -85,13 +85,13 @@ impl Assignment<'_> {
         )
         .map_err(allocation_failure)?
         .with_device(context);
-        let decision = reprovision::plan_before_allocation(previous, policy, self.api_version);
+        let decision = plan_before_allocation(previous, policy, self.api_version);
         let allocation = self
             .allocator
             .resolve(&request, &decision)
             .await
             .map_err(allocation_failure)?;
-        let plan = reprovision::plan_after_allocation(
+        let plan = plan_after_allocation(
             previous,
             policy,
             self.api_version,
@@ -192,7 +192,8 @@ impl Assignment<'_> {
                 None,
             ),
             Evidence::Tpm(enrolled) => {
-                let hub_key = SymmetricKey::from_bytes(rand::random::<[u8; 32]>().to_vec());
+                let hub_key_bytes = rand::random::<[u8; 32]>();
+                let hub_key = SymmetricKey::from_bytes(hub_key_bytes.to_vec());
                 let srk = self
                     .storage_root_key
                     .or(enrolled.storage_root_key.as_deref())
@@ -200,7 +201,9 @@ impl Assignment<'_> {
                         code: ErrorCode::INVALID_STORAGE_ROOT_KEY,
                         message: "The registration needs tpm.storageRootKey.".to_owned(),
                     })?;
-                let blob = tpm::activation_blob(&enrolled.endorsement_key, srk, &hub_key).map_err(
+                let blob = tpm::TpmChallenge::with_key(&enrolled.endorsement_key, srk, hub_key_bytes)
+                    .map(|challenge| challenge.authentication_key)
+                    .map_err(
                     |err| Failure {
                         code: ErrorCode::INVALID_ENDORSEMENT_KEY,
                         message: format!("Cannot build the TPM activation blob: {err}"),
@@ -220,7 +223,7 @@ impl Assignment<'_> {
 
 fn allocation_failure(err: dps_allocation::AllocationError) -> Failure {
     Failure {
-        code: ErrorCode(err.error_code()),
+        code: err.error_code(),
         message: err.to_string(),
     }
 }

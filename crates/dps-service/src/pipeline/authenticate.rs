@@ -152,7 +152,7 @@ impl Authenticator<'_> {
                         .tpm
                         .clone()
                         .ok_or_else(unauthorized)?;
-                    let key = self.challenge_key(&tpm.endorsement_key)?;
+                    let key = SymmetricKey::from_bytes(self.challenge_key(&tpm.endorsement_key)?.to_vec());
                     token.check_signature(&[&key]).map_err(|_| unauthorized())?;
                     Evidence::Tpm(tpm)
                 }
@@ -282,7 +282,9 @@ impl Authenticator<'_> {
             .as_ref()
             .filter(|_| enrollment.attestation.kind == AttestationType::Tpm)
             .ok_or_else(unauthorized)?;
-        if !tpm::same_endorsement_key(&enrolled.endorsement_key, &tpm_request.endorsement_key) {
+        if !tpm::same_endorsement_key(&enrolled.endorsement_key, &tpm_request.endorsement_key)
+            .unwrap_or(false)
+        {
             return Err(unauthorized());
         }
         let storage_root_key = tpm_request
@@ -296,14 +298,14 @@ impl Authenticator<'_> {
                 )
             })?;
         let key = self.challenge_key(&enrolled.endorsement_key)?;
-        let blob = tpm::activation_blob(&tpm_request.endorsement_key, storage_root_key, &key)
+        let challenge = tpm::TpmChallenge::with_key(&tpm_request.endorsement_key, storage_root_key, key)
             .map_err(|e| ApiError::new(ErrorCode::INVALID_ENDORSEMENT_KEY, format!("{e}.")))?;
-        Ok(Authentication::TpmChallenge(blob))
+        Ok(Authentication::TpmChallenge(challenge.authentication_key))
     }
 
     /// The challenge key of this device: derived from the tenant's secret, so
     /// any replica verifies the answer without session state.
-    fn challenge_key(&self, endorsement_key: &str) -> Result<SymmetricKey, ApiError> {
+    fn challenge_key(&self, endorsement_key: &str) -> Result<[u8; 32], ApiError> {
         let secret = SymmetricKey::from_base64(&self.view.tenant.challenge_secret)
             .map_err(|_| ApiError::internal("tenant challenge secret is not base64"))?;
         let message = format!(
@@ -311,7 +313,11 @@ impl Authenticator<'_> {
             self.registration_id.key(),
             endorsement_key.trim()
         );
-        Ok(keys::derive_device_key(&secret, &message))
+        let derived = keys::derive_device_key(&secret, &message);
+        derived
+            .as_bytes()
+            .try_into()
+            .map_err(|_| ApiError::internal("derived challenge key is not 32 bytes"))
     }
 }
 

@@ -268,7 +268,7 @@ impl Pipeline {
                 record.status = RegistrationStatus::Assigned;
                 record.assigned_hub = Some(hub);
                 record.device_id = Some(device_id);
-                record.substatus = Some(downgrade_substatus(substatus, &request.api_version));
+                record.substatus = Some(substatus);
                 record.payload = payload;
                 record.tpm = tpm_authentication_key.map(|k| TpmRegistrationResult {
                     authentication_key: k,
@@ -394,19 +394,5 @@ impl Pipeline {
         registration_id.hash(&mut hasher);
         let shard = (hasher.finish() as usize) % self.locks.len();
         self.locks[shard].lock().await
-    }
-}
-
-/// `reprovisionedToInitialAssignment` exists from api-version 2019-04-15;
-/// older callers get `initialAssignment`.
-fn downgrade_substatus(
-    substatus: dps_model::RegistrationSubstatus,
-    api_version: &str,
-) -> dps_model::RegistrationSubstatus {
-    use dps_model::RegistrationSubstatus as S;
-    if substatus == S::ReprovisionedToInitialAssignment && api_version < "2019-04-15" {
-        S::InitialAssignment
-    } else {
-        substatus
     }
 }

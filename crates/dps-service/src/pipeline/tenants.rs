@@ -8,13 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dps_allocation::HubTable;
+use dps_attestation::x509::TrustAnchor;
 use dps_model::{AttestationType, EnrollmentGroup, IdScope, Tenant};
 use dps_storage::Store;
 
 use crate::respond::ApiError;
 
 /// How long a cached tenant view is trusted.
-pub const TENANT_CACHE_TTL: Duration = Duration::from_secs(2);
+pub(crate) const TENANT_CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// Everything the pipeline needs to know about one tenant.
 pub struct TenantView {
@@ -26,6 +27,8 @@ pub struct TenantView {
     pub symmetric_key_groups: Vec<EnrollmentGroup>,
     /// X.509 groups, in id order (tried by chain).
     pub x509_groups: Vec<EnrollmentGroup>,
+    /// Parsed trust anchors of each X.509 group (same order as `x509_groups`).
+    pub x509_anchors: Vec<Vec<TrustAnchor>>,
     loaded: Instant,
 }
 
@@ -68,11 +71,16 @@ impl TenantCache {
                     }
                     (sym, x509)
                 });
+        let x509_anchors = x509_groups
+            .iter()
+            .map(|group| group_anchors(&tenant, group))
+            .collect();
         let view = Arc::new(TenantView {
             tenant,
             hubs,
             symmetric_key_groups,
             x509_groups,
+            x509_anchors,
             loaded: Instant::now(),
         });
         self.lock().insert(key, view.clone());
@@ -89,4 +97,39 @@ impl TenantCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The certificates an X.509 group trusts: its signing certificates (trusted
+/// as uploaded by the administrator) and the tenant CA certificates its
+/// `caReferences` name (trusted only once verified by proof of possession).
+fn group_anchors(tenant: &Tenant, group: &EnrollmentGroup) -> Vec<TrustAnchor> {
+    let Some(x509) = group.attestation.x509.as_ref() else {
+        return Vec::new();
+    };
+    let id = group.enrollment_group_id.as_str();
+    let mut anchors = Vec::new();
+    if let Some(signing) = &x509.signing_certificates {
+        for (slot, certificate) in [("primary", &signing.primary), ("secondary", &signing.secondary)] {
+            let Some(pem) = certificate.as_ref().and_then(|c| c.certificate.as_deref()) else {
+                continue;
+            };
+            match TrustAnchor::new(pem, format!("{id}/{slot}"), true) {
+                Ok(anchor) => anchors.push(anchor),
+                Err(err) => tracing::warn!(group = id, slot, %err, "unusable signing certificate"),
+            }
+        }
+    }
+    if let Some(references) = &x509.ca_references {
+        for name in [&references.primary, &references.secondary].into_iter().flatten() {
+            let Some(ca) = tenant.ca_certificate(name) else {
+                tracing::warn!(group = id, ca = %name, "caReferences names an unknown CA certificate");
+                continue;
+            };
+            match TrustAnchor::new(ca.certificate.as_bytes(), ca.name.clone(), ca.is_verified) {
+                Ok(anchor) => anchors.push(anchor),
+                Err(err) => tracing::warn!(group = id, ca = %name, %err, "unusable CA certificate"),
+            }
+        }
+    }
+    anchors
 }
