@@ -13,9 +13,15 @@
 //!   fresh SAS key to one device's TPM.
 //!
 //! This crate is pure computation: it performs no I/O, spawns nothing and has
-//! no async code. Callers look records up and hand this crate what it needs.
+//! no async code, and it keeps no state. Callers look records up (enrollments,
+//! CA certificates), take the clock (`now` parameters, [`sas::unix_now`]) and
+//! hand this crate what it needs; keys ([`sas::SymmetricKey`]) and anchors
+//! ([`x509::TrustAnchor`]) are plain values the caller may cache.
+//!
+//! A device's SAS token, for an individual enrollment and for a group:
 //!
 //! ```
+//! use dps_attestation::keys::derive_device_key;
 //! use dps_attestation::sas::{create_token, Audience, ExpiryPolicy, SasToken, SymmetricKey};
 //! let key = SymmetricKey::from_bytes(vec![42u8; 32]);
 //! let token = create_token("0ne00000A0A/registrations/dev1", &key, 2_000_000_000, Some("registration"));
@@ -23,7 +29,24 @@
 //! parsed
 //!     .verify(&Audience("0ne00000a0a/registrations/dev1"), &[&key], &ExpiryPolicy::at(1_900_000_000))
 //!     .unwrap();
+//!
+//! let group_key = SymmetricKey::from_bytes(vec![7u8; 64]);
+//! let device_key = derive_device_key(&group_key, "dev2");
+//! let token = create_token("0ne00000A0A/registrations/dev2", &device_key, 2_000_000_000, None);
+//! let candidates = [derive_device_key(&group_key, "dev2")];
+//! SasToken::parse(&token)
+//!     .unwrap()
+//!     .verify(&Audience("0ne00000A0A/registrations/dev2"), &[&candidates[0]], &ExpiryPolicy::at(1_900_000_000))
+//!     .unwrap();
 //! ```
+//!
+//! An X.509 device of a group: `verify_group(&tls_chain, &[&anchor], Some(id), now)`
+//! with `anchor = TrustAnchor::new(ca_pem, "my-ca", is_verified)`. A TPM
+//! device: `TpmChallenge::create(ek, srk)`, answer with `authentication_key`,
+//! then verify the next token with `key`.
+//!
+//! Deliberately not here: looking enrollments up, choosing between individual
+//! and group enrollments, certificate revocation, and anything on the wire.
 
 mod error;
 pub mod keys;

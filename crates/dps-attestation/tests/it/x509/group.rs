@@ -288,3 +288,11 @@ fn empty_and_malformed_chains() {
         Err(AttestationError::MalformedCertificate { which, .. }) if which == "trust anchor \"bad\""
     ));
 }
+
+/// The service caches anchors and keys across threads.
+#[test]
+fn cached_values_are_shareable() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<TrustAnchor>();
+    assert_send_sync::<dps_attestation::sas::SymmetricKey>();
+}
