@@ -24,7 +24,6 @@ use tower::ServiceExt as _;
 use crate::config::{Fault, HubSimConfig};
 use crate::http::{authorize, fault_reply, router, unknown_hub, RoutedHub};
 use crate::persist::{self, PersistedHub};
-use crate::registry::Registry;
 use crate::state::{HubState, SimState};
 use crate::tls;
 use crate::HubSimError;
@@ -91,10 +90,13 @@ impl HubSim {
     }
 }
 
+/// Served hubs, and stored hubs that are not served (kept in the file).
+type Hubs = (Vec<Arc<HubState>>, BTreeMap<String, PersistedHub>);
+
 fn build_hubs(
     config: &HubSimConfig,
     mut saved: BTreeMap<String, PersistedHub>,
-) -> Result<(Vec<Arc<HubState>>, BTreeMap<String, PersistedHub>), HubSimError> {
+) -> Result<Hubs, HubSimError> {
     let invalid = |reason: String| HubSimError::InvalidConfig { reason };
     let mut wanted: Vec<PersistedHub> = Vec::new();
     if config.hubs.is_empty() {
@@ -115,7 +117,7 @@ fn build_hubs(
             host_name: host.to_owned(),
             key_name: spec.key_name.clone(),
             key,
-            registry: stored.map(|s| s.registry).unwrap_or_else(Registry::default),
+            registry: stored.map(|s| s.registry).unwrap_or_default(),
         });
     }
     if wanted.is_empty() {
