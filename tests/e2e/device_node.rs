@@ -317,7 +317,9 @@ async fn reprovisioning_follows_each_policy() -> Result<()> {
             false,
             true,
             "hub-a.test",
-            "reprovisionedToInitialAssignment",
+            // Node sends api-version 2019-03-31, older than the
+            // `reprovisionedToInitialAssignment` value (2019-04-15).
+            "initialAssignment",
             Some("moved-with-device"),
         ),
     ];
@@ -337,7 +339,9 @@ async fn reprovisioning_follows_each_policy() -> Result<()> {
         })?;
         assert_assigned(&first, "hub-a.test", &id);
         // Data set on the first hub after provisioning.
-        system.set_twin_tag("hub-a.test", &id, "moved", json!("moved-with-device")).await?;
+        system
+            .set_twin_tag("hub-a.test", &id, "moved", json!("moved-with-device"))
+            .await?;
 
         let mut moved = stored.clone();
         moved.iot_hubs = Some(vec!["hub-b.test".to_owned()]);

@@ -171,7 +171,11 @@ impl TestSystem {
             ..dps_hub::Twin::default()
         };
         client
-            .patch_twin(&dps_model::DeviceId::new(device_id)?, &patch, dps_hub::IfMatch::Any)
+            .patch_twin(
+                &dps_model::DeviceId::new(device_id)?,
+                &patch,
+                dps_hub::IfMatch::Any,
+            )
             .await?;
         Ok(())
     }

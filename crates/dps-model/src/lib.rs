@@ -51,8 +51,7 @@ pub use bulk::{
 };
 pub use enrollment::{
     AllocationPolicy, CustomAllocationDefinition, DeviceCapabilities, Enrollment, EnrollmentGroup,
-    EnrollmentRef,
-    IndividualEnrollment, ProvisioningStatus, ReprovisionPolicy,
+    EnrollmentRef, IndividualEnrollment, ProvisioningStatus, ReprovisionPolicy,
 };
 pub use error::ModelError;
 pub use error_body::{ErrorBody, ErrorCode};

@@ -61,7 +61,12 @@ impl TpmChallenge {
         storage_root_key: &str,
         key: [u8; ID_KEY_LEN],
     ) -> Result<Self, AttestationError> {
-        Self::build(endorsement_key, storage_root_key, key, &mut rand::rngs::OsRng)
+        Self::build(
+            endorsement_key,
+            storage_root_key,
+            key,
+            &mut rand::rngs::OsRng,
+        )
     }
 
     fn build<R: RngCore + CryptoRng>(

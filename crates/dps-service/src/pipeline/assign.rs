@@ -13,9 +13,7 @@ use dps_hub::{
     ensure_device, migrate_device, DeviceAuth, DeviceProvisioning, IotHub, MigrationMode,
     TwinAction,
 };
-use dps_model::{
-    DeviceId, ErrorCode, RegistrationId, RegistrationRecord, RegistrationSubstatus,
-};
+use dps_model::{DeviceId, ErrorCode, RegistrationId, RegistrationRecord, RegistrationSubstatus};
 use serde_json::Value;
 
 use super::authenticate::{AuthenticatedDevice, Evidence, MatchedEnrollment};
@@ -119,6 +117,8 @@ impl Assignment<'_> {
             .as_deref()
             .and_then(|old| self.hub(old).ok());
         let result = match (&plan.twin, source) {
+            // Moving hubs: create on the new hub (with the old twin or the
+            // initial one), then remove from the old hub.
             (PlannedTwin::MigrateFrom(_), Some(source)) => migrate_device(
                 source.as_ref(),
                 target.as_ref(),
@@ -127,14 +127,16 @@ impl Assignment<'_> {
             )
             .await
             .map(|_| ()),
-            (PlannedTwin::ResetToInitial, Some(source)) => migrate_device(
-                source.as_ref(),
-                target.as_ref(),
-                &provisioning,
-                MigrationMode::ResetToInitial,
-            )
-            .await
-            .map(|_| ()),
+            (PlannedTwin::ApplyInitial | PlannedTwin::ResetToInitial, Some(source)) => {
+                migrate_device(
+                    source.as_ref(),
+                    target.as_ref(),
+                    &provisioning,
+                    MigrationMode::ResetToInitial,
+                )
+                .await
+                .map(|_| ())
+            }
             (PlannedTwin::KeepExisting, _) => {
                 let keep = DeviceProvisioning {
                     twin_action: TwinAction::Keep,
@@ -201,14 +203,13 @@ impl Assignment<'_> {
                         code: ErrorCode::INVALID_STORAGE_ROOT_KEY,
                         message: "The registration needs tpm.storageRootKey.".to_owned(),
                     })?;
-                let blob = tpm::TpmChallenge::with_key(&enrolled.endorsement_key, srk, hub_key_bytes)
-                    .map(|challenge| challenge.authentication_key)
-                    .map_err(
-                    |err| Failure {
-                        code: ErrorCode::INVALID_ENDORSEMENT_KEY,
-                        message: format!("Cannot build the TPM activation blob: {err}"),
-                    },
-                )?;
+                let blob =
+                    tpm::TpmChallenge::with_key(&enrolled.endorsement_key, srk, hub_key_bytes)
+                        .map(|challenge| challenge.authentication_key)
+                        .map_err(|err| Failure {
+                            code: ErrorCode::INVALID_ENDORSEMENT_KEY,
+                            message: format!("Cannot build the TPM activation blob: {err}"),
+                        })?;
                 (
                     DeviceAuth::SymmetricKey {
                         primary: hub_key.clone(),

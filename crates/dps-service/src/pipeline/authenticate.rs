@@ -152,7 +152,9 @@ impl Authenticator<'_> {
                         .tpm
                         .clone()
                         .ok_or_else(unauthorized)?;
-                    let key = SymmetricKey::from_bytes(self.challenge_key(&tpm.endorsement_key)?.to_vec());
+                    let key = SymmetricKey::from_bytes(
+                        self.challenge_key(&tpm.endorsement_key)?.to_vec(),
+                    );
                     token.check_signature(&[&key]).map_err(|_| unauthorized())?;
                     Evidence::Tpm(tpm)
                 }
@@ -298,8 +300,9 @@ impl Authenticator<'_> {
                 )
             })?;
         let key = self.challenge_key(&enrolled.endorsement_key)?;
-        let challenge = tpm::TpmChallenge::with_key(&tpm_request.endorsement_key, storage_root_key, key)
-            .map_err(|e| ApiError::new(ErrorCode::INVALID_ENDORSEMENT_KEY, format!("{e}.")))?;
+        let challenge =
+            tpm::TpmChallenge::with_key(&tpm_request.endorsement_key, storage_root_key, key)
+                .map_err(|e| ApiError::new(ErrorCode::INVALID_ENDORSEMENT_KEY, format!("{e}.")))?;
         Ok(Authentication::TpmChallenge(challenge.authentication_key))
     }
 

@@ -109,7 +109,10 @@ fn group_anchors(tenant: &Tenant, group: &EnrollmentGroup) -> Vec<TrustAnchor> {
     let id = group.enrollment_group_id.as_str();
     let mut anchors = Vec::new();
     if let Some(signing) = &x509.signing_certificates {
-        for (slot, certificate) in [("primary", &signing.primary), ("secondary", &signing.secondary)] {
+        for (slot, certificate) in [
+            ("primary", &signing.primary),
+            ("secondary", &signing.secondary),
+        ] {
             let Some(pem) = certificate.as_ref().and_then(|c| c.certificate.as_deref()) else {
                 continue;
             };
@@ -120,7 +123,10 @@ fn group_anchors(tenant: &Tenant, group: &EnrollmentGroup) -> Vec<TrustAnchor> {
         }
     }
     if let Some(references) = &x509.ca_references {
-        for name in [&references.primary, &references.secondary].into_iter().flatten() {
+        for name in [&references.primary, &references.secondary]
+            .into_iter()
+            .flatten()
+        {
             let Some(ca) = tenant.ca_certificate(name) else {
                 tracing::warn!(group = id, ca = %name, "caReferences names an unknown CA certificate");
                 continue;
