@@ -19,6 +19,7 @@ pub fn tenant(name: &str, scope: &str) -> Tenant {
         access_policies: Vec::new(),
         ca_certificates: Vec::new(),
         synchronous_register: false,
+        challenge_secret: String::new(),
         etag: ETag::new("client-supplied"),
         created: crate::time::now(),
     }
