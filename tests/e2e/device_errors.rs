@@ -10,7 +10,7 @@ use dps_model::*;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
-use crate::certs;
+use dps_e2e::certs;
 
 fn client(system: &TestSystem, identity: Option<reqwest::Identity>) -> Client {
     let ca = reqwest::Certificate::from_pem(system.server.trust_pem.as_bytes()).expect("CA");

@@ -12,7 +12,7 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use dps_model::*;
 use serde_json::{json, Value};
 
-use crate::certs;
+use dps_e2e::certs;
 
 /// Registers one device with the SDK's HTTP transport; prints the result or the error.
 const REGISTER: &str = r#"

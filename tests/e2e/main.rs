@@ -1,6 +1,5 @@
 //! End-to-end tests: the real server on loopback, the hub emulator, and the
 //! official Azure IoT SDKs as clients.
 
-mod certs;
 mod device_errors;
 mod device_node;

@@ -2,5 +2,6 @@
 //! IoT SDK packages from the npm registry ([`node`]), and a running dps server
 //! with hubs on its own loopback address ([`server`]).
 
+pub mod certs;
 pub mod node;
 pub mod server;

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use dps_service::ServiceConfig;
 
+mod demo;
+
 /// A Device Provisioning Service wire-compatible with Azure IoT Hub DPS.
 #[derive(Parser, Debug)]
 #[command(version, about)]
@@ -32,6 +34,10 @@ struct Args {
     /// Operator key for tenant management (generated and printed when absent).
     #[arg(long, env = "DPS_OPERATOR_KEY")]
     operator_key: Option<String>,
+    /// Demo: listen on 127.0.0.1:8443/9443, run an in-process IoT hub
+    /// emulator, create a demo tenant and enrollment, and provision a device.
+    #[arg(long)]
+    demo: bool,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +60,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => ServiceConfig::from_file(path)?,
         None => ServiceConfig::default(),
     };
+    if args.demo {
+        demo::configure(&mut config);
+    }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
@@ -70,6 +79,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.operator_key = args.operator_key;
     }
     let runtime = tokio::runtime::Runtime::new()?;
+    if args.demo {
+        return runtime.block_on(demo::run(config));
+    }
     runtime.block_on(async {
         let operator_key_given = config.operator_key.is_some();
         let server = dps_service::server::start(config).await?;
@@ -85,7 +97,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

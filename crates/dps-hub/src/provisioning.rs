@@ -14,6 +14,9 @@ use crate::HubError;
 
 /// How the device will authenticate to the hub.
 #[derive(Clone, Debug, PartialEq, Eq)]
+// Short-lived and built once per registration: boxing the keys would cost
+// an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum DeviceAuth {
     /// SAS with these keys: the enrollment's keys (or the group-derived ones)
     /// for symmetric-key devices, the issued hub key for TPM devices.

@@ -48,6 +48,45 @@ pub struct Tenant {
 }
 
 impl Tenant {
+    /// A new tenant: a generated ID scope, an owner policy
+    /// (`provisioningserviceowner`, every right, generated keys), a challenge
+    /// secret, no hubs yet, `hashed` as the default policy.
+    pub fn new(
+        name: impl Into<String>,
+        service_host_name: impl Into<String>,
+    ) -> Result<Self, ModelError> {
+        let name = name.into();
+        Tenant::validate_name(&name)?;
+        Ok(Tenant {
+            name,
+            id_scope: IdScope::generate(),
+            service_host_name: service_host_name.into(),
+            default_allocation_policy: AllocationPolicy::Hashed,
+            linked_hubs: Vec::new(),
+            access_policies: vec![SharedAccessPolicy {
+                key_name: OWNER_POLICY.to_owned(),
+                primary_key: random_key(),
+                secondary_key: random_key(),
+                rights: AccessRight::ALL.to_vec(),
+            }],
+            ca_certificates: Vec::new(),
+            synchronous_register: false,
+            challenge_secret: random_key(),
+            etag: ETag::generate(),
+            created: Utc::now(),
+        })
+    }
+
+    /// The connection string of a policy: `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`.
+    pub fn connection_string(&self, key_name: &str) -> Option<String> {
+        self.access_policy(key_name).map(|p| {
+            format!(
+                "HostName={};SharedAccessKeyName={};SharedAccessKey={}",
+                self.service_host_name, p.key_name, p.primary_key
+            )
+        })
+    }
+
     /// Check a tenant name: 3..=64 of lower-case letters, digits and `-`.
     pub fn validate_name(name: &str) -> Result<(), ModelError> {
         let ok = (3..=64).contains(&name.len())
@@ -106,6 +145,17 @@ pub struct LinkedHub {
     /// Region, used by the lowest-latency policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+}
+
+/// The name of the all-rights policy every tenant starts with.
+pub const OWNER_POLICY: &str = "provisioningserviceowner";
+
+/// 64 random bytes in base64, the size the cloud service generates.
+fn random_key() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 32] = rand::random();
+    let more: [u8; 32] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode([bytes, more].concat())
 }
 
 fn default_weight() -> u32 {

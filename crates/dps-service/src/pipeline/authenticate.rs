@@ -22,8 +22,8 @@ use crate::respond::ApiError;
 /// The enrollment a device matched.
 #[derive(Clone, Debug)]
 pub(crate) enum MatchedEnrollment {
-    Individual(IndividualEnrollment),
-    Group(EnrollmentGroup),
+    Individual(Box<IndividualEnrollment>),
+    Group(Box<EnrollmentGroup>),
 }
 
 impl MatchedEnrollment {
@@ -58,7 +58,7 @@ pub(crate) struct AuthenticatedDevice {
 }
 
 pub(crate) enum Authentication {
-    Device(AuthenticatedDevice),
+    Device(Box<AuthenticatedDevice>),
     /// A TPM device must first activate this blob (`authenticationKey`).
     TpmChallenge(String),
 }
@@ -88,13 +88,16 @@ impl Authenticator<'_> {
         allow_challenge: bool,
     ) -> Result<Authentication, ApiError> {
         if let Some(token) = &credentials.sas_token {
-            return self.by_token(token).await.map(Authentication::Device);
+            return self
+                .by_token(token)
+                .await
+                .map(|d| Authentication::Device(Box::new(d)));
         }
         if !credentials.client_chain.is_empty() {
             return self
                 .by_certificate(&credentials.client_chain)
                 .await
-                .map(Authentication::Device);
+                .map(|d| Authentication::Device(Box::new(d)));
         }
         match tpm_request {
             Some(tpm) if allow_challenge => self.tpm_challenge(tpm).await,
@@ -161,7 +164,7 @@ impl Authenticator<'_> {
                 _ => return Err(unauthorized()),
             };
             return Ok(AuthenticatedDevice {
-                enrollment: MatchedEnrollment::Individual(enrollment),
+                enrollment: MatchedEnrollment::Individual(Box::new(enrollment)),
                 evidence,
             });
         }
@@ -181,7 +184,7 @@ impl Authenticator<'_> {
             let secondary = keys::derive_device_key(&group_secondary, id);
             if token.check_signature(&[&primary, &secondary]).is_ok() {
                 return Ok(AuthenticatedDevice {
-                    enrollment: MatchedEnrollment::Group(group.clone()),
+                    enrollment: MatchedEnrollment::Group(Box::new(group.clone())),
                     evidence: Evidence::SymmetricKey { primary, secondary },
                 });
             }
@@ -220,7 +223,7 @@ impl Authenticator<'_> {
                 )
                 .map_err(certificate_refusal)?;
                 return Ok(AuthenticatedDevice {
-                    enrollment: MatchedEnrollment::Individual(enrollment.clone()),
+                    enrollment: MatchedEnrollment::Individual(Box::new(enrollment.clone())),
                     evidence: Evidence::X509 {
                         leaf: verified.leaf,
                         signing: None,
@@ -247,10 +250,10 @@ impl Authenticator<'_> {
                     let signing = anchor_refs.get(verified.matched).map(|a| a.info().clone());
                     let enrollment = match individual {
                         Some(individual) if !individual.provisioning_status_enabled() => {
-                            MatchedEnrollment::Individual(individual)
+                            MatchedEnrollment::Individual(Box::new(individual))
                         }
                         Some(_) => return Err(unauthorized()),
-                        None => MatchedEnrollment::Group(group.clone()),
+                        None => MatchedEnrollment::Group(Box::new(group.clone())),
                     };
                     return Ok(AuthenticatedDevice {
                         enrollment,

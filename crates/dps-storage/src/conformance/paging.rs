@@ -23,7 +23,7 @@ pub async fn page_through_ten_thousand_enrollments(store: Arc<dyn Store>) {
     let ids: Vec<String> = (0..10_000)
         .map(|i: u32| {
             let n = i.wrapping_mul(7919) % 10_000;
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 format!("Dev-{n:05}")
             } else {
                 format!("dev-{n:05}")
