@@ -3,3 +3,4 @@
 
 mod device_errors;
 mod device_node;
+mod failures;

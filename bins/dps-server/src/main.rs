@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use dps_service::ServiceConfig;
 
-mod demo;
+mod embedded;
 
 /// A Device Provisioning Service wire-compatible with Azure IoT Hub DPS.
 #[derive(Parser, Debug)]
@@ -34,10 +34,10 @@ struct Args {
     /// Operator key for tenant management (generated and printed when absent).
     #[arg(long, env = "DPS_OPERATOR_KEY")]
     operator_key: Option<String>,
-    /// Demo: listen on 127.0.0.1:8443/9443, run an in-process IoT hub
-    /// emulator, create a demo tenant and enrollment, and provision a device.
+    /// Run the in-process IoT hub emulator and link it to a `default`
+    /// tenant (the default when no configuration file is given).
     #[arg(long)]
-    demo: bool,
+    hub_emulator: bool,
 }
 
 fn main() -> ExitCode {
@@ -60,9 +60,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => ServiceConfig::from_file(path)?,
         None => ServiceConfig::default(),
     };
-    if args.demo {
-        demo::configure(&mut config);
-    }
+    let embedded = args.hub_emulator || args.config.is_none();
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
@@ -79,20 +77,31 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.operator_key = args.operator_key;
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    if args.demo {
-        return runtime.block_on(demo::run(config));
-    }
     runtime.block_on(async {
+        let hubs = if embedded {
+            Some(embedded::start_hub_emulator(&mut config).await?)
+        } else {
+            None
+        };
         let operator_key_given = config.operator_key.is_some();
+        let data_dir = config.data_dir.clone();
         let server = dps_service::server::start(config).await?;
-        println!("device endpoint:  https://{}", server.device_addr);
-        println!("service endpoint: https://{}", server.service_addr);
         if !operator_key_given {
-            println!("operator key:     {}", server.operator_key);
+            println!("operator key:       {}", server.operator_key);
+        }
+        match &hubs {
+            Some(hubs) => embedded::show(&server, hubs, &data_dir).await?,
+            None => {
+                println!("device endpoint:    https://{}", server.device_addr);
+                println!("service endpoint:   https://{}", server.service_addr);
+            }
         }
         wait_for_signal().await;
         println!("shutting down");
         server.shutdown().await;
+        if let Some(hubs) = hubs {
+            hubs.shutdown().await;
+        }
         anyhow::Ok(())
     })
 }

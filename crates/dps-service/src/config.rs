@@ -34,6 +34,64 @@ pub struct ServiceConfig {
     /// The operator credential for tenant management (`/tenants`); generated
     /// and printed at start when absent.
     pub operator_key: Option<String>,
+    /// Tenants created at start when missing (their listed hubs are linked).
+    pub tenants: Vec<TenantBootstrap>,
+    /// Device registration limits per tenant (429 with `Retry-After` beyond).
+    pub throttling: ThrottlingConfig,
+}
+
+/// A tenant declared in the configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantBootstrap {
+    /// Tenant name.
+    pub name: String,
+    /// Host name of its service endpoint (default `{name}.{service.host_suffix}`).
+    #[serde(default)]
+    pub service_host_name: Option<String>,
+    /// Fixed ID scope (default: generated once).
+    #[serde(default)]
+    pub id_scope: Option<String>,
+    /// Hubs to link (by host name and connection string).
+    #[serde(default)]
+    pub linked_hubs: Vec<LinkedHubBootstrap>,
+}
+
+/// A linked hub declared in the configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkedHubBootstrap {
+    /// `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`.
+    pub connection_string: String,
+    /// Weight for evenly weighted distribution.
+    #[serde(default = "one")]
+    pub allocation_weight: u32,
+    /// Region for lowest-latency allocation.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Registration throttling (the cloud limits registrations per minute per unit).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottlingConfig {
+    /// Register instructions per second per tenant (0 = unlimited).
+    pub registrations_per_second: u32,
+    /// Burst allowance above the rate.
+    pub burst: u32,
+}
+
+impl Default for ThrottlingConfig {
+    fn default() -> Self {
+        ThrottlingConfig {
+            registrations_per_second: 0,
+            burst: 100,
+        }
+    }
 }
 
 impl Default for ServiceConfig {
@@ -47,11 +105,14 @@ impl Default for ServiceConfig {
             hubs: HubConnectionConfig::default(),
             allocation: AllocationConfig::default(),
             operator_key: None,
+            tenants: Vec::new(),
+            throttling: ThrottlingConfig::default(),
         }
     }
 }
 
-/// The device endpoint (HTTPS; official SDKs always dial port 443).
+/// The device endpoint. The default is an unprivileged loopback port; the
+/// official SDKs always dial port 443, so deployments listen there.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeviceEndpointConfig {
@@ -66,7 +127,7 @@ pub struct DeviceEndpointConfig {
 impl Default for DeviceEndpointConfig {
     fn default() -> Self {
         DeviceEndpointConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 443)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_host: None,
             retry_after_seconds: 1,
         }
@@ -86,7 +147,7 @@ pub struct ServiceEndpointConfig {
 impl Default for ServiceEndpointConfig {
     fn default() -> Self {
         ServiceEndpointConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9443)),
             host_suffix: "localhost".to_owned(),
         }
     }

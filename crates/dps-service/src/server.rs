@@ -34,6 +34,8 @@ pub struct RunningServer {
     pub operator_key: String,
     /// The store (tests inspect it).
     pub store: Arc<dyn Store>,
+    /// The tenants declared in the configuration, as stored.
+    pub tenants: Vec<dps_model::Tenant>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -57,6 +59,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         reason: e.to_string(),
     })?;
     let store = storage_url::open(&config.storage_url()).await?;
+    let declared_tenants = crate::bootstrap::ensure_tenants(store.as_ref(), &config).await?;
     let identity = ServerIdentity::load_or_generate(&config.tls, &config.data_dir)?;
     let tls = identity.server_config(&[b"h2", b"http/1.1"])?;
 
@@ -98,11 +101,12 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         allocator,
         tenants.clone(),
         ExpiryPolicy::default(),
+        &config.throttling,
     ));
-    let operator_key = config
-        .operator_key
-        .clone()
-        .unwrap_or_else(dps_attestation::keys::generate_key);
+    let operator_key = match &config.operator_key {
+        Some(key) => key.clone(),
+        None => stored_operator_key(&config.data_dir)?,
+    };
 
     let device_router = device::router(
         pipeline,
@@ -143,6 +147,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         trust_pem: identity.trust_pem,
         operator_key,
         store,
+        tenants: declared_tenants,
         shutdown,
         tasks,
     })
@@ -183,4 +188,18 @@ fn read_pem(path: &std::path::Path) -> Result<String, ServiceError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+/// The operator key kept in the data directory (generated on first start), so
+/// it survives restarts when the configuration does not set one.
+fn stored_operator_key(data_dir: &std::path::Path) -> Result<String, ServiceError> {
+    let path = data_dir.join("operator.key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        if !key.trim().is_empty() {
+            return Ok(key.trim().to_owned());
+        }
+    }
+    let key = dps_attestation::keys::generate_key();
+    crate::tls::write_private(&path, &key)?;
+    Ok(key)
 }

@@ -275,7 +275,7 @@ fn read(path: &Path) -> Result<String, ServiceError> {
     std::fs::read_to_string(path).map_err(|e| io_error(path, e))
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<(), ServiceError> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), ServiceError> {
     use std::io::Write as _;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt as _;

@@ -10,6 +10,7 @@
 mod assign;
 mod authenticate;
 mod tenants;
+mod throttle;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use self::authenticate::{
     unauthorized, Authentication, Authenticator, Evidence, MatchedEnrollment,
 };
 pub use self::tenants::{TenantCache, TenantView};
+use self::throttle::Throttle;
 use crate::respond::ApiError;
 
 /// How a device proved itself on this request.
@@ -93,6 +95,7 @@ pub struct Pipeline {
     allocator: Arc<dps_allocation::Allocator>,
     tenants: Arc<TenantCache>,
     expiry: ExpiryPolicy,
+    throttle: Throttle,
     locks: Vec<Mutex<()>>,
 }
 
@@ -106,6 +109,7 @@ impl Pipeline {
         allocator: Arc<dps_allocation::Allocator>,
         tenants: Arc<TenantCache>,
         expiry: ExpiryPolicy,
+        throttling: &crate::config::ThrottlingConfig,
     ) -> Self {
         Pipeline {
             store,
@@ -113,6 +117,7 @@ impl Pipeline {
             allocator,
             tenants,
             expiry,
+            throttle: Throttle::new(throttling),
             locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
         }
     }
@@ -162,6 +167,7 @@ impl Pipeline {
         _force: bool,
     ) -> Result<RegisterAnswer, ApiError> {
         let (view, registration_id) = self.view(request).await?;
+        self.throttle.admit(&view.tenant.id_scope)?;
         let device = match self
             .authenticate(&view, &registration_id, request, Some(&body), true)
             .await?

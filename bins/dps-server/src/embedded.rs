@@ -1,0 +1,140 @@
+//! Embedded defaults: what `dps-server` runs with no configuration file — an
+//! in-process IoT hub emulator (its devices kept in the data directory), a
+//! `default` tenant with that hub linked, and a sample device provisioned
+//! through `dps-client` so the whole path is seen working.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use dps_client::{Credential, ProvisioningClient};
+use dps_hub_sim::{HubSim, HubSimConfig, HubSpec, RunningHubSim, TlsSource};
+use dps_model::{IndividualEnrollment, Precondition, Tenant};
+use dps_service::config::{LinkedHubBootstrap, TenantBootstrap};
+use dps_service::server::RunningServer;
+use dps_service::ServiceConfig;
+
+const HUB: &str = "local-hub.localhost";
+
+/// Start the emulator and point the configuration at it: its CA trusted, its
+/// name resolved to it, and the `default` tenant linked to it.
+pub(crate) async fn start_hub_emulator(
+    config: &mut ServiceConfig,
+) -> anyhow::Result<RunningHubSim> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let hubs = HubSim::start(HubSimConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        hubs: vec![HubSpec::new(HUB)],
+        data_file: Some(config.data_dir.join("hub-emulator.json")),
+        tls: TlsSource::Generate {
+            extra_names: Vec::new(),
+        },
+    })
+    .await
+    .context("starting the in-process IoT hub emulator")?;
+    let hub_ca = config.data_dir.join("hub-emulator-ca.pem");
+    std::fs::write(&hub_ca, hubs.ca_pem().unwrap_or_default())?;
+    config.hubs.trusted_ca_files.push(hub_ca);
+    config.hubs.resolve.insert(HUB.to_owned(), hubs.addr());
+    if config.tenants.is_empty() {
+        config.tenants.push(TenantBootstrap {
+            name: "default".to_owned(),
+            service_host_name: Some(config.service.listen.ip().to_string()),
+            id_scope: None,
+            linked_hubs: vec![LinkedHubBootstrap {
+                connection_string: hubs.connection_string(HUB).context("emulated hub")?,
+                allocation_weight: 1,
+                location: None,
+            }],
+        });
+    }
+    Ok(hubs)
+}
+
+/// Print how to reach the service and provision a sample device.
+pub(crate) async fn show(
+    server: &RunningServer,
+    hubs: &RunningHubSim,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let Some(tenant) = server.tenants.first() else {
+        return Ok(());
+    };
+    let ca_file = data_dir.join("tls").join("ca.pem");
+    println!("device endpoint:    https://{}", server.device_addr);
+    println!("service endpoint:   https://{}", server.service_addr);
+    println!("ID scope:           {}", tenant.id_scope);
+    println!(
+        "service connection: {}",
+        tenant
+            .connection_string(dps_model::tenant::OWNER_POLICY)
+            .unwrap_or_default()
+    );
+    println!("trust this CA:      {}", ca_file.display());
+
+    let first_key = enroll(server, tenant, "sample-device-1").await?;
+    let started = Instant::now();
+    let registration = ProvisioningClient::builder(
+        server.device_addr.to_string(),
+        tenant.id_scope.as_str(),
+        "sample-device-1",
+    )
+    .credential(Credential::symmetric_key(&first_key)?)
+    .trust_ca_pem(server.trust_pem.clone())
+    .build()?
+    .register()
+    .await
+    .context("provisioning the sample device")?;
+    println!(
+        "provisioned sample-device-1 in {} ms: hub {}, device id {}, substatus {:?}; on the hub: {}",
+        started.elapsed().as_millis(),
+        registration.assigned_hub,
+        registration.device_id,
+        registration.substatus,
+        if hubs.device(HUB, "sample-device-1").is_some() { "yes" } else { "no" },
+    );
+    let second_key = enroll(server, tenant, "sample-device-2").await?;
+    println!("provision another device:");
+    println!(
+        "  cargo run --release -p dps-device -- register --endpoint {} --id-scope {} --registration-id sample-device-2 --key {} --ca {}",
+        server.device_addr,
+        tenant.id_scope,
+        second_key,
+        ca_file.display()
+    );
+    Ok(())
+}
+
+/// A symmetric-key enrollment (created once; its key is reused on later starts).
+async fn enroll(server: &RunningServer, tenant: &Tenant, id: &str) -> anyhow::Result<String> {
+    let registration_id = dps_model::RegistrationId::new(id)?;
+    if let Some(existing) = server
+        .store
+        .enrollment(&tenant.id_scope, &registration_id)
+        .await?
+    {
+        if let Some(key) = existing
+            .attestation
+            .symmetric_key
+            .as_ref()
+            .and_then(|k| k.primary_key.clone())
+        {
+            return Ok(key);
+        }
+    }
+    let key = dps_attestation::keys::generate_key();
+    let enrollment: IndividualEnrollment = dps_model::from_json(
+        serde_json::json!({
+            "registrationId": id,
+            "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key}},
+            "initialTwin": {"tags": {"sample": true}, "properties": {"desired": {"telemetryInterval": 30}}}
+        })
+        .to_string()
+        .as_bytes(),
+    )?;
+    server
+        .store
+        .put_enrollment(&tenant.id_scope, enrollment, Precondition::None)
+        .await?;
+    Ok(key)
+}
