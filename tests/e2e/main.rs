@@ -4,3 +4,7 @@
 mod certs;
 mod device_errors;
 mod device_node;
+mod service_api;
+mod service_auth;
+mod service_client;
+mod service_settings;
