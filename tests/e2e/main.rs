@@ -7,4 +7,5 @@ mod device_node;
 mod service_api;
 mod service_auth;
 mod service_client;
+mod service_node;
 mod service_settings;
