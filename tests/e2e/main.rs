@@ -7,5 +7,6 @@ mod device_node;
 mod service_api;
 mod service_auth;
 mod service_client;
+mod service_meter;
 mod service_node;
 mod service_settings;
