@@ -6,17 +6,17 @@ use rcgen::{
 };
 
 /// A certificate with its key, able to sign others when it is a CA.
-pub struct Issued {
-    pub cert: rcgen::Certificate,
-    pub key: KeyPair,
+pub(crate) struct Issued {
+    pub(crate) cert: rcgen::Certificate,
+    pub(crate) key: KeyPair,
 }
 
 impl Issued {
-    pub fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.cert.pem()
     }
 
-    pub fn key_pem(&self) -> String {
+    pub(crate) fn key_pem(&self) -> String {
         self.key.serialize_pem()
     }
 }
@@ -40,7 +40,7 @@ fn params(common_name: &str, ca: bool) -> CertificateParams {
 }
 
 /// A self-signed certificate (CA or device).
-pub fn self_signed(common_name: &str, ca: bool) -> Issued {
+pub(crate) fn self_signed(common_name: &str, ca: bool) -> Issued {
     let key = KeyPair::generate().expect("key");
     let cert = params(common_name, ca)
         .self_signed(&key)
@@ -49,7 +49,7 @@ pub fn self_signed(common_name: &str, ca: bool) -> Issued {
 }
 
 /// A certificate signed by `issuer`.
-pub fn signed_by(common_name: &str, ca: bool, issuer: &Issued) -> Issued {
+pub(crate) fn signed_by(common_name: &str, ca: bool, issuer: &Issued) -> Issued {
     let key = KeyPair::generate().expect("key");
     let cert = params(common_name, ca)
         .signed_by(&key, &issuer.cert, &issuer.key)

@@ -36,6 +36,8 @@ pub struct TestSystem {
     pub ca_file: PathBuf,
     /// Scratch directory of this system.
     pub dir: tempfile::TempDir,
+    /// The server's configuration (to restart it on the same data).
+    pub config: ServiceConfig,
 }
 
 /// Options for [`TestSystem::start`].
@@ -90,7 +92,7 @@ impl TestSystem {
         }
         config.operator_key = Some(generate_key());
         (options.configure)(&mut config);
-        let server = dps_service::server::start(config)
+        let server = dps_service::server::start(config.clone())
             .await
             .context("starting dps")?;
         let ca_file = dir.path().join("dps-ca.pem");
@@ -133,6 +135,36 @@ impl TestSystem {
             tenant,
             ca_file,
             dir,
+            config,
+        })
+    }
+
+    /// Stop the server and start it again on the same configuration and
+    /// data directory (the hub emulator keeps running).
+    pub async fn restart(self) -> Result<TestSystem> {
+        let TestSystem {
+            server,
+            hubs,
+            device_host,
+            service_host,
+            tenant,
+            ca_file,
+            dir,
+            config,
+        } = self;
+        server.shutdown().await;
+        let server = dps_service::server::start(config.clone())
+            .await
+            .context("restarting dps")?;
+        Ok(TestSystem {
+            server,
+            hubs,
+            device_host,
+            service_host,
+            tenant,
+            ca_file,
+            dir,
+            config,
         })
     }
 

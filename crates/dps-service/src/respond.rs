@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use dps_model::{ErrorBody, ErrorCode, ModelError};
+use dps_storage::{Entity, StoreError};
 use http::{header, HeaderValue, StatusCode};
 
 /// The largest body the device and service APIs accept (the cloud's 96 KB).
@@ -79,6 +80,45 @@ impl From<ModelError> for ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        let code = match &err {
+            StoreError::NotFound { entity, .. } => match entity {
+                Entity::Enrollment => ErrorCode::ENROLLMENT_NOT_FOUND,
+                Entity::EnrollmentGroup => ErrorCode::ENROLLMENT_GROUP_NOT_FOUND,
+                Entity::Registration => ErrorCode::DEVICE_REGISTRATION_NOT_FOUND,
+                Entity::RegistrationOperation => ErrorCode::ASYNC_OPERATION_NOT_FOUND,
+                Entity::Tenant => ErrorCode::PROVISIONING_SETTINGS_NOT_FOUND,
+                _ => ErrorCode(404000),
+            },
+            StoreError::AlreadyExists { entity, .. } => match entity {
+                Entity::Enrollment => ErrorCode::ENROLLMENT_CONFLICT,
+                Entity::EnrollmentGroup => ErrorCode::ENROLLMENT_GROUP_CONFLICT,
+                Entity::Registration => ErrorCode::REGISTRATION_STATUS_CONFLICT,
+                _ => ErrorCode(409000),
+            },
+            StoreError::PreconditionFailed { .. } => ErrorCode::PRECONDITION_FAILED,
+            StoreError::UnknownTenant { .. } => ErrorCode::PROVISIONING_SETTINGS_NOT_FOUND,
+            StoreError::InvalidContinuationToken { .. } => ErrorCode::ARGUMENT_INVALID,
+            _ => return ApiError::internal(err),
+        };
+        ApiError::new(code, sentence(&err.to_string()))
+    }
+}
+
+/// A message as a sentence: capital first letter, final full stop.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    let mut out: String = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    if !out.ends_with('.') {
+        out.push('.');
+    }
+    out
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -122,34 +162,44 @@ impl<S: Send + Sync> FromRequest<S> for LimitedBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
-        let too_large = || {
-            ApiError::new(
-                ErrorCode::PAYLOAD_TOO_LARGE,
-                format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
-            )
-        };
-        if let Some(length) = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            if length > MAX_BODY_BYTES {
-                return Err(too_large());
-            }
+        let (parts, body) = request.into_parts();
+        read_limited_body(&parts.headers, body)
+            .await
+            .map(LimitedBody)
+    }
+}
+
+/// Read a request body of at most [`MAX_BODY_BYTES`]; over the limit is a 413
+/// in the Azure error shape rather than the framework's text.
+pub async fn read_limited_body(
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PAYLOAD_TOO_LARGE,
+            format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
+        )
+    };
+    if let Some(length) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if length > MAX_BODY_BYTES {
+            return Err(too_large());
         }
-        let body = request.into_body();
-        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-            Ok(bytes) => Ok(LimitedBody(bytes)),
-            Err(err) => {
-                let text = err.to_string();
-                if text.contains("length limit") {
-                    Err(too_large())
-                } else {
-                    Err(ApiError::bad_request(format!(
-                        "The request body could not be read: {text}"
-                    )))
-                }
+    }
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => Ok(bytes),
+        Err(err) => {
+            let text = err.to_string();
+            if text.contains("length limit") {
+                Err(too_large())
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "The request body could not be read: {text}"
+                )))
             }
         }
     }

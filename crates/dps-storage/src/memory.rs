@@ -318,6 +318,37 @@ impl Store for MemoryStore {
         )
     }
 
+    async fn delete_enrollment_and_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let key = registration_id.key();
+        // One lock for both removals: nobody sees one without the other.
+        let mut state = self.write();
+        let data = state.data_mut(id_scope)?;
+        let current_tag = data
+            .enrollments
+            .get(&key)
+            .map(|c| c.etag().cloned().unwrap_or_else(|| ETag::new("")));
+        rules::check_delete(
+            Entity::Enrollment,
+            registration_id.as_str(),
+            current_tag.as_ref(),
+            &precondition,
+        )?;
+        data.enrollments.remove(&key);
+        data.registrations.remove(&key);
+        data.billing.push(rules::billing(
+            id_scope,
+            dps_model::OperationKind::EnrollmentDelete,
+            registration_id.as_str(),
+            time::now(),
+        ));
+        Ok(())
+    }
+
     async fn list_enrollments(
         &self,
         id_scope: &IdScope,

@@ -172,6 +172,17 @@ pub trait Store: Send + Sync + 'static {
         precondition: Precondition,
     ) -> StoreResult<()>;
 
+    /// Delete an individual enrollment (`NotFound` when missing) together
+    /// with the registration record of the same id, if there is one, in one
+    /// transaction billed once (`enrollmentDelete`): the service API's
+    /// delete, where the device's record goes with its enrollment.
+    async fn delete_enrollment_and_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()>;
+
     /// A page of individual enrollments in registration-id order.
     async fn list_enrollments(
         &self,

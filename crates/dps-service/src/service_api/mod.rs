@@ -1,25 +1,58 @@
 //! The service operations endpoint (spec §4): enrollments, groups,
-//! registration records, settings, tenants and the operations meter.
+//! registration records, a tenant's settings (linked hubs, allocation
+//! defaults, access policies, CA certificates), the operations meter, and
+//! operator-level tenant management. Every route is listed in
+//! `docs/service-api.md` and served as OpenAPI at `GET /openapi.json`.
+//!
+//! A request goes: [`routes`] (method + path → endpoint, case-insensitive,
+//! ids percent-decoded) → [`auth`] (SAS token → tenant and policy, right
+//! checked) → the endpoint's handler → a JSON answer, or an
+//! [`ApiError`](crate::respond::ApiError) rendered by [`crate::respond`].
+
+mod auth;
+mod bulk;
+mod certificates;
+mod enrollments;
+mod records;
+mod registrations;
+mod routes;
+mod settings;
+mod tenants;
+mod wire;
 
 use std::sync::Arc;
 
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use dps_attestation::sas::ExpiryPolicy;
+use dps_model::{IdScope, OperationKind, OperationRecord};
 use dps_storage::Store;
+use http::{header, HeaderValue, StatusCode};
 
+use self::auth::{Authorizer, Caller};
+use self::enrollments::Record;
+use self::routes::Endpoint;
+use self::wire::Call;
 use crate::pipeline::TenantCache;
-use crate::respond;
+use crate::respond::{read_limited_body, ApiError, JSON_CONTENT_TYPE};
+
+/// The OpenAPI 3 description of this endpoint.
+const OPENAPI: &str = include_str!("openapi.json");
 
 /// Shared state of the service API.
 #[derive(Clone)]
 pub struct ServiceApi {
     store: Arc<dyn Store>,
     tenants: Arc<TenantCache>,
-    operator_key: Arc<str>,
+    auth: Arc<Authorizer>,
     host_suffix: Arc<str>,
 }
 
 impl ServiceApi {
-    /// The API over this store; `operator_key` guards tenant management.
+    /// The API over this store; `operator_key` (base64) guards tenant
+    /// management, `host_suffix` makes default tenant host names
+    /// (`{name}.{host_suffix}`).
     pub fn new(
         store: Arc<dyn Store>,
         tenants: Arc<TenantCache>,
@@ -27,21 +60,106 @@ impl ServiceApi {
         host_suffix: String,
     ) -> Self {
         ServiceApi {
+            auth: Arc::new(Authorizer::new(
+                store.clone(),
+                &operator_key,
+                ExpiryPolicy::default(),
+            )),
             store,
             tenants,
-            operator_key: operator_key.into(),
             host_suffix: host_suffix.into(),
         }
+    }
+
+    /// Count one billable read (the store bills writes itself). The answer
+    /// waits for the row: an instruction whose billing row could not be
+    /// stored fails, so answers and the meter never disagree.
+    async fn bill(
+        &self,
+        scope: &IdScope,
+        kind: OperationKind,
+        subject: Option<String>,
+    ) -> Result<(), ApiError> {
+        self.store
+            .record_operation(OperationRecord::now(scope, kind, subject))
+            .await
+            .map_err(ApiError::internal)
+    }
+
+    /// After an enrollment or group write: groups are part of the cached
+    /// tenant view the registration path reads.
+    fn record_written<R: Record>(&self, scope: &IdScope) {
+        if !R::INDIVIDUAL {
+            self.tenants.invalidate(scope);
+        }
+    }
+
+    /// After a tenant write: the registration path's view and the
+    /// authorizer's keys are stale.
+    fn tenant_written(&self, scope: &IdScope) {
+        self.tenants.invalidate(scope);
+        self.auth.invalidate();
     }
 }
 
 /// The service endpoint's router.
 pub fn router(api: ServiceApi) -> Router {
-    let _ = (
-        &api.store,
-        &api.tenants,
-        &api.operator_key,
-        &api.host_suffix,
-    );
-    Router::new().fallback(respond::not_found).with_state(api)
+    Router::new().fallback(dispatch).with_state(api)
+}
+
+async fn dispatch(State(api): State<ServiceApi>, request: Request) -> Response {
+    match handle(&api, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn handle(api: &ServiceApi, request: Request) -> Result<Response, ApiError> {
+    let endpoint = Endpoint::resolve(request.method(), request.uri().path())?;
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = api.auth.authorize(authorization, endpoint.access()).await?;
+    let query = request.uri().query().map(str::to_owned);
+    let (parts, body) = request.into_parts();
+    let body = read_limited_body(&parts.headers, body).await?;
+    let call = Call {
+        headers: parts.headers,
+        query,
+        body,
+    };
+    let tenant_scope = || match &caller {
+        Caller::Tenant { id_scope, .. } => Ok(id_scope.clone()),
+        _ => Err(ApiError::unauthorized(
+            "Unauthorized: a tenant policy token is required.",
+        )),
+    };
+    match endpoint {
+        Endpoint::OpenApi => Ok((
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(JSON_CONTENT_TYPE),
+            )],
+            OPENAPI,
+        )
+            .into_response()),
+        Endpoint::Enrollment(op) => {
+            enrollments::handle::<dps_model::IndividualEnrollment>(api, &tenant_scope()?, op, &call)
+                .await
+        }
+        Endpoint::Group(op) => {
+            enrollments::handle::<dps_model::EnrollmentGroup>(api, &tenant_scope()?, op, &call)
+                .await
+        }
+        Endpoint::Registration(op) => registrations::handle(api, &tenant_scope()?, op, &call).await,
+        Endpoint::Settings(op) => settings::handle(api, &tenant_scope()?, op, &call).await,
+        Endpoint::Tenant(op) => match caller {
+            Caller::Operator => tenants::handle(api, op, &call).await,
+            _ => Err(ApiError::unauthorized(
+                "Unauthorized: tenant management needs an operator token.",
+            )),
+        },
+    }
 }

@@ -39,7 +39,8 @@ pub use meter::{meter_counts_exact_per_kind_and_hour, meter_rows_listed_in_time_
 pub use paging::{page_through_groups, page_through_ten_thousand_enrollments};
 pub use registrations::{
     commit_and_read_registrations, commit_is_all_or_nothing, concurrent_commits_all_stored,
-    delete_registration_with_billing, list_registrations_by_group, purge_old_operations,
+    delete_enrollment_takes_its_registration, delete_registration_with_billing,
+    list_registrations_by_group, purge_old_operations,
 };
 pub use tenants::{delete_tenant_removes_everything, tenant_lifecycle};
 
@@ -80,6 +81,7 @@ macro_rules! store_battery {
             commit_is_all_or_nothing,
             concurrent_commits_all_stored,
             delete_registration_with_billing,
+            delete_enrollment_takes_its_registration,
             list_registrations_by_group,
             purge_old_operations,
             meter_counts_exact_per_kind_and_hour,

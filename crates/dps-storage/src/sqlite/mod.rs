@@ -367,6 +367,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn delete_enrollment_and_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let (id_scope, id) = (id_scope.clone(), registration_id.clone());
+        self.submit(|r| Job::DeleteEnrollmentAndRegistration(id_scope, id, precondition, r))
+            .await
+    }
+
     async fn list_enrollments(
         &self,
         id_scope: &IdScope,

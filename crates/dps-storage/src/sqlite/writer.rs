@@ -38,6 +38,7 @@ pub(crate) enum Job {
         Reply<Written<IndividualEnrollment>>,
     ),
     DeleteEnrollment(IdScope, RegistrationId, Precondition, Reply<()>),
+    DeleteEnrollmentAndRegistration(IdScope, RegistrationId, Precondition, Reply<()>),
     PutGroup(
         IdScope,
         Box<EnrollmentGroup>,
@@ -81,6 +82,7 @@ impl Job {
             Job::CreateTenant(_, r) | Job::ReplaceTenant(_, _, r) => send(r, err),
             Job::DeleteTenant(_, _, r)
             | Job::DeleteEnrollment(_, _, _, r)
+            | Job::DeleteEnrollmentAndRegistration(_, _, _, r)
             | Job::DeleteGroup(_, _, _, r)
             | Job::CommitRegistration(_, r)
             | Job::DeleteRegistration(_, _, _, r)
@@ -120,6 +122,10 @@ impl Job {
                     pre,
                 )
                 .await,
+            ),
+            Job::DeleteEnrollmentAndRegistration(scope, id, pre, r) => settle(
+                r,
+                writes::delete_enrollment_and_registration(conn, &scope, &id, pre).await,
             ),
             Job::PutGroup(scope, g, pre, r) => settle(
                 r,

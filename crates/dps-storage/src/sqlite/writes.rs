@@ -273,6 +273,33 @@ pub(crate) async fn delete_record<T: EnrollmentLike>(
     insert_billing(conn, id_scope, &row).await
 }
 
+/// An enrollment delete that takes the device's registration record along,
+/// billed once as `enrollmentDelete`.
+pub(crate) async fn delete_enrollment_and_registration(
+    conn: &mut SqliteConnection,
+    id_scope: &IdScope,
+    registration_id: &RegistrationId,
+    precondition: Precondition,
+) -> StoreResult<()> {
+    let key = registration_id.key();
+    delete_record::<IndividualEnrollment>(
+        conn,
+        &sql::ENROLLMENTS,
+        id_scope,
+        registration_id.as_str(),
+        &key,
+        precondition,
+    )
+    .await?;
+    sqlx::query(sql::DELETE_REGISTRATION)
+        .bind(id_scope.key())
+        .bind(&key)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::database("deleting a registration record"))?;
+    Ok(())
+}
+
 pub(crate) async fn import_enrollments(
     conn: &mut SqliteConnection,
     id_scope: &IdScope,
