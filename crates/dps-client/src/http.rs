@@ -224,15 +224,26 @@ impl Exchange<'_> {
                 .ok_or(ClientError::Timeout {
                     seconds: self.client.timeout.as_secs(),
                 })?;
+        // When the overall deadline is nearer than the per-request limit, a
+        // timed-out request means the whole exchange ran out of time.
+        let deadline_bound = remaining <= self.client.request_timeout;
         let mut request = request
             .header("accept", "application/json")
             .timeout(remaining.min(self.client.request_timeout));
         if let Some(token) = token {
             request = request.header("authorization", token);
         }
-        let response = request.send().await.map_err(|e| ClientError::Network {
-            endpoint: self.client.endpoint.clone(),
-            reason: error_chain(&e),
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() && deadline_bound {
+                ClientError::Timeout {
+                    seconds: self.client.timeout.as_secs(),
+                }
+            } else {
+                ClientError::Network {
+                    endpoint: self.client.endpoint.clone(),
+                    reason: error_chain(&e),
+                }
+            }
         })?;
         if let Some(after) = header_retry_after(&response) {
             if let Ok(mut last) = self.client.last_retry_after.lock() {
@@ -243,6 +254,9 @@ impl Exchange<'_> {
     }
 
     async fn wait(&self, duration: Duration) -> Result<(), ClientError> {
+        if duration.is_zero() {
+            return Ok(());
+        }
         if Instant::now() + duration > self.deadline {
             return Err(ClientError::Timeout {
                 seconds: self.client.timeout.as_secs(),
@@ -307,7 +321,7 @@ fn protocol(reason: impl Into<String>) -> ClientError {
     }
 }
 
-fn encode(segment: &str) -> String {
+pub(crate) fn encode(segment: &str) -> String {
     const KEEP: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'_')
@@ -333,6 +347,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ClientError::Tpm {
-            reason: format!("TPM task failed: {e}"),
+            command: "(blocking task)".to_owned(),
+            reason: format!("the TPM task failed: {e}"),
         })?
 }
