@@ -69,11 +69,13 @@ impl Exchange<'_> {
                     if matches!(c.credential, Credential::Tpm(_))
                         && matches!(signer, Signer::None) =>
                 {
-                    let challenge: Value =
-                        response.json().await.map_err(|e| protocol(e.to_string()))?;
-                    let blob = challenge["authenticationKey"]
-                        .as_str()
-                        .ok_or_else(|| protocol("the TPM challenge has no authenticationKey"))?;
+                    // A 401 with an activation blob is the challenge; any
+                    // other 401 (unknown enrollment, wrong EK) is a refusal.
+                    let text = response.text().await.unwrap_or_default();
+                    let challenge: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let Some(blob) = challenge["authenticationKey"].as_str() else {
+                        return Err(error_from(401, &text));
+                    };
                     self.import(blob).await?;
                     signer = Signer::Tpm;
                 }
@@ -295,7 +297,11 @@ async fn parse<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, 
 async fn error_of(response: Response) -> ClientError {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
-    let body = serde_json::from_str::<ErrorBody>(&text).ok();
+    error_from(status, &text)
+}
+
+fn error_from(status: u16, text: &str) -> ClientError {
+    let body = serde_json::from_str::<ErrorBody>(text).ok();
     let error_code = body.as_ref().map(|b| b.error_code);
     let message = body
         .map(|b| b.message)

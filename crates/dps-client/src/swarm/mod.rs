@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 pub use plan::{DeviceKind, Mix, PlanOptions, SwarmCa, SwarmDevice, SwarmPlan};
 pub use report::SwarmReport;
 
-use crate::{ProvisioningClient, TlsTrust};
+use crate::service::ServiceClient;
+use crate::{ClientError, ProvisioningClient, TlsTrust};
 
 /// How a swarm runs.
 #[derive(Clone, Debug)]
@@ -134,10 +135,7 @@ async fn worker(
     }
 }
 
-async fn register(
-    config: &SwarmConfig,
-    device: &SwarmDevice,
-) -> Result<String, crate::ClientError> {
+async fn register(config: &SwarmConfig, device: &SwarmDevice) -> Result<String, ClientError> {
     let mut builder = ProvisioningClient::builder(
         config.endpoint.clone(),
         config.id_scope.clone(),
@@ -151,4 +149,42 @@ async fn register(
     }
     let registration = builder.build()?.register().await?;
     Ok(registration.assigned_hub)
+}
+
+/// Create (or replace) the plan's enrollment groups, then its individual
+/// enrollments, `concurrency` requests at a time, through the service API.
+/// Returns how many records were written; stops at the first refusal.
+pub async fn create_enrollments(
+    service: Arc<ServiceClient>,
+    plan: &SwarmPlan,
+    concurrency: usize,
+) -> Result<usize, ClientError> {
+    let groups = plan.enrollment_groups();
+    for (_, group) in &groups {
+        service.put_enrollment_group(group).await?;
+    }
+    let enrollments = Arc::new(plan.individual_enrollments());
+    let next = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (service, enrollments, next) = (service.clone(), enrollments.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(enrollment) =
+                        usize::try_from(index).ok().and_then(|i| enrollments.get(i))
+                    else {
+                        return Ok::<(), ClientError>(());
+                    };
+                    service.put_enrollment(enrollment).await?;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.map_err(|e| ClientError::Config {
+            reason: format!("an enrollment worker failed: {e}"),
+        })??;
+    }
+    Ok(groups.len() + enrollments.len())
 }
