@@ -1,6 +1,11 @@
 //! End-to-end tests: the real server on loopback, the hub emulator, and the
-//! official Azure IoT SDKs as clients.
+//! official Azure IoT SDKs and our own Rust client (`dps-client`, with a
+//! software TPM) as clients.
 
+mod certs;
+mod client_credentials;
+mod client_errors;
+mod client_swarm;
 mod device_errors;
 mod device_node;
 mod failures;
@@ -10,3 +15,4 @@ mod service_client;
 mod service_meter;
 mod service_node;
 mod service_settings;
+mod tpm_client;

@@ -66,9 +66,11 @@ pub enum ClientError {
         reason: String,
     },
     /// The TPM failed an operation.
-    #[error("TPM: {reason}")]
+    #[error("TPM: {command}: {reason}")]
     Tpm {
-        /// What failed.
+        /// The operation or tool that failed (e.g. `tpm2_activatecredential`).
+        command: String,
+        /// What failed (the tool's own message when there is one).
         reason: String,
     },
 }
@@ -80,6 +82,22 @@ impl ClientError {
             ClientError::Network { .. } | ClientError::Timeout { .. } => true,
             ClientError::Service { status, .. } => *status == 429 || *status >= 500,
             _ => false,
+        }
+    }
+
+    /// A short name of the variant (`authentication`, `network`, …), for
+    /// grouping failures in reports.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ClientError::Authentication { .. } => "authentication",
+            ClientError::Network { .. } => "network",
+            ClientError::Service { .. } => "service",
+            ClientError::RegistrationFailed { .. } => "registration-failed",
+            ClientError::Disabled => "disabled",
+            ClientError::Timeout { .. } => "timeout",
+            ClientError::Protocol { .. } => "protocol",
+            ClientError::Config { .. } => "config",
+            ClientError::Tpm { .. } => "tpm",
         }
     }
 

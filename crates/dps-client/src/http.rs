@@ -69,11 +69,13 @@ impl Exchange<'_> {
                     if matches!(c.credential, Credential::Tpm(_))
                         && matches!(signer, Signer::None) =>
                 {
-                    let challenge: Value =
-                        response.json().await.map_err(|e| protocol(e.to_string()))?;
-                    let blob = challenge["authenticationKey"]
-                        .as_str()
-                        .ok_or_else(|| protocol("the TPM challenge has no authenticationKey"))?;
+                    // A 401 with an activation blob is the challenge; any
+                    // other 401 (unknown enrollment, wrong EK) is a refusal.
+                    let text = response.text().await.unwrap_or_default();
+                    let challenge: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let Some(blob) = challenge["authenticationKey"].as_str() else {
+                        return Err(error_from(401, &text));
+                    };
                     self.import(blob).await?;
                     signer = Signer::Tpm;
                 }
@@ -224,15 +226,26 @@ impl Exchange<'_> {
                 .ok_or(ClientError::Timeout {
                     seconds: self.client.timeout.as_secs(),
                 })?;
+        // When the overall deadline is nearer than the per-request limit, a
+        // timed-out request means the whole exchange ran out of time.
+        let deadline_bound = remaining <= self.client.request_timeout;
         let mut request = request
             .header("accept", "application/json")
             .timeout(remaining.min(self.client.request_timeout));
         if let Some(token) = token {
             request = request.header("authorization", token);
         }
-        let response = request.send().await.map_err(|e| ClientError::Network {
-            endpoint: self.client.endpoint.clone(),
-            reason: error_chain(&e),
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() && deadline_bound {
+                ClientError::Timeout {
+                    seconds: self.client.timeout.as_secs(),
+                }
+            } else {
+                ClientError::Network {
+                    endpoint: self.client.endpoint.clone(),
+                    reason: error_chain(&e),
+                }
+            }
         })?;
         if let Some(after) = header_retry_after(&response) {
             if let Ok(mut last) = self.client.last_retry_after.lock() {
@@ -243,6 +256,9 @@ impl Exchange<'_> {
     }
 
     async fn wait(&self, duration: Duration) -> Result<(), ClientError> {
+        if duration.is_zero() {
+            return Ok(());
+        }
         if Instant::now() + duration > self.deadline {
             return Err(ClientError::Timeout {
                 seconds: self.client.timeout.as_secs(),
@@ -281,7 +297,11 @@ async fn parse<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, 
 async fn error_of(response: Response) -> ClientError {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
-    let body = serde_json::from_str::<ErrorBody>(&text).ok();
+    error_from(status, &text)
+}
+
+fn error_from(status: u16, text: &str) -> ClientError {
+    let body = serde_json::from_str::<ErrorBody>(text).ok();
     let error_code = body.as_ref().map(|b| b.error_code);
     let message = body
         .map(|b| b.message)
@@ -307,7 +327,7 @@ fn protocol(reason: impl Into<String>) -> ClientError {
     }
 }
 
-fn encode(segment: &str) -> String {
+pub(crate) fn encode(segment: &str) -> String {
     const KEEP: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'_')
@@ -333,6 +353,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| ClientError::Tpm {
-            reason: format!("TPM task failed: {e}"),
+            command: "(blocking task)".to_owned(),
+            reason: format!("the TPM task failed: {e}"),
         })?
 }

@@ -29,7 +29,11 @@ mod credential;
 mod error;
 mod http;
 mod result;
+pub mod service;
+pub mod swarm;
+mod tls;
 mod tpm;
+pub mod tpm2_tools;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -39,7 +43,9 @@ use serde_json::Value;
 pub use credential::Credential;
 pub use error::ClientError;
 pub use result::Registration;
+pub use tls::TlsTrust;
 pub use tpm::TpmDevice;
+pub use tpm2_tools::Tpm2Tools;
 
 /// The device api-version the client speaks.
 pub const API_VERSION: &str = "2021-06-01";
@@ -77,6 +83,7 @@ impl ProvisioningClient {
             payload: None,
             trusted_ca_pems: Vec::new(),
             system_roots: true,
+            trust: None,
             timeout: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             token_lifetime: Duration::from_secs(3600),
@@ -107,6 +114,7 @@ pub struct ProvisioningClientBuilder {
     payload: Option<Value>,
     trusted_ca_pems: Vec<String>,
     system_roots: bool,
+    trust: Option<TlsTrust>,
     timeout: Duration,
     request_timeout: Duration,
     token_lifetime: Duration,
@@ -136,6 +144,13 @@ impl ProvisioningClientBuilder {
     /// Whether the system's web PKI roots are trusted (default true).
     pub fn system_roots(mut self, enabled: bool) -> Self {
         self.system_roots = enabled;
+        self
+    }
+
+    /// Use trust roots parsed once and shared by many clients (a swarm);
+    /// replaces [`Self::trust_ca_pem`] and [`Self::system_roots`].
+    pub fn trust(mut self, trust: TlsTrust) -> Self {
+        self.trust = Some(trust);
         self
     }
 
@@ -169,24 +184,15 @@ impl ProvisioningClientBuilder {
         let credential = self
             .credential
             .ok_or_else(|| config("a credential is required".to_owned()))?;
-        let mut http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(self.system_roots)
-            .pool_max_idle_per_host(1);
-        for pem in &self.trusted_ca_pems {
-            let certificate = reqwest::Certificate::from_pem(pem.as_bytes())
-                .map_err(|e| config(format!("trusted CA: {e}")))?;
-            http = http.add_root_certificate(certificate);
-        }
-        if let Credential::X509 { chain_pem, key_pem } = &credential {
-            let identity =
-                reqwest::Identity::from_pem(format!("{key_pem}\n{chain_pem}").as_bytes())
-                    .map_err(|e| config(format!("X.509 identity: {e}")))?;
-            http = http.identity(identity);
-        }
-        let http = http
-            .build()
-            .map_err(|e| config(format!("HTTP client: {e}")))?;
+        let trust = match self.trust {
+            Some(trust) => trust,
+            None => TlsTrust::new(self.system_roots, &self.trusted_ca_pems)?,
+        };
+        let identity = match &credential {
+            Credential::X509 { chain_pem, key_pem } => Some((chain_pem.as_str(), key_pem.as_str())),
+            _ => None,
+        };
+        let http = trust.http_client(identity)?;
         Ok(ProvisioningClient {
             endpoint: self.endpoint,
             id_scope: self.id_scope,

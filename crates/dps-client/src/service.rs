@@ -1,0 +1,155 @@
+//! Just enough of the service operations API (spec §4) to prepare a swarm:
+//! create or replace individual enrollments and enrollment groups, with a
+//! SAS token made from the service connection string — the documented Azure
+//! routes, so it works against dps and the cloud service alike.
+
+use std::time::Duration;
+
+use dps_attestation::sas::{create_token, unix_now, SymmetricKey};
+use serde_json::Value;
+
+use crate::http::encode;
+use crate::{ClientError, TlsTrust};
+
+/// The service api-version sent.
+pub const SERVICE_API_VERSION: &str = "2021-10-01";
+
+/// Lifetime of the SAS tokens this client makes.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A client of the service API, authorised by a shared access policy.
+#[derive(Debug)]
+pub struct ServiceClient {
+    endpoint: String,
+    host_name: String,
+    key_name: String,
+    key: SymmetricKey,
+    http: reqwest::Client,
+}
+
+impl ServiceClient {
+    /// From a connection string `HostName=…;SharedAccessKeyName=…;SharedAccessKey=…`.
+    /// Requests go to `endpoint` (`host[:port]`) when given, else to `HostName`;
+    /// the token's audience is always `HostName`.
+    pub fn from_connection_string(
+        connection_string: &str,
+        endpoint: Option<&str>,
+        trust: &TlsTrust,
+    ) -> Result<Self, ClientError> {
+        let mut host_name = None;
+        let mut key_name = None;
+        let mut key = None;
+        for part in connection_string
+            .split(';')
+            .filter(|p| !p.trim().is_empty())
+        {
+            let (name, value) = part.split_once('=').ok_or_else(|| ClientError::Config {
+                reason: format!("connection string: {part:?} is not NAME=VALUE"),
+            })?;
+            match name.trim().to_ascii_lowercase().as_str() {
+                "hostname" => host_name = Some(value.trim().to_owned()),
+                "sharedaccesskeyname" => key_name = Some(value.trim().to_owned()),
+                // The key is base64 and may end in '='.
+                "sharedaccesskey" => key = Some(part[name.len() + 1..].trim().to_owned()),
+                _ => {}
+            }
+        }
+        let missing = |field: &str| ClientError::Config {
+            reason: format!("connection string: no {field}"),
+        };
+        let host_name = host_name.ok_or_else(|| missing("HostName"))?;
+        let key_name = key_name.ok_or_else(|| missing("SharedAccessKeyName"))?;
+        let key = SymmetricKey::from_base64(&key.ok_or_else(|| missing("SharedAccessKey"))?)
+            .map_err(|e| ClientError::Config {
+                reason: format!("connection string SharedAccessKey: {e}"),
+            })?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(trust.client_config(None)?)
+            .http1_only()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Config {
+                reason: format!("HTTP client: {e}"),
+            })?;
+        Ok(ServiceClient {
+            endpoint: endpoint.unwrap_or(&host_name).to_owned(),
+            host_name,
+            key_name,
+            key,
+            http,
+        })
+    }
+
+    /// `PUT /enrollments/{registrationId}` (create or replace).
+    pub async fn put_enrollment(&self, enrollment: &Value) -> Result<Value, ClientError> {
+        let id = enrollment["registrationId"]
+            .as_str()
+            .ok_or_else(|| ClientError::Config {
+                reason: "an enrollment without registrationId".to_owned(),
+            })?;
+        self.put(&format!("enrollments/{}", encode(id)), enrollment)
+            .await
+    }
+
+    /// `PUT /enrollmentGroups/{enrollmentGroupId}` (create or replace).
+    pub async fn put_enrollment_group(&self, group: &Value) -> Result<Value, ClientError> {
+        let id = group["enrollmentGroupId"]
+            .as_str()
+            .ok_or_else(|| ClientError::Config {
+                reason: "an enrollment group without enrollmentGroupId".to_owned(),
+            })?;
+        self.put(&format!("enrollmentGroups/{}", encode(id)), group)
+            .await
+    }
+
+    async fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let url = format!(
+            "https://{}/{path}?api-version={SERVICE_API_VERSION}",
+            self.endpoint
+        );
+        let token = create_token(
+            &self.host_name,
+            &self.key,
+            unix_now() + TOKEN_LIFETIME.as_secs(),
+            Some(&self.key_name),
+        );
+        let response = self
+            .http
+            .put(&url)
+            .header("authorization", token)
+            .header("accept", "application/json")
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Network {
+                endpoint: self.endpoint.clone(),
+                reason: e.to_string(),
+            })?;
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            return Ok(answer);
+        }
+        let error_code = answer["errorCode"]
+            .as_i64()
+            .and_then(|c| i32::try_from(c).ok());
+        let message = answer["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        Err(if status == 401 {
+            ClientError::Authentication {
+                status,
+                error_code,
+                message,
+            }
+        } else {
+            ClientError::Service {
+                status,
+                error_code,
+                message,
+            }
+        })
+    }
+}

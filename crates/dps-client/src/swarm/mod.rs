@@ -1,0 +1,190 @@
+//! Provision many devices at once, each as a real device would: its own
+//! client, its own TLS connection, register then poll — for load tests,
+//! benchmarks and the `dps-device swarm` command.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), dps_client::ClientError> {
+//! use std::sync::Arc;
+//! use dps_client::swarm::{PlanOptions, SwarmConfig, SwarmPlan, SwarmProgress};
+//! use dps_client::TlsTrust;
+//! let plan = SwarmPlan::prepare(PlanOptions::new("load", 1000, "symmetric=70,group=20,x509=10".parse()?))?;
+//! // … create plan.individual_enrollments() and plan.enrollment_groups() …
+//! let config = SwarmConfig::new("dps.example.com", "0ne00000A0A", TlsTrust::new(true, &[] as &[&str])?);
+//! let report = dps_client::swarm::run(&config, Arc::new(plan), Arc::new(SwarmProgress::default())).await;
+//! println!("{report}");
+//! # Ok(()) }
+//! ```
+
+mod plan;
+mod report;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use plan::{DeviceKind, Mix, PlanOptions, SwarmCa, SwarmDevice, SwarmPlan};
+pub use report::SwarmReport;
+
+use crate::service::ServiceClient;
+use crate::{ClientError, ProvisioningClient, TlsTrust};
+
+/// How a swarm runs.
+#[derive(Clone, Debug)]
+pub struct SwarmConfig {
+    /// Device endpoint, `host[:port]`.
+    pub endpoint: String,
+    /// The tenant's ID scope.
+    pub id_scope: String,
+    /// Devices provisioning at the same time.
+    pub concurrency: usize,
+    /// Trusted servers (parsed once, shared by every device).
+    pub trust: TlsTrust,
+    /// Limit for one device's whole exchange.
+    pub timeout: Duration,
+    /// Poll at this interval instead of the service's `Retry-After`
+    /// (`Some(Duration::ZERO)`: poll at once; dps finishes the work before
+    /// answering `202`, so the first poll finds the final state).
+    pub poll_interval: Option<Duration>,
+    /// Start at most this many devices per second (open loop); `None`: as
+    /// fast as `concurrency` allows.
+    pub rate: Option<f64>,
+}
+
+impl SwarmConfig {
+    /// Defaults: 64 devices at a time, 60 s per device, honour `Retry-After`, no rate limit.
+    pub fn new(endpoint: impl Into<String>, id_scope: impl Into<String>, trust: TlsTrust) -> Self {
+        SwarmConfig {
+            endpoint: endpoint.into(),
+            id_scope: id_scope.into(),
+            concurrency: 64,
+            trust,
+            timeout: Duration::from_secs(60),
+            poll_interval: None,
+            rate: None,
+        }
+    }
+}
+
+/// Live counters of a running swarm (for progress bars).
+#[derive(Debug, Default)]
+pub struct SwarmProgress {
+    /// Devices finished (assigned or failed).
+    pub done: AtomicU64,
+    /// Devices that failed.
+    pub failed: AtomicU64,
+}
+
+/// Provision every device of `plan`; never fails as a whole — each device's
+/// outcome is in the report.
+pub async fn run(
+    config: &SwarmConfig,
+    plan: Arc<SwarmPlan>,
+    progress: Arc<SwarmProgress>,
+) -> SwarmReport {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..config.concurrency.max(1))
+        .map(|_| {
+            let (config, plan, progress, next) =
+                (config.clone(), plan.clone(), progress.clone(), next.clone());
+            tokio::spawn(async move { worker(&config, &plan, &progress, &next, started).await })
+        })
+        .collect();
+    let mut report = SwarmReport::empty();
+    for worker in workers {
+        match worker.await {
+            Ok(part) => report.merge(part),
+            Err(e) => report
+                .sample_errors
+                .push(format!("a swarm worker failed: {e}")),
+        }
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+async fn worker(
+    config: &SwarmConfig,
+    plan: &SwarmPlan,
+    progress: &SwarmProgress,
+    next: &AtomicU64,
+    started: Instant,
+) -> SwarmReport {
+    let mut report = SwarmReport::empty();
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(device) = usize::try_from(index)
+            .ok()
+            .and_then(|i| plan.devices.get(i))
+        else {
+            return report;
+        };
+        if let Some(rate) = config.rate.filter(|r| *r > 0.0) {
+            let due = started + Duration::from_secs_f64(index as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let device_started = Instant::now();
+        match register(config, device).await {
+            Ok(hub) => report.record_success(device.kind, &hub, device_started.elapsed()),
+            Err(error) => {
+                progress.failed.fetch_add(1, Ordering::Relaxed);
+                report.record_failure(&device.registration_id, &error);
+            }
+        }
+        progress.done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn register(config: &SwarmConfig, device: &SwarmDevice) -> Result<String, ClientError> {
+    let mut builder = ProvisioningClient::builder(
+        config.endpoint.clone(),
+        config.id_scope.clone(),
+        device.registration_id.clone(),
+    )
+    .credential(device.credential.clone())
+    .trust(config.trust.clone())
+    .timeout(config.timeout);
+    if let Some(interval) = config.poll_interval {
+        builder = builder.poll_interval(interval);
+    }
+    let registration = builder.build()?.register().await?;
+    Ok(registration.assigned_hub)
+}
+
+/// Create (or replace) the plan's enrollment groups, then its individual
+/// enrollments, `concurrency` requests at a time, through the service API.
+/// Returns how many records were written; stops at the first refusal.
+pub async fn create_enrollments(
+    service: Arc<ServiceClient>,
+    plan: &SwarmPlan,
+    concurrency: usize,
+) -> Result<usize, ClientError> {
+    let groups = plan.enrollment_groups();
+    for (_, group) in &groups {
+        service.put_enrollment_group(group).await?;
+    }
+    let enrollments = Arc::new(plan.individual_enrollments());
+    let next = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (service, enrollments, next) = (service.clone(), enrollments.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(enrollment) =
+                        usize::try_from(index).ok().and_then(|i| enrollments.get(i))
+                    else {
+                        return Ok::<(), ClientError>(());
+                    };
+                    service.put_enrollment(enrollment).await?;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.map_err(|e| ClientError::Config {
+            reason: format!("an enrollment worker failed: {e}"),
+        })??;
+    }
+    Ok(groups.len() + enrollments.len())
+}
