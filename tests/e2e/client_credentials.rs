@@ -12,7 +12,7 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use dps_model::*;
 use serde_json::json;
 
-use crate::certs;
+use dps_e2e::certs;
 
 /// A client for `registration_id` that trusts only the test server's CA.
 pub(crate) fn client(

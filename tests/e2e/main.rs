@@ -2,7 +2,6 @@
 //! official Azure IoT SDKs and our own Rust client (`dps-client`, with a
 //! software TPM) as clients.
 
-mod certs;
 mod client_credentials;
 mod client_errors;
 mod client_swarm;

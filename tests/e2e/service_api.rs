@@ -9,7 +9,7 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::certs;
+use dps_e2e::certs;
 use crate::service_client::{endorsement_key, Service};
 
 fn symmetric(id: &str) -> Value {

@@ -13,7 +13,7 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use dps_model::IndividualEnrollment;
 use serde_json::{json, Value};
 
-use crate::certs;
+use dps_e2e::certs;
 use crate::service_client::{endorsement_key, Service, OWNER};
 
 /// Shared prelude: the client from `CS`, and `call(f)` turning a callback

@@ -8,7 +8,7 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::certs;
+use dps_e2e::certs;
 use crate::service_client::{token, Service, OWNER};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

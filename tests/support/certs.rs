@@ -6,17 +6,17 @@ use rcgen::{
 };
 
 /// A certificate with its key, able to sign others when it is a CA.
-pub(crate) struct Issued {
-    pub(crate) cert: rcgen::Certificate,
-    pub(crate) key: KeyPair,
+pub struct Issued {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
 }
 
 impl Issued {
-    pub(crate) fn pem(&self) -> String {
+    pub fn pem(&self) -> String {
         self.cert.pem()
     }
 
-    pub(crate) fn key_pem(&self) -> String {
+    pub fn key_pem(&self) -> String {
         self.key.serialize_pem()
     }
 }
@@ -40,7 +40,7 @@ fn params(common_name: &str, ca: bool) -> CertificateParams {
 }
 
 /// A self-signed certificate (CA or device).
-pub(crate) fn self_signed(common_name: &str, ca: bool) -> Issued {
+pub fn self_signed(common_name: &str, ca: bool) -> Issued {
     let key = KeyPair::generate().expect("key");
     let cert = params(common_name, ca)
         .self_signed(&key)
@@ -49,7 +49,7 @@ pub(crate) fn self_signed(common_name: &str, ca: bool) -> Issued {
 }
 
 /// A certificate signed by `issuer`.
-pub(crate) fn signed_by(common_name: &str, ca: bool, issuer: &Issued) -> Issued {
+pub fn signed_by(common_name: &str, ca: bool, issuer: &Issued) -> Issued {
     let key = KeyPair::generate().expect("key");
     let cert = params(common_name, ca)
         .signed_by(&key, &issuer.cert, &issuer.key)
