@@ -9,8 +9,8 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use dps_e2e::certs;
 use crate::service_client::{endorsement_key, Service};
+use dps_e2e::certs;
 
 fn symmetric(id: &str) -> Value {
     json!({"registrationId": id, "attestation": {"type": "symmetricKey"},

@@ -13,8 +13,8 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use dps_model::IndividualEnrollment;
 use serde_json::{json, Value};
 
-use dps_e2e::certs;
 use crate::service_client::{endorsement_key, Service, OWNER};
+use dps_e2e::certs;
 
 /// Shared prelude: the client from `CS`, and `call(f)` turning a callback
 /// API into a promise of `{ok, status, result}` or `{ok: false, name, status, message}`.

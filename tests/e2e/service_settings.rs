@@ -8,8 +8,8 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use reqwest::Method;
 use serde_json::json;
 
-use dps_e2e::certs;
 use crate::service_client::{token, Service, OWNER};
+use dps_e2e::certs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linked_hubs_and_defaults_change_where_devices_go() -> Result<()> {

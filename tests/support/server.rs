@@ -18,7 +18,17 @@ use dps_model::{
 use dps_service::server::RunningServer;
 use dps_service::ServiceConfig;
 
-static NEXT_BLOCK: AtomicU8 = AtomicU8::new(10);
+static NEXT_BLOCK: AtomicU8 = AtomicU8::new(0);
+
+/// The next loopback block to try. Blocks start at a process-dependent
+/// offset, so test binaries running at the same time (parallel CI jobs, a
+/// developer's second run) rarely collide; a block whose addresses are taken
+/// is skipped.
+fn next_block() -> u8 {
+    let offset = (std::process::id() % 230) as u8;
+    let n = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
+    10 + offset.wrapping_add(n) % 240
+}
 
 /// A running system.
 pub struct TestSystem {
@@ -60,12 +70,7 @@ impl Default for SystemOptions<'_> {
 impl TestSystem {
     /// Start the emulator and the server, and create the tenant.
     pub async fn start(options: SystemOptions<'_>) -> Result<TestSystem> {
-        let block = NEXT_BLOCK.fetch_add(1, Ordering::SeqCst);
-        anyhow::ensure!(block < 250, "out of loopback blocks");
-        let device_ip = Ipv4Addr::new(127, 0, block, 1);
-        let service_ip = Ipv4Addr::new(127, 0, block, 2);
         let dir = tempfile::tempdir()?;
-
         let hubs = HubSim::start(HubSimConfig::new(
             SocketAddr::from(([127, 0, 0, 1], 0)),
             options.hubs,
@@ -75,26 +80,34 @@ impl TestSystem {
         let hub_ca = dir.path().join("hub-ca.pem");
         std::fs::write(&hub_ca, hubs.ca_pem().context("the emulator's CA")?)?;
 
-        let mut config = ServiceConfig {
-            data_dir: dir.path().join("data"),
-            ..ServiceConfig::default()
+        let mut attempts = 0;
+        let (block, device_ip, service_ip, server, config) = loop {
+            let block = next_block();
+            let device_ip = Ipv4Addr::new(127, 0, block, 1);
+            let service_ip = Ipv4Addr::new(127, 0, block, 2);
+            let mut config = ServiceConfig {
+                data_dir: dir.path().join(format!("data-{block}")),
+                ..ServiceConfig::default()
+            };
+            config.device.listen = SocketAddr::from((device_ip, 443));
+            config.service.listen = SocketAddr::from((service_ip, 443));
+            config.tls.dev_names = vec![
+                device_ip.to_string(),
+                service_ip.to_string(),
+                "localhost".to_owned(),
+            ];
+            config.hubs.trusted_ca_files = vec![hub_ca.clone()];
+            for hub in options.hubs {
+                config.hubs.resolve.insert((*hub).to_owned(), hubs.addr());
+            }
+            config.operator_key = Some(generate_key());
+            (options.configure)(&mut config);
+            match dps_service::server::start(config.clone()).await {
+                Ok(server) => break (block, device_ip, service_ip, server, config),
+                Err(dps_service::ServiceError::Bind { .. }) if attempts < 40 => attempts += 1,
+                Err(err) => return Err(err).context("starting dps"),
+            }
         };
-        config.device.listen = SocketAddr::from((device_ip, 443));
-        config.service.listen = SocketAddr::from((service_ip, 443));
-        config.tls.dev_names = vec![
-            device_ip.to_string(),
-            service_ip.to_string(),
-            "localhost".to_owned(),
-        ];
-        config.hubs.trusted_ca_files = vec![hub_ca];
-        for hub in options.hubs {
-            config.hubs.resolve.insert((*hub).to_owned(), hubs.addr());
-        }
-        config.operator_key = Some(generate_key());
-        (options.configure)(&mut config);
-        let server = dps_service::server::start(config.clone())
-            .await
-            .context("starting dps")?;
         let ca_file = dir.path().join("dps-ca.pem");
         std::fs::write(&ca_file, &server.trust_pem)?;
 
