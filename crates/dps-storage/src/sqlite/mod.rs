@@ -1,7 +1,7 @@
 //! The SQLite backend: one file, durable, embedded (no server to install).
 //!
-//! * **Reads** go to a pool of read-only connections (`read_connections`,
-//!   default 4); WAL mode lets them run while the writer writes.
+//! * **Reads** go to a set of read-only connections (`read_connections`,
+//!   default 4; [`readers`]); WAL mode lets them run while the writer writes.
 //! * **Writes** go to one writer task owning the only read-write connection
 //!   ([`writer`]), which batches concurrent writes into one transaction
 //!   (group commit) and answers each caller only after the commit.
@@ -11,9 +11,16 @@
 //!   a power loss or kernel crash may be lost (never corrupted: the database
 //!   stays consistent). [`Synchronous::Full`] syncs the WAL at every commit and
 //!   survives power loss too, at the cost of one `fsync` per batch.
+//! * **Checkpoints** (copying the WAL back into the database file) run in a
+//!   background task on their own connection ([`checkpoint`]), off the
+//!   writer's path.
 //! * **Schema**: migrations shipped in the binary, applied at open
 //!   ([`schema`]).
 
+mod bulk;
+mod checkpoint;
+mod readers;
+mod rows;
 mod schema;
 mod sql;
 mod writer;
@@ -34,16 +41,17 @@ use dps_model::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 
+use self::checkpoint::Checkpointer;
+use self::readers::{Lent, Readers};
+use self::rows::{BillingRow, RegistrationCommit};
 use self::sql::RecordTable;
 use self::writer::{Job, Reply};
-use self::writes::RegistrationCommit;
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::rules;
 use crate::store::{MeterReport, Store, Written};
@@ -80,6 +88,9 @@ pub struct SqliteOptions {
     /// Bytes of the file read through a memory map, shared by all connections
     /// (default 1 GiB; 0 turns it off).
     pub mmap_size_bytes: u64,
+    /// Interval of background WAL checkpoints, in ms (default 500). 0 leaves
+    /// checkpoints to SQLite, inside the writer's commits every 1000 pages.
+    pub checkpoint_interval_ms: u64,
 }
 
 impl Default for SqliteOptions {
@@ -92,6 +103,7 @@ impl Default for SqliteOptions {
             queue_depth: 4096,
             cache_size_kib: 16 * 1024,
             mmap_size_bytes: 1 << 30,
+            checkpoint_interval_ms: 500,
         }
     }
 }
@@ -103,10 +115,14 @@ impl Default for SqliteOptions {
 #[derive(Debug)]
 pub struct SqliteStore {
     path: PathBuf,
-    readers: SqlitePool,
+    readers: Readers,
     writer: mpsc::Sender<Job>,
     writer_task: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<Checkpointer>>,
 }
+
+/// SQLite's own default.
+const DEFAULT_AUTOCHECKPOINT_PAGES: u32 = 1000;
 
 impl SqliteStore {
     /// Open (creating if missing) the database at `path` and bring its schema
@@ -123,6 +139,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_millis(options.busy_timeout_ms))
             .pragma("cache_size", format!("-{}", options.cache_size_kib))
             .pragma("mmap_size", options.mmap_size_bytes.to_string())
+            // Statement journals (multi-row statements inside a transaction)
+            // stay in memory instead of being written to a temporary file.
+            .pragma("temp_store", "memory")
             .disable_statement_logging();
         let write_options = base
             .clone()
@@ -133,18 +152,31 @@ impl SqliteStore {
                 Synchronous::Normal => SqliteSynchronous::Normal,
                 Synchronous::Full => SqliteSynchronous::Full,
             });
-        let mut conn = SqliteConnection::connect_with(&write_options)
-            .await
-            .map_err(open_error)?;
+        let autocheckpoint = match options.checkpoint_interval_ms {
+            0 => DEFAULT_AUTOCHECKPOINT_PAGES,
+            _ => checkpoint::BACKSTOP_PAGES,
+        };
+        let mut conn = SqliteConnection::connect_with(
+            &write_options
+                .clone()
+                .pragma("wal_autocheckpoint", autocheckpoint.to_string()),
+        )
+        .await
+        .map_err(open_error)?;
         schema::migrate(&mut conn).await?;
 
-        let read_connections = options.read_connections.max(1);
-        let readers = SqlitePoolOptions::new()
-            .max_connections(read_connections)
-            .min_connections(read_connections)
-            .connect_with(base.read_only(true))
+        let readers = Readers::open(&base.read_only(true), options.read_connections)
             .await
             .map_err(open_error)?;
+
+        let checkpointer = match options.checkpoint_interval_ms {
+            0 => None,
+            ms => Some(
+                Checkpointer::start(&write_options, Duration::from_millis(ms))
+                    .await
+                    .map_err(open_error)?,
+            ),
+        };
 
         let (writer, jobs) = mpsc::channel(options.queue_depth.max(1));
         let writer_task = tokio::spawn(writer::run(conn, jobs, options.max_batch));
@@ -154,6 +186,7 @@ impl SqliteStore {
             readers,
             writer,
             writer_task: Mutex::new(Some(writer_task)),
+            checkpointer: Mutex::new(checkpointer),
         })
     }
 
@@ -165,6 +198,9 @@ impl SqliteStore {
     /// Finish queued writes, then close every connection. Later calls fail
     /// with [`StoreError::Closed`].
     pub async fn close(&self) {
+        if let Some(checkpointer) = self.checkpointer.lock().await.take() {
+            checkpointer.stop().await;
+        }
         let (done, finished) = oneshot::channel();
         if self.writer.send(Job::Shutdown(done)).await.is_ok() {
             let _ = finished.await;
@@ -194,8 +230,9 @@ impl SqliteStore {
         key: &str,
         query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
     ) -> StoreResult<Option<T>> {
+        let mut lent = self.readers.get().await;
         let row = query
-            .fetch_optional(&self.readers)
+            .fetch_optional(connection(&mut lent)?)
             .await
             .map_err(StoreError::database("reading a record"))?;
         match row {
@@ -211,8 +248,9 @@ impl SqliteStore {
         size: usize,
         query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
     ) -> StoreResult<Page<T>> {
+        let mut lent = self.readers.get().await;
         let rows = query
-            .fetch_all(&self.readers)
+            .fetch_all(connection(&mut lent)?)
             .await
             .map_err(StoreError::database("listing records"))?;
         let mut items = Vec::with_capacity(rows.len());
@@ -267,6 +305,11 @@ fn decode_column<T: DeserializeOwned>(
     rules::decode(entity, key, text)
 }
 
+/// The connection a reader was lent, unless the store is closed.
+fn connection<'a>(lent: &'a mut Lent<'_>) -> StoreResult<&'a mut SqliteConnection> {
+    lent.as_mut().ok_or(StoreError::Closed)
+}
+
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -298,8 +341,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let mut lent = self.readers.get().await;
         let rows = sqlx::query(sql::TENANTS)
-            .fetch_all(&self.readers)
+            .fetch_all(connection(&mut lent)?)
             .await
             .map_err(StoreError::database("listing tenants"))?;
         let mut tenants = Vec::with_capacity(rows.len());
@@ -469,20 +513,12 @@ impl Store for SqliteStore {
         operation: RegistrationOperation,
         billing: Option<OperationRecord>,
     ) -> StoreResult<()> {
-        if let Some(row) = &billing {
-            if row.id_scope != *id_scope {
-                return Err(StoreError::ScopeMismatch {
-                    id_scope: id_scope.clone(),
-                    billing_scope: row.id_scope.clone(),
-                });
-            }
-        }
-        let commit = Box::new(RegistrationCommit {
-            id_scope: id_scope.clone(),
-            record,
-            operation,
-            billing,
-        });
+        let commit = Box::new(RegistrationCommit::encode(
+            id_scope,
+            &record,
+            &operation,
+            billing.as_ref(),
+        )?);
         self.submit(|r| Job::CommitRegistration(commit, r)).await
     }
 
@@ -525,9 +561,10 @@ impl Store for SqliteStore {
     }
 
     async fn count_registrations(&self, id_scope: &IdScope) -> StoreResult<u64> {
+        let mut lent = self.readers.get().await;
         let (count,): (i64,) = sqlx::query_as(sql::COUNT_REGISTRATIONS)
             .bind(id_scope.key())
-            .fetch_one(&self.readers)
+            .fetch_one(connection(&mut lent)?)
             .await
             .map_err(StoreError::database("counting registration records"))?;
         Ok(u64::try_from(count).unwrap_or(0))
@@ -542,7 +579,8 @@ impl Store for SqliteStore {
     }
 
     async fn record_operation(&self, operation: OperationRecord) -> StoreResult<()> {
-        self.submit(|r| Job::RecordOperation(operation, r)).await
+        let row = Box::new(BillingRow::new(&operation));
+        self.submit(|r| Job::RecordOperation(row, r)).await
     }
 
     async fn operation_report(
@@ -551,12 +589,13 @@ impl Store for SqliteStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<MeterReport> {
+        let mut lent = self.readers.get().await;
         let rows: Vec<(i64, String, i64)> = sqlx::query_as(sql::BILLING_BUCKETS)
             .bind(id_scope.key())
             .bind(time::to_micros(from))
             .bind(time::to_micros(to))
             .bind(time::HOUR_DIVISOR)
-            .fetch_all(&self.readers)
+            .fetch_all(connection(&mut lent)?)
             .await
             .map_err(StoreError::database("counting billing rows"))?;
         let mut buckets = Vec::with_capacity(rows.len());
@@ -573,12 +612,13 @@ impl Store for SqliteStore {
         to: DateTime<Utc>,
         limit_rows: usize,
     ) -> StoreResult<Vec<OperationRecord>> {
+        let mut lent = self.readers.get().await;
         let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(sql::BILLING_ROWS)
             .bind(id_scope.key())
             .bind(time::to_micros(from))
             .bind(time::to_micros(to))
             .bind(limit(limit_rows))
-            .fetch_all(&self.readers)
+            .fetch_all(connection(&mut lent)?)
             .await
             .map_err(StoreError::database("reading billing rows"))?;
         rows.into_iter()

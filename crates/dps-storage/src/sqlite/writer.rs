@@ -11,14 +11,16 @@
 
 use chrono::{DateTime, Utc};
 use dps_model::{
-    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationRecord,
-    Precondition, RegistrationId, Tenant,
+    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, Precondition,
+    RegistrationId, Tenant,
 };
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::bulk;
+use super::rows::{BillingRow, RegistrationCommit};
 use super::sql;
-use super::writes::{self, RegistrationCommit};
+use super::writes;
 use crate::error::{StoreError, StoreResult};
 use crate::store::Written;
 
@@ -49,7 +51,7 @@ pub(crate) enum Job {
     ImportEnrollments(IdScope, Vec<IndividualEnrollment>, Reply<usize>),
     CommitRegistration(Box<RegistrationCommit>, Reply<()>),
     DeleteRegistration(IdScope, RegistrationId, Precondition, Reply<()>),
-    RecordOperation(OperationRecord, Reply<()>),
+    RecordOperation(Box<BillingRow>, Reply<()>),
     PurgeOperations(DateTime<Utc>, Reply<u64>),
     /// Finish the queued work, close the connection, then answer.
     Shutdown(oneshot::Sender<()>),
@@ -152,7 +154,7 @@ impl Job {
             Job::DeleteRegistration(scope, id, pre, r) => {
                 settle(r, writes::delete_registration(conn, &scope, &id, pre).await)
             }
-            Job::RecordOperation(row, r) => settle(r, writes::record_operation(conn, &row).await),
+            Job::RecordOperation(row, r) => settle(r, writes::insert_billing(conn, &row).await),
             Job::PurgeOperations(before, r) => {
                 settle(r, writes::purge_operations(conn, before).await)
             }
@@ -207,7 +209,93 @@ pub(crate) async fn run(
     }
 }
 
+/// A job the multi-row fast path can take.
+enum FastJob {
+    Commit(Box<RegistrationCommit>, Reply<()>),
+    Billing(Box<BillingRow>, Reply<()>),
+}
+
+impl FastJob {
+    fn take(job: Job) -> Result<FastJob, Job> {
+        match job {
+            Job::CommitRegistration(commit, r) => Ok(FastJob::Commit(commit, r)),
+            Job::RecordOperation(row, r) => Ok(FastJob::Billing(row, r)),
+            other => Err(other),
+        }
+    }
+
+    fn into_job(self) -> Job {
+        match self {
+            FastJob::Commit(commit, r) => Job::CommitRegistration(commit, r),
+            FastJob::Billing(row, r) => Job::RecordOperation(row, r),
+        }
+    }
+}
+
+/// Store fast jobs with multi-row statements in a transaction of their own.
+/// When the database refuses them (a duplicate operation id, an unknown
+/// tenant) the transaction is rolled back and the jobs are handed back, to run
+/// one by one.
+async fn run_fast(conn: &mut SqliteConnection, jobs: Vec<FastJob>) -> Result<(), Vec<Job>> {
+    let refused = |jobs: Vec<FastJob>| jobs.into_iter().map(FastJob::into_job).collect();
+    let Ok(mut tx) = conn.begin_with("BEGIN IMMEDIATE").await else {
+        // The slow path meets the same failure and reports it per job.
+        return Err(refused(jobs));
+    };
+    for chunk in jobs.chunks(bulk::JOBS_PER_PROGRAM) {
+        let mut commits = Vec::new();
+        let mut rows = Vec::new();
+        for job in chunk {
+            match job {
+                FastJob::Commit(commit, _) => commits.push(commit.as_ref()),
+                FastJob::Billing(row, _) => rows.push(row.as_ref()),
+            }
+        }
+        if let Err(err) = bulk::insert_fast(&mut tx, &commits, &rows).await {
+            tracing::debug!(error = %err, jobs = jobs.len(), "batch refused, retrying job by job");
+            let _ = tx.rollback().await;
+            return Err(refused(jobs));
+        }
+    }
+    let committed = tx
+        .commit()
+        .await
+        .map_err(StoreError::database("committing"));
+    let commit_error = committed.err();
+    for job in jobs {
+        let (FastJob::Commit(_, reply) | FastJob::Billing(_, reply)) = job;
+        let (_, answer) = settle(reply, Ok(()));
+        answer(commit_error.as_ref());
+    }
+    Ok(())
+}
+
+/// Run a batch: registration commits and billing rows in bulk, then whatever
+/// remains (other writes, and bulk jobs the database refused) one by one.
 async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
+    let mut fast = Vec::new();
+    let mut slow = Vec::new();
+    for job in batch {
+        match FastJob::take(job) {
+            Ok(job) => fast.push(job),
+            Err(job) => slow.push(job),
+        }
+    }
+    if fast.len() > 1 {
+        if let Err(refused) = run_fast(conn, fast).await {
+            slow.extend(refused);
+        }
+    } else {
+        slow.extend(fast.into_iter().map(FastJob::into_job));
+    }
+    if !slow.is_empty() {
+        run_one_by_one(conn, slow).await;
+    }
+}
+
+/// Run jobs in one transaction, each in its own savepoint so that a refused
+/// job is rolled back alone.
+async fn run_one_by_one(conn: &mut SqliteConnection, batch: Vec<Job>) {
     // A lone job needs no savepoint: on failure the whole transaction rolls back.
     let savepoints = batch.len() > 1;
     let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {

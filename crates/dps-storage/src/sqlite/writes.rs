@@ -4,12 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use dps_model::{
-    ETag, IdScope, IndividualEnrollment, OperationKind, OperationRecord, Precondition,
-    RegistrationId, RegistrationOperation, RegistrationRecord, Tenant,
+    ETag, IdScope, IndividualEnrollment, OperationKind, Precondition, RegistrationId, Tenant,
 };
 use sqlx::error::ErrorKind;
 use sqlx::SqliteConnection;
 
+use super::bulk;
+use super::rows::{BillingRow, RegistrationCommit};
 use super::sql::{self, RecordTable};
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::rules::{self, CreatedOnly, EnrollmentLike};
@@ -54,17 +55,16 @@ async fn require_tenant(conn: &mut SqliteConnection, id_scope: &IdScope) -> Stor
 
 pub(crate) async fn insert_billing(
     conn: &mut SqliteConnection,
-    id_scope: &IdScope,
-    row: &OperationRecord,
+    row: &BillingRow,
 ) -> StoreResult<()> {
     sqlx::query(sql::INSERT_BILLING)
-        .bind(id_scope.key())
-        .bind(time::to_micros(row.at))
-        .bind(row.kind.as_str())
+        .bind(row.scope_key.as_str())
+        .bind(row.at_us)
+        .bind(row.kind)
         .bind(row.subject.as_deref())
         .execute(&mut *conn)
         .await
-        .map_err(tenant_fault("storing a billing row", id_scope))?;
+        .map_err(tenant_fault("storing a billing row", &row.id_scope))?;
     Ok(())
 }
 
@@ -221,7 +221,7 @@ pub(crate) async fn put_record<T: EnrollmentLike>(
     rules::stamp(&mut record, previous_created, now);
     write_record(conn, table, &scope_key, &key, &record).await?;
     let row = rules::billing(id_scope, T::billing_kind(outcome), record.id(), now);
-    insert_billing(conn, id_scope, &row).await?;
+    insert_billing(conn, &BillingRow::new(&row)).await?;
     Ok(Written { record, outcome })
 }
 
@@ -270,7 +270,7 @@ pub(crate) async fn delete_record<T: EnrollmentLike>(
         .await
         .map_err(StoreError::database("deleting a record"))?;
     let row = rules::billing(id_scope, T::BILLING[2], id, time::now());
-    insert_billing(conn, id_scope, &row).await
+    insert_billing(conn, &BillingRow::new(&row)).await
 }
 
 /// An enrollment delete that takes the device's registration record along,
@@ -309,64 +309,62 @@ pub(crate) async fn import_enrollments(
     let scope_key = id_scope.key();
     let now = time::now();
     let count = enrollments.len();
-    for mut enrollment in enrollments {
+    let mut rows = Vec::with_capacity(bulk::IMPORT_ROWS_PER_STATEMENT);
+    let mut enrollments = enrollments.into_iter().peekable();
+    while let Some(mut enrollment) = enrollments.next() {
         rules::stamp_import(&mut enrollment, now);
         let key = enrollment.key();
-        write_record(conn, &sql::ENROLLMENTS, &scope_key, &key, &enrollment).await?;
+        let body = rules::encode(Entity::Enrollment, &key, &enrollment)?;
+        let etag = enrollment
+            .etag
+            .as_ref()
+            .map(|e| e.as_str().to_owned())
+            .unwrap_or_default();
+        rows.push((scope_key.clone(), key, etag, body));
+        if rows.len() == bulk::IMPORT_ROWS_PER_STATEMENT || enrollments.peek().is_none() {
+            bulk::upsert_enrollments(conn, &rows)
+                .await
+                .map_err(StoreError::database("importing enrollments"))?;
+            rows.clear();
+        }
     }
     Ok(count)
 }
 
-/// The parts of one `commit_registration` call.
-#[derive(Debug)]
-pub(crate) struct RegistrationCommit {
-    pub(crate) id_scope: IdScope,
-    pub(crate) record: RegistrationRecord,
-    pub(crate) operation: RegistrationOperation,
-    pub(crate) billing: Option<OperationRecord>,
-}
-
+/// Store one commit on its own (the writer's slow path; batches use
+/// [`bulk::insert_fast`]).
 pub(crate) async fn commit_registration(
     conn: &mut SqliteConnection,
     commit: &RegistrationCommit,
 ) -> StoreResult<()> {
     let id_scope = &commit.id_scope;
-    let scope_key = id_scope.key();
-    let key = commit.record.registration_id.key();
-    let operation_id = commit.operation.operation_id.as_str();
     // Record, operation, billing row: a refusal at any step (duplicate
     // operation id, unknown tenant) rolls back the steps before it.
-    let record_body = rules::encode(Entity::Registration, &key, &commit.record)?;
     sqlx::query(sql::UPSERT_REGISTRATION)
-        .bind(&scope_key)
-        .bind(&key)
-        .bind(commit.record.enrollment_group_id.as_ref().map(|g| g.key()))
-        .bind(commit.record.etag.as_str())
-        .bind(record_body)
+        .bind(commit.scope_key.as_str())
+        .bind(commit.registration_key.as_str())
+        .bind(commit.group_key.as_deref())
+        .bind(commit.etag.as_str())
+        .bind(commit.record_body.as_str())
         .execute(&mut *conn)
         .await
         .map_err(tenant_fault("storing a registration record", id_scope))?;
-    let operation_body = rules::encode(
-        Entity::RegistrationOperation,
-        operation_id,
-        &commit.operation,
-    )?;
     sqlx::query(sql::INSERT_OPERATION)
-        .bind(&scope_key)
-        .bind(operation_id)
-        .bind(time::to_micros(commit.operation.created))
-        .bind(operation_body)
+        .bind(commit.scope_key.as_str())
+        .bind(commit.operation_id.as_str())
+        .bind(commit.operation_created_us)
+        .bind(commit.operation_body.as_str())
         .execute(&mut *conn)
         .await
         .map_err(|err| match violation(&err) {
             Some(ErrorKind::UniqueViolation) => StoreError::AlreadyExists {
                 entity: Entity::RegistrationOperation,
-                id: operation_id.to_owned(),
+                id: commit.operation_id.clone(),
             },
             _ => tenant_fault("storing a registration operation", id_scope)(err),
         })?;
     if let Some(row) = &commit.billing {
-        insert_billing(conn, id_scope, row).await?;
+        insert_billing(conn, row).await?;
     }
     Ok(())
 }
@@ -405,14 +403,7 @@ pub(crate) async fn delete_registration(
         registration_id.as_str(),
         time::now(),
     );
-    insert_billing(conn, id_scope, &row).await
-}
-
-pub(crate) async fn record_operation(
-    conn: &mut SqliteConnection,
-    row: &OperationRecord,
-) -> StoreResult<()> {
-    insert_billing(conn, &row.id_scope, row).await
+    insert_billing(conn, &BillingRow::new(&row)).await
 }
 
 pub(crate) async fn purge_operations(
