@@ -75,8 +75,10 @@ impl TestSystem {
         let hub_ca = dir.path().join("hub-ca.pem");
         std::fs::write(&hub_ca, hubs.ca_pem().context("the emulator's CA")?)?;
 
-        let mut config = ServiceConfig::default();
-        config.data_dir = dir.path().join("data");
+        let mut config = ServiceConfig {
+            data_dir: dir.path().join("data"),
+            ..ServiceConfig::default()
+        };
         config.device.listen = SocketAddr::from((device_ip, 443));
         config.service.listen = SocketAddr::from((service_ip, 443));
         config.tls.dev_names = vec![
