@@ -1,29 +1,77 @@
 //! `dps-client`: provision a device against any Device Provisioning Service
-//! that speaks the Azure device protocol — dps, or the Azure cloud service.
+//! that speaks the Azure device protocol over HTTPS — dps, or the Azure cloud
+//! service.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), dps_client::ClientError> {
-//! use dps_client::{Credential, ProvisioningClient};
-//! let registration = ProvisioningClient::builder("dps.example.com", "0ne00000A0A", "my-device")
-//!     .credential(Credential::group_key("<base64 group key>", "my-device")?)
+//! use std::sync::Arc;
+//! use dps_client::{ClientError, Credential, ProvisioningClient, Tpm2Tools};
+//!
+//! // Pick the device's credential: an individual key, a group key (the device
+//! // key is derived from it), an X.509 certificate chain, or a TPM.
+//! let credential = match std::env::var("DEVICE_KIND").as_deref() {
+//!     Ok("group") => Credential::group_key("<base64 group key>", "my-device")?,
+//!     Ok("x509") => Credential::X509 {
+//!         chain_pem: std::fs::read_to_string("device-chain.pem").unwrap_or_default(),
+//!         key_pem: std::fs::read_to_string("device.key").unwrap_or_default(),
+//!     },
+//!     Ok("tpm") => Credential::Tpm(Arc::new(Tpm2Tools::new("device:/dev/tpmrm0")?)),
+//!     _ => Credential::symmetric_key("<base64 device key>")?,
+//! };
+//! let client = ProvisioningClient::builder("dps.example.com", "0ne00000A0A", "my-device")
+//!     .credential(credential)
+//!     .trust_ca_pem(std::fs::read_to_string("dps-ca.pem").unwrap_or_default())
 //!     .payload(serde_json::json!({"model": "sensor-v2"}))
-//!     .build()?
-//!     .register()
-//!     .await?;
-//! println!("assigned to {} as {}", registration.assigned_hub, registration.device_id);
+//!     .build()?;
+//! match client.register().await {
+//!     Ok(registration) => {
+//!         println!("assigned to {} as {}", registration.assigned_hub, registration.device_id);
+//!         if let Some(connection_string) = registration.hub_connection_string {
+//!             println!("connect with {connection_string}");
+//!         }
+//!     }
+//!     // Each failure says whose fault it is.
+//!     Err(ClientError::Authentication { error_code, .. }) => eprintln!("refused ({error_code:?}): check the key"),
+//!     Err(ClientError::Disabled) => eprintln!("the enrollment is disabled"),
+//!     Err(error) if error.is_transient() => eprintln!("try again later: {error}"),
+//!     Err(error) => eprintln!("{error}"),
+//! }
 //! # Ok(()) }
 //! ```
 //!
 //! * Credentials: symmetric key (individual, or derived from a group key),
 //!   X.509 (chain + key presented as the TLS client certificate), TPM (through
-//!   the [`TpmDevice`] trait).
-//! * The register → poll loop honours `Retry-After` within an overall timeout.
-//! * [`ClientError`] tells authentication, network and service failures apart.
-//! * Trust roots: the system's, plus any CA given with
-//!   [`ProvisioningClientBuilder::trust_ca_pem`].
+//!   the [`TpmDevice`] trait; [`Tpm2Tools`] implements it over tpm2-tools).
+//! * The register → poll loop honours `Retry-After` within an overall timeout;
+//!   TPM devices answer the service's 401 challenge (activate, import, sign)
+//!   and import the hub key delivered with the assignment.
+//! * [`ClientError`] tells authentication, network, service, failed
+//!   registration, disabled enrollment and timeout apart.
+//! * Trust roots: the web PKI roots (webpki-roots), plus any CA given with
+//!   [`ProvisioningClientBuilder::trust_ca_pem`]; or a [`TlsTrust`] parsed once
+//!   and shared by many clients.
+//! * [`swarm`] provisions thousands of devices for load tests; [`service`]
+//!   creates their enrollments through the service API.
 //!
-//! Every [`ProvisioningClient`] owns its connection pool: one client per
-//! device means one TLS connection per device, as a real device has.
+//! Every [`ProvisioningClient`] owns its connection: one client per device
+//! means one TLS connection per device (HTTP/1.1, as the device SDKs speak;
+//! no session resumption), as a real device has.
+//!
+//! # Why tpm2-tools for the TPM
+//!
+//! The TPM operations run the tpm2-tools programs rather than linking the
+//! TSS through `tss-esapi`: that crate needs the C TSS libraries and their
+//! headers at build time, so every build of this crate — and of everything
+//! depending on it, TPM or not — would need them installed. tpm2-tools is a
+//! run-time dependency of TPM devices only, packaged everywhere, and works
+//! with any TCTI (`device:`, `tabrmd`, `swtpm:`, `mssim:`); each command runs
+//! with a time limit. A provisioning runs about a dozen TPM commands, so the
+//! process-per-command cost (milliseconds) does not matter.
+//!
+//! # What this crate does not do
+//!
+//! MQTT and AMQP transports, certificate issuance (`csr`), and connecting to
+//! the IoT hub after provisioning.
 
 mod credential;
 mod error;
