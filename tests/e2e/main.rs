@@ -4,3 +4,5 @@
 mod certs;
 mod device_errors;
 mod device_node;
+mod mqtt_client;
+mod mqtt_fixtures;

@@ -1,6 +1,7 @@
 //! Shared helpers for the workspace's end-to-end tests: the official Azure
-//! IoT SDK packages from the npm registry ([`node`]), and a running dps server
+//! IoT SDK packages from the npm registry ([`node`]) and PyPI ([`python`]), and a running dps server
 //! with hubs on its own loopback address ([`server`]).
 
 pub mod node;
+pub mod python;
 pub mod server;

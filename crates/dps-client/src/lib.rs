@@ -24,10 +24,15 @@
 //!
 //! Every [`ProvisioningClient`] owns its connection pool: one client per
 //! device means one TLS connection per device, as a real device has.
+//!
+//! [`Transport`] picks HTTPS (default), MQTT over TLS or MQTT over WebSocket
+//! with [`ProvisioningClientBuilder::transport`]; the endpoint's port, when
+//! absent, is the transport's usual one (443, 8883, 443).
 
 mod credential;
 mod error;
 mod http;
+mod mqtt;
 mod result;
 mod tpm;
 
@@ -38,6 +43,7 @@ use serde_json::Value;
 
 pub use credential::Credential;
 pub use error::ClientError;
+pub use mqtt::Transport;
 pub use result::Registration;
 pub use tpm::TpmDevice;
 
@@ -59,6 +65,8 @@ pub struct ProvisioningClient {
     poll_interval_override: Option<Duration>,
     last_retry_after: Mutex<Duration>,
     http: reqwest::Client,
+    transport: Transport,
+    mqtt_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ProvisioningClient {
@@ -82,11 +90,22 @@ impl ProvisioningClient {
             token_lifetime: Duration::from_secs(3600),
             poll_interval: None,
             api_version: API_VERSION.to_owned(),
+            transport: Transport::Https,
         }
     }
 
     /// Register and wait until the service reports a terminal state.
     pub async fn register(&self) -> Result<Registration, ClientError> {
+        if let Some(tls) = &self.mqtt_tls {
+            return mqtt::Exchange {
+                client: self,
+                tls: tls.clone(),
+                websocket: self.transport == Transport::MqttWs,
+                deadline: Instant::now() + self.timeout,
+            }
+            .run()
+            .await;
+        }
         http::Exchange {
             client: self,
             http: &self.http,
@@ -112,6 +131,7 @@ pub struct ProvisioningClientBuilder {
     token_lifetime: Duration,
     poll_interval: Option<Duration>,
     api_version: String,
+    transport: Transport,
 }
 
 impl ProvisioningClientBuilder {
@@ -163,12 +183,26 @@ impl ProvisioningClientBuilder {
         self
     }
 
+    /// How to talk to the service (default [`Transport::Https`]).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
     /// Validate and build.
     pub fn build(self) -> Result<ProvisioningClient, ClientError> {
         let config = |reason: String| ClientError::Config { reason };
         let credential = self
             .credential
             .ok_or_else(|| config("a credential is required".to_owned()))?;
+        let mqtt_tls = match self.transport {
+            Transport::Https => None,
+            Transport::Mqtt | Transport::MqttWs => Some(mqtt::tls_config(
+                &self.trusted_ca_pems,
+                self.system_roots,
+                &credential,
+            )?),
+        };
         let mut http = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(self.system_roots)
@@ -200,6 +234,8 @@ impl ProvisioningClientBuilder {
             poll_interval_override: self.poll_interval,
             last_retry_after: Mutex::new(Duration::from_secs(1)),
             http,
+            transport: self.transport,
+            mqtt_tls,
         })
     }
 }
