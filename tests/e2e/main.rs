@@ -6,3 +6,4 @@ mod device_errors;
 mod device_node;
 mod mqtt_client;
 mod mqtt_fixtures;
+mod mqtt_node;
