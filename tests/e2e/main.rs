@@ -7,3 +7,4 @@ mod device_node;
 mod mqtt_client;
 mod mqtt_fixtures;
 mod mqtt_node;
+mod mqtt_python;
