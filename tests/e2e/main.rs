@@ -8,3 +8,4 @@ mod mqtt_client;
 mod mqtt_fixtures;
 mod mqtt_node;
 mod mqtt_python;
+mod mqtt_raw;
