@@ -1,9 +1,10 @@
 //! Shared helpers for the workspace's end-to-end tests: the official Azure
-//! IoT SDK packages from the npm registry ([`node`]), and a running dps server
-//! with hubs on its own loopback address ([`server`]), and a software TPM
-//! ([`swtpm`]).
+//! IoT SDK packages from the npm registry ([`node`]) and PyPI ([`python`]), a
+//! running dps server with hubs on its own loopback address ([`server`]), and
+//! a software TPM ([`swtpm`]).
 
 pub mod certs;
 pub mod node;
+pub mod python;
 pub mod server;
 pub mod swtpm;

@@ -90,6 +90,8 @@ impl TestSystem {
                 ..ServiceConfig::default()
             };
             config.device.listen = SocketAddr::from((device_ip, 443));
+            // MQTT over TLS where the SDKs dial it; MQTT over WebSocket shares 443.
+            config.device.mqtt.listen = Some(SocketAddr::from((device_ip, 8883)));
             config.service.listen = SocketAddr::from((service_ip, 443));
             config.tls.dev_names = vec![
                 device_ip.to_string(),

@@ -57,6 +57,10 @@
 //! means one TLS connection per device (HTTP/1.1, as the device SDKs speak;
 //! no session resumption), as a real device has.
 //!
+//! [`Transport`] picks HTTPS (default), MQTT over TLS or MQTT over WebSocket
+//! with [`ProvisioningClientBuilder::transport`]; the endpoint's port, when
+//! absent, is the transport's usual one (443, 8883, 443).
+//!
 //! # Why tpm2-tools for the TPM
 //!
 //! The TPM operations run the tpm2-tools programs rather than linking the
@@ -70,12 +74,13 @@
 //!
 //! # What this crate does not do
 //!
-//! MQTT and AMQP transports, certificate issuance (`csr`), and connecting to
-//! the IoT hub after provisioning.
+//! AMQP, certificate issuance (`csr`), and connecting to the IoT hub after
+//! provisioning.
 
 mod credential;
 mod error;
 mod http;
+mod mqtt;
 mod result;
 pub mod service;
 pub mod swarm;
@@ -90,6 +95,7 @@ use serde_json::Value;
 
 pub use credential::Credential;
 pub use error::ClientError;
+pub use mqtt::Transport;
 pub use result::Registration;
 pub use tls::TlsTrust;
 pub use tpm::TpmDevice;
@@ -113,6 +119,8 @@ pub struct ProvisioningClient {
     poll_interval_override: Option<Duration>,
     last_retry_after: Mutex<Duration>,
     http: reqwest::Client,
+    transport: Transport,
+    mqtt_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ProvisioningClient {
@@ -137,11 +145,22 @@ impl ProvisioningClient {
             token_lifetime: Duration::from_secs(3600),
             poll_interval: None,
             api_version: API_VERSION.to_owned(),
+            transport: Transport::Https,
         }
     }
 
     /// Register and wait until the service reports a terminal state.
     pub async fn register(&self) -> Result<Registration, ClientError> {
+        if let Some(tls) = &self.mqtt_tls {
+            return mqtt::Exchange {
+                client: self,
+                tls: tls.clone(),
+                websocket: self.transport == Transport::MqttWs,
+                deadline: Instant::now() + self.timeout,
+            }
+            .run()
+            .await;
+        }
         http::Exchange {
             client: self,
             http: &self.http,
@@ -168,6 +187,7 @@ pub struct ProvisioningClientBuilder {
     token_lifetime: Duration,
     poll_interval: Option<Duration>,
     api_version: String,
+    transport: Transport,
 }
 
 impl ProvisioningClientBuilder {
@@ -226,12 +246,26 @@ impl ProvisioningClientBuilder {
         self
     }
 
+    /// How to talk to the service (default [`Transport::Https`]).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
     /// Validate and build.
     pub fn build(self) -> Result<ProvisioningClient, ClientError> {
         let config = |reason: String| ClientError::Config { reason };
         let credential = self
             .credential
             .ok_or_else(|| config("a credential is required".to_owned()))?;
+        let mqtt_tls = match self.transport {
+            Transport::Https => None,
+            Transport::Mqtt | Transport::MqttWs => Some(mqtt::tls_config(
+                &self.trusted_ca_pems,
+                self.system_roots,
+                &credential,
+            )?),
+        };
         let trust = match self.trust {
             Some(trust) => trust,
             None => TlsTrust::new(self.system_roots, &self.trusted_ca_pems)?,
@@ -254,6 +288,8 @@ impl ProvisioningClientBuilder {
             poll_interval_override: self.poll_interval,
             last_retry_after: Mutex::new(Duration::from_secs(1)),
             http,
+            transport: self.transport,
+            mqtt_tls,
         })
     }
 }

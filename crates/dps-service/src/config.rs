@@ -120,8 +120,10 @@ pub struct DeviceEndpointConfig {
     pub listen: SocketAddr,
     /// Host name written into `Location` headers (default: the request's Host).
     pub public_host: Option<String>,
-    /// `Retry-After` seconds on `202 assigning`.
+    /// `Retry-After` seconds on `202 assigning` (HTTPS header, MQTT `retry-after`).
     pub retry_after_seconds: u64,
+    /// The MQTT device endpoint (`[device.mqtt]`).
+    pub mqtt: MqttConfig,
 }
 
 impl Default for DeviceEndpointConfig {
@@ -130,7 +132,59 @@ impl Default for DeviceEndpointConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_host: None,
             retry_after_seconds: 1,
+            mqtt: MqttConfig::default(),
         }
+    }
+}
+
+/// The MQTT device endpoint: MQTT 3.1.1 over TLS on its own port, and MQTT
+/// over WebSocket on the HTTPS device port (official SDKs dial 8883 and 443).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Serve MQTT at all (both forms).
+    pub enabled: bool,
+    /// MQTT over TLS address. Default: the device endpoint's IP address with
+    /// port 8883 (so `0.0.0.0:8883`), or port 0 when the device endpoint
+    /// itself listens on port 0 (tests).
+    pub listen: Option<SocketAddr>,
+    /// Accept MQTT over WebSocket on the HTTPS device endpoint.
+    pub websocket: bool,
+    /// Largest MQTT packet accepted, in bytes: the 96 KiB body limit plus room
+    /// for the topic. A larger packet closes the connection.
+    pub max_packet_bytes: usize,
+    /// Time from TCP connection (after TLS) to CONNECT, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Requests of one connection in the pipeline at once; more are answered 429.
+    pub max_in_flight: usize,
+    /// 429 answers one connection may collect before it is closed (a flood).
+    pub max_throttled_replies: u32,
+    /// Open connections per registration id; a newer one closes the oldest.
+    pub max_connections_per_registration: usize,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            enabled: true,
+            listen: None,
+            websocket: true,
+            max_packet_bytes: crate::respond::MAX_BODY_BYTES + 2048,
+            connect_timeout_ms: 10_000,
+            max_in_flight: 4,
+            max_throttled_replies: 16,
+            max_connections_per_registration: 2,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// The MQTT-over-TLS address, given the device endpoint's.
+    pub fn listen_addr(&self, device_listen: SocketAddr) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            let port = if device_listen.port() == 0 { 0 } else { 8883 };
+            SocketAddr::new(device_listen.ip(), port)
+        })
     }
 }
 
@@ -216,6 +270,32 @@ impl ServiceConfig {
                 reason: "device.retry_after_seconds must be between 1 and 300".to_owned(),
             });
         }
+        let mqtt = &self.device.mqtt;
+        if mqtt.enabled {
+            let addr = mqtt.listen_addr(self.device.listen);
+            if addr.port() != 0 && (addr == self.device.listen || addr == self.service.listen) {
+                return Err(ServiceError::Config {
+                    reason: "device.mqtt.listen must differ from the HTTPS listen addresses"
+                        .to_owned(),
+                });
+            }
+            if mqtt.max_packet_bytes < 1024 {
+                return Err(ServiceError::Config {
+                    reason: "device.mqtt.max_packet_bytes must be at least 1024".to_owned(),
+                });
+            }
+            if mqtt.max_in_flight == 0 || mqtt.max_connections_per_registration == 0 {
+                return Err(ServiceError::Config {
+                    reason: "device.mqtt.max_in_flight and max_connections_per_registration must be at least 1"
+                        .to_owned(),
+                });
+            }
+            if mqtt.connect_timeout_ms == 0 {
+                return Err(ServiceError::Config {
+                    reason: "device.mqtt.connect_timeout_ms must be at least 1".to_owned(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -254,6 +334,31 @@ mod tests {
         assert!(err.to_string().contains("bogus"), "{err}");
         let err = ServiceConfig::from_toml("[device]\nretry_after_seconds = 0").unwrap_err();
         assert!(err.to_string().contains("retry_after_seconds"), "{err}");
+    }
+
+    #[test]
+    fn mqtt_section_defaults_and_overrides() {
+        let config = ServiceConfig::default();
+        assert_eq!(
+            config.device.mqtt.listen_addr(config.device.listen),
+            "0.0.0.0:8883".parse().unwrap()
+        );
+        let config = ServiceConfig::from_toml(
+            "[device]\nlisten = \"127.0.0.9:443\"\n[device.mqtt]\nmax_in_flight = 8\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.device.mqtt.listen_addr(config.device.listen),
+            "127.0.0.9:8883".parse().unwrap()
+        );
+        assert_eq!(config.device.mqtt.max_in_flight, 8);
+        let ephemeral: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        assert_eq!(config.device.mqtt.listen_addr(ephemeral).port(), 0);
+        let err = ServiceConfig::from_toml("[device.mqtt]\nmax_in_flight = 0\n").unwrap_err();
+        assert!(err.to_string().contains("max_in_flight"), "{err}");
+        let err =
+            ServiceConfig::from_toml("[device.mqtt]\nlisten = \"0.0.0.0:443\"\n").unwrap_err();
+        assert!(err.to_string().contains("mqtt.listen"), "{err}");
     }
 
     #[test]

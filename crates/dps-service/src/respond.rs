@@ -63,6 +63,52 @@ impl ApiError {
     }
 }
 
+/// An answer as a message-oriented transport (MQTT) carries it: the HTTP
+/// status it stands for, the JSON body, and the seconds a client should wait.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WireAnswer {
+    /// The HTTP status code with the same meaning.
+    pub status: u16,
+    /// The JSON body (an operation status or the Azure error body).
+    pub body: Vec<u8>,
+    /// Seconds to wait before the next request, when there is a reason to.
+    pub retry_after: Option<u64>,
+}
+
+impl WireAnswer {
+    /// A JSON answer.
+    pub fn json<T: serde::Serialize>(
+        status: StatusCode,
+        value: &T,
+        retry_after: Option<u64>,
+    ) -> WireAnswer {
+        match serde_json::to_vec(value) {
+            Ok(body) => WireAnswer {
+                status: status.as_u16(),
+                body,
+                retry_after,
+            },
+            Err(err) => ApiError::internal(err).to_wire(),
+        }
+    }
+}
+
+impl ApiError {
+    /// This error as a message-oriented transport carries it: the same status,
+    /// body and retry rule as the HTTP rendering.
+    pub fn to_wire(&self) -> WireAnswer {
+        let status = self.status();
+        let body = ErrorBody::new(self.code, self.message.clone());
+        WireAnswer {
+            status: status.as_u16(),
+            body: serde_json::to_vec(&body).unwrap_or_default(),
+            retry_after: self.retry_after.filter(|_| {
+                status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
+            }),
+        }
+    }
+}
+
 impl From<ModelError> for ApiError {
     fn from(err: ModelError) -> Self {
         let code = match &err {

@@ -28,6 +28,8 @@ pub struct RunningServer {
     pub device_addr: SocketAddr,
     /// Where the service operations endpoint listens.
     pub service_addr: SocketAddr,
+    /// Where MQTT over TLS listens (`None` when MQTT is disabled).
+    pub mqtt_addr: Option<SocketAddr>,
     /// PEM of the certificate clients should trust.
     pub trust_pem: String,
     /// The operator credential for tenant management.
@@ -108,11 +110,24 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         None => stored_operator_key(&config.data_dir)?,
     };
 
-    let device_router = device::router(
-        pipeline,
+    let (shutdown, receiver) = watch::channel(false);
+    let mut device_router = device::router(
+        pipeline.clone(),
         config.device.retry_after_seconds,
         config.device.public_host.clone(),
     );
+    let mqtt = &config.device.mqtt;
+    let mqtt_endpoint = mqtt.enabled.then(|| {
+        device::mqtt::MqttEndpoint::new(
+            pipeline,
+            mqtt,
+            config.device.retry_after_seconds,
+            receiver.clone(),
+        )
+    });
+    if let (Some(endpoint), true) = (&mqtt_endpoint, mqtt.websocket) {
+        device_router = device::mqtt::with_websocket(device_router, endpoint.clone());
+    }
     let service_router = service_api::router(service_api::ServiceApi::new(
         store.clone(),
         tenants,
@@ -124,7 +139,17 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
     let service_listener = bind(config.service.listen).await?;
     let device_addr = local_addr(&device_listener, config.device.listen)?;
     let service_addr = local_addr(&service_listener, config.service.listen)?;
-    let (shutdown, receiver) = watch::channel(false);
+    let mqtt_listener = match &mqtt_endpoint {
+        Some(_) => Some(bind(mqtt.listen_addr(config.device.listen)).await?),
+        None => None,
+    };
+    let mqtt_addr = match &mqtt_listener {
+        Some(listener) => Some(local_addr(
+            listener,
+            mqtt.listen_addr(config.device.listen),
+        )?),
+        None => None,
+    };
     let mut tasks = vec![
         tokio::spawn(serve_tls(
             device_listener,
@@ -139,11 +164,19 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
             receiver.clone(),
         )),
     ];
+    if let (Some(listener), Some(endpoint)) = (mqtt_listener, mqtt_endpoint) {
+        // MQTT clients may offer ALPN protocols of their own: offer none.
+        let mqtt_tls = identity.server_config(&[])?;
+        tasks.push(tokio::spawn(device::mqtt::serve_tls(
+            listener, mqtt_tls, endpoint,
+        )));
+    }
     tasks.push(tokio::spawn(purge_operations(store.clone(), receiver)));
-    tracing::info!(%device_addr, %service_addr, "dps is serving");
+    tracing::info!(%device_addr, %service_addr, ?mqtt_addr, "dps is serving");
     Ok(RunningServer {
         device_addr,
         service_addr,
+        mqtt_addr,
         trust_pem: identity.trust_pem,
         operator_key,
         store,

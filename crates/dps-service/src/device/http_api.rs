@@ -95,7 +95,10 @@ fn device_request(
     })
 }
 
-fn parse_body(registration: &str, body: &[u8]) -> Result<DeviceRegistrationRequest, ApiError> {
+pub(super) fn parse_body(
+    registration: &str,
+    body: &[u8],
+) -> Result<DeviceRegistrationRequest, ApiError> {
     let request = DeviceRegistrationRequest::from_json(body)?;
     if let Some(id) = &request.registration_id {
         if !id.eq_ignore_ascii_case(registration) {

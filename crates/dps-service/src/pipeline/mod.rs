@@ -320,6 +320,15 @@ impl Pipeline {
         })
     }
 
+    /// Authenticate a device without an instruction, as MQTT does at CONNECT:
+    /// the same checks and the same refusals as the first step of every
+    /// instruction (an unknown scope and a bad credential look alike).
+    pub async fn authenticate_device(&self, request: &DeviceRequest) -> Result<(), ApiError> {
+        let (view, registration_id) = self.view(request).await?;
+        self.authenticated_device(&view, &registration_id, request)
+            .await
+    }
+
     /// Poll (D2): the stored answer of an operation of this device.
     pub async fn operation_status(
         &self,

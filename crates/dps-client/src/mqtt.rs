@@ -1,0 +1,696 @@
+//! The device protocol over MQTT 3.1.1 (spec §2): over TLS (default port
+//! 8883) or over WebSocket over TLS (default port 443, path
+//! `/$iothub/websocket`, subprotocol `mqtt`). CONNECT carries the
+//! registration token as the password (none for X.509: the certificate is the
+//! TLS client certificate), then SUBSCRIBE to the reply filter, PUBLISH the
+//! register request and the polls, each answered on
+//! `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={n}]`.
+//!
+//! One connection per [`crate::ProvisioningClient::register`] call, closed
+//! with DISCONNECT at the end. TPM attestation has no MQTT form (as in Azure).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use dps_attestation::sas::unix_now;
+use dps_model::{ErrorBody, RegistrationOperationStatus, RegistrationStatus};
+use futures::{SinkExt as _, StreamExt as _};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, Subscribe,
+    SubscribeReasonCode,
+};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::credential::Credential;
+use crate::{ClientError, ProvisioningClient, Registration};
+
+/// How a [`ProvisioningClient`] talks to the service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// HTTPS (default port 443).
+    #[default]
+    Https,
+    /// MQTT 3.1.1 over TLS (default port 8883).
+    Mqtt,
+    /// MQTT 3.1.1 over WebSocket over TLS (default port 443, path `/$iothub/websocket`).
+    MqttWs,
+}
+
+impl Transport {
+    /// The port dialled when the endpoint names none.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Mqtt => 8883,
+            Transport::Https | Transport::MqttWs => 443,
+        }
+    }
+}
+
+const REPLY_FILTER: &str = "$dps/registrations/res/#";
+/// Longest wait the client honours between polls.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Keep-alive sent in CONNECT (the Node SDK's value): longer than any wait here.
+const KEEP_ALIVE_SECONDS: u16 = 180;
+/// Largest packet accepted from the service.
+const MAX_INCOMING_PACKET: usize = 1024 * 1024;
+/// The WebSocket path of the official SDKs.
+const WEBSOCKET_PATH: &str = "/$iothub/websocket";
+
+/// The TLS configuration of an MQTT client: trusted roots, and the X.509
+/// credential as the client certificate.
+pub(crate) fn tls_config(
+    trusted_ca_pems: &[String],
+    system_roots: bool,
+    credential: &Credential,
+) -> Result<Arc<ClientConfig>, ClientError> {
+    use rustls::pki_types::pem::PemObject as _;
+    let config_error = |reason: String| ClientError::Config { reason };
+    let mut roots = RootCertStore::empty();
+    if system_roots {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    for pem in trusted_ca_pems {
+        for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            let certificate = certificate.map_err(|e| config_error(format!("trusted CA: {e}")))?;
+            roots
+                .add(certificate)
+                .map_err(|e| config_error(format!("trusted CA: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| config_error(format!("TLS: {e}")))?
+        .with_root_certificates(roots);
+    let config = match credential {
+        Credential::X509 { chain_pem, key_pem } => {
+            let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| config_error(format!("X.509 chain: {e}")))?;
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+                .map_err(|e| config_error(format!("X.509 key: {e}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| config_error(format!("X.509 identity: {e}")))?
+        }
+        Credential::SymmetricKey(_) => builder.with_no_client_auth(),
+        Credential::Tpm(_) => {
+            return Err(config_error(
+                "TPM attestation is not available over MQTT; use Transport::Https".to_owned(),
+            ))
+        }
+    };
+    Ok(Arc::new(config))
+}
+
+/// One register → assigned exchange over one MQTT connection.
+pub(crate) struct Exchange<'a> {
+    pub(crate) client: &'a ProvisioningClient,
+    pub(crate) tls: Arc<ClientConfig>,
+    pub(crate) websocket: bool,
+    pub(crate) deadline: Instant,
+}
+
+/// An answer on the reply topic.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Bytes,
+}
+
+impl Exchange<'_> {
+    pub(crate) async fn run(&self) -> Result<Registration, ClientError> {
+        let mut link = self.connect().await?;
+        let result = self.provision(&mut link).await;
+        link.disconnect().await;
+        result
+    }
+
+    async fn provision(&self, link: &mut Link) -> Result<Registration, ClientError> {
+        let c = self.client;
+        let mut body = json!({ "registrationId": c.registration_id });
+        if let Some(payload) = &c.payload {
+            body["payload"] = payload.clone();
+        }
+        let body = Bytes::from(body.to_string());
+        let (mut status, mut retry_after) = loop {
+            let rid = link.next_rid();
+            let topic = format!("$dps/registrations/PUT/iotdps-register/?$rid={rid}");
+            let answer = self.request(link, topic, &rid, body.clone()).await?;
+            match answer.status {
+                200 | 202 => break (parse_status(&answer.body)?, answer.retry_after),
+                s if is_transient(s) => self.wait(answer.retry_after).await?,
+                _ => return Err(error_of(&answer)),
+            }
+        };
+        while matches!(
+            status.status,
+            RegistrationStatus::Assigning | RegistrationStatus::Unassigned
+        ) {
+            self.wait(c.poll_interval_override.or(retry_after)).await?;
+            let rid = link.next_rid();
+            let topic = format!(
+                "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={}",
+                encode(&status.operation_id)
+            );
+            let answer = self
+                .request(link, topic, &rid, Bytes::from_static(b" "))
+                .await?;
+            match answer.status {
+                200 | 202 => {
+                    status = parse_status(&answer.body)?;
+                    retry_after = answer.retry_after;
+                }
+                s if is_transient(s) => {
+                    retry_after = answer.retry_after;
+                }
+                _ => return Err(error_of(&answer)),
+            }
+        }
+        finish(c, status)
+    }
+
+    /// TCP, TLS, WebSocket when asked, CONNECT and SUBSCRIBE.
+    async fn connect(&self) -> Result<Link, ClientError> {
+        let c = self.client;
+        let transport = if self.websocket {
+            Transport::MqttWs
+        } else {
+            Transport::Mqtt
+        };
+        let (host, port) = split_host_port(&c.endpoint, transport.default_port());
+        let network = |reason: String| ClientError::Network {
+            endpoint: c.endpoint.clone(),
+            reason,
+        };
+        let server_name = ServerName::try_from(host.clone())
+            .map_err(|e| network(format!("invalid host name {host:?}: {e}")))?;
+        let work = async {
+            let tcp = TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| network(e.to_string()))?;
+            let _ = tcp.set_nodelay(true);
+            let tls = TlsConnector::from(self.tls.clone())
+                .connect(server_name, tcp)
+                .await
+                .map_err(|e| network(format!("TLS: {e}")))?;
+            let stream = if self.websocket {
+                let host_header = if port == 443 {
+                    host.clone()
+                } else {
+                    format!("{host}:{port}")
+                };
+                let mut request = format!("wss://{host_header}{WEBSOCKET_PATH}")
+                    .into_client_request()
+                    .map_err(|e| network(format!("WebSocket request: {e}")))?;
+                request.headers_mut().insert(
+                    "Sec-WebSocket-Protocol",
+                    tokio_tungstenite::tungstenite::http::HeaderValue::from_static("mqtt"),
+                );
+                let (ws, _) = tokio_tungstenite::client_async(request, tls)
+                    .await
+                    .map_err(|e| network(format!("WebSocket upgrade: {e}")))?;
+                Stream::WebSocket(Box::new(ws))
+            } else {
+                Stream::Tls(Box::new(tls))
+            };
+            let mut link = Link {
+                stream,
+                buf: BytesMut::with_capacity(4096),
+                next_id: 0,
+            };
+            let mut connect = Connect::new(c.registration_id.clone());
+            connect.keep_alive = KEEP_ALIVE_SECONDS;
+            connect.clean_session = true;
+            connect.login = Some(Login::new(self.username(), self.token()));
+            link.send(&[Packet::Connect(connect)])
+                .await
+                .map_err(|e| network(e.to_string()))?;
+            match link.receive().await.map_err(|e| network(e.to_string()))? {
+                Packet::ConnAck(ConnAck {
+                    code: ConnectReturnCode::Success,
+                    ..
+                }) => {}
+                Packet::ConnAck(ConnAck { code, .. }) => return Err(refusal(code)),
+                other => return Err(protocol(format!("expected CONNACK, got {other:?}"))),
+            }
+            let pkid = link.packet_id();
+            let mut subscribe = Subscribe::new(REPLY_FILTER, QoS::AtLeastOnce);
+            subscribe.pkid = pkid;
+            link.send(&[Packet::Subscribe(subscribe)])
+                .await
+                .map_err(|e| network(e.to_string()))?;
+            loop {
+                match link.receive().await.map_err(|e| network(e.to_string()))? {
+                    Packet::SubAck(ack) if ack.pkid == pkid => {
+                        if ack
+                            .return_codes
+                            .iter()
+                            .any(|c| *c == SubscribeReasonCode::Failure)
+                        {
+                            return Err(protocol("the service refused the reply subscription"));
+                        }
+                        return Ok(link);
+                    }
+                    Packet::PingResp => {}
+                    other => {
+                        return Err(protocol(format!("expected SUBACK, got {}", kind(&other))))
+                    }
+                }
+            }
+        };
+        self.bounded(work).await
+    }
+
+    /// Publish a request and wait for its answer.
+    async fn request(
+        &self,
+        link: &mut Link,
+        topic: String,
+        rid: &str,
+        body: Bytes,
+    ) -> Result<Answer, ClientError> {
+        let network = |reason: String| ClientError::Network {
+            endpoint: self.client.endpoint.clone(),
+            reason,
+        };
+        let work = async {
+            let mut publish = Publish::from_bytes(topic, QoS::AtLeastOnce, body);
+            publish.pkid = link.packet_id();
+            link.send(&[Packet::Publish(publish)])
+                .await
+                .map_err(|e| network(e.to_string()))?;
+            loop {
+                match link.receive().await.map_err(|e| network(e.to_string()))? {
+                    Packet::Publish(reply) => {
+                        if reply.qos == QoS::AtLeastOnce {
+                            link.send(&[Packet::PubAck(PubAck::new(reply.pkid))])
+                                .await
+                                .map_err(|e| network(e.to_string()))?;
+                        }
+                        let Some((status, reply_rid, retry_after)) =
+                            parse_reply_topic(&reply.topic)
+                        else {
+                            continue;
+                        };
+                        if reply_rid == rid {
+                            return Ok(Answer {
+                                status,
+                                retry_after,
+                                body: reply.payload,
+                            });
+                        }
+                    }
+                    Packet::PubAck(_) | Packet::PingResp => {}
+                    other => {
+                        return Err(protocol(format!(
+                            "unexpected {} from the service",
+                            kind(&other)
+                        )))
+                    }
+                }
+            }
+        };
+        self.bounded(work).await
+    }
+
+    /// Run `work` within the request timeout and the overall deadline.
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let c = self.client;
+        let remaining =
+            self.deadline
+                .checked_duration_since(Instant::now())
+                .ok_or(ClientError::Timeout {
+                    seconds: c.timeout.as_secs(),
+                })?;
+        let limit = remaining.min(c.request_timeout);
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) if limit < c.request_timeout => Err(ClientError::Timeout {
+                seconds: c.timeout.as_secs(),
+            }),
+            Err(_) => Err(ClientError::Network {
+                endpoint: c.endpoint.clone(),
+                reason: format!("no answer within {:?}", c.request_timeout),
+            }),
+        }
+    }
+
+    async fn wait(&self, retry_after: Option<Duration>) -> Result<(), ClientError> {
+        let duration = retry_after
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(100), MAX_RETRY_AFTER);
+        if Instant::now() + duration > self.deadline {
+            return Err(ClientError::Timeout {
+                seconds: self.client.timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(duration).await;
+        Ok(())
+    }
+
+    fn username(&self) -> String {
+        let c = self.client;
+        format!(
+            "{}/registrations/{}/api-version={}&ClientVersion={}",
+            c.id_scope,
+            c.registration_id,
+            encode(&c.api_version),
+            encode(concat!("dps-client/", env!("CARGO_PKG_VERSION")))
+        )
+    }
+
+    /// The registration token (empty for X.509: no password is sent).
+    fn token(&self) -> String {
+        let c = self.client;
+        let Credential::SymmetricKey(key) = &c.credential else {
+            return String::new();
+        };
+        let sr = encode(&format!(
+            "{}/registrations/{}",
+            c.id_scope, c.registration_id
+        ));
+        let se = unix_now() + c.token_lifetime.as_secs();
+        let signature = key.sign(format!("{sr}\n{se}").as_bytes());
+        format!(
+            "SharedAccessSignature sr={sr}&sig={}&se={se}&skn=registration",
+            encode(&signature)
+        )
+    }
+}
+
+/// The stream under the MQTT packets.
+enum Stream {
+    Tls(Box<TlsStream<TcpStream>>),
+    WebSocket(Box<WebSocketStream<TlsStream<TcpStream>>>),
+}
+
+/// An open MQTT connection.
+struct Link {
+    stream: Stream,
+    buf: BytesMut,
+    next_id: u16,
+}
+
+impl Link {
+    fn packet_id(&mut self) -> u16 {
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        self.next_id
+    }
+
+    fn next_rid(&mut self) -> String {
+        uuid_like(self.packet_id())
+    }
+
+    async fn send(&mut self, packets: &[Packet]) -> std::io::Result<()> {
+        let mut out = BytesMut::new();
+        for packet in packets {
+            packet
+                .write(&mut out, usize::MAX)
+                .map_err(std::io::Error::other)?;
+        }
+        match &mut self.stream {
+            Stream::Tls(tls) => {
+                tls.write_all(&out).await?;
+                tls.flush().await
+            }
+            Stream::WebSocket(ws) => ws
+                .send(Message::Binary(out.freeze()))
+                .await
+                .map_err(std::io::Error::other),
+        }
+    }
+
+    async fn receive(&mut self) -> std::io::Result<Packet> {
+        loop {
+            match Packet::read(&mut self.buf, MAX_INCOMING_PACKET) {
+                Ok(packet) => return Ok(packet),
+                Err(CodecError::InsufficientBytes(_)) => {}
+                Err(err) => return Err(std::io::Error::other(err)),
+            }
+            let read = match &mut self.stream {
+                Stream::Tls(tls) => tls.read_buf(&mut self.buf).await?,
+                Stream::WebSocket(ws) => match ws.next().await {
+                    None | Some(Ok(Message::Close(_))) => 0,
+                    Some(Ok(Message::Binary(data))) => {
+                        self.buf.extend_from_slice(&data);
+                        data.len().max(1)
+                    }
+                    Some(Ok(_)) => 1,
+                    Some(Err(err)) => return Err(std::io::Error::other(err)),
+                },
+            };
+            if read == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the service closed the connection",
+                ));
+            }
+        }
+    }
+
+    async fn disconnect(mut self) {
+        let _ = self.send(&[Packet::Disconnect]).await;
+        match &mut self.stream {
+            Stream::Tls(tls) => {
+                let _ = tls.shutdown().await;
+            }
+            Stream::WebSocket(ws) => {
+                let _ = ws.as_mut().close(None).await;
+            }
+        }
+    }
+}
+
+/// A request id unique within the connection, shaped like the SDKs' UUIDs.
+fn uuid_like(n: u16) -> String {
+    format!("00000000-0000-4000-8000-{:012x}", n)
+}
+
+/// `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={n}]`.
+fn parse_reply_topic(topic: &str) -> Option<(u16, &str, Option<Duration>)> {
+    let rest = topic.strip_prefix("$dps/registrations/res/")?;
+    let (status, query) = rest.split_once('?')?;
+    let status = status.trim_end_matches('/').parse().ok()?;
+    let mut rid = None;
+    let mut retry_after = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "$rid" {
+            rid = Some(value);
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            retry_after = value.trim().parse::<u64>().ok().map(Duration::from_secs);
+        }
+    }
+    Some((status, rid?, retry_after))
+}
+
+fn parse_status(body: &[u8]) -> Result<RegistrationOperationStatus, ClientError> {
+    dps_model::from_json(body).map_err(|e| protocol(e.to_string()))
+}
+
+fn finish(
+    client: &ProvisioningClient,
+    status: RegistrationOperationStatus,
+) -> Result<Registration, ClientError> {
+    let state = status.registration_state;
+    match status.status {
+        RegistrationStatus::Assigned => {
+            let state = state.ok_or_else(|| protocol("assigned without registrationState"))?;
+            let assigned_hub = state
+                .assigned_hub
+                .clone()
+                .ok_or_else(|| protocol("assigned without assignedHub"))?;
+            let device_id = state
+                .device_id
+                .clone()
+                .ok_or_else(|| protocol("assigned without deviceId"))?;
+            let hub_connection_string = match &client.credential {
+                Credential::SymmetricKey(key) => Some(format!(
+                    "HostName={assigned_hub};DeviceId={device_id};SharedAccessKey={}",
+                    key.to_base64()
+                )),
+                _ => None,
+            };
+            Ok(Registration {
+                registration_id: state.registration_id.clone(),
+                assigned_hub,
+                device_id,
+                substatus: state.substatus,
+                payload: state.payload.clone(),
+                operation_id: status.operation_id,
+                hub_connection_string,
+                raw: state,
+            })
+        }
+        RegistrationStatus::Failed => Err(ClientError::RegistrationFailed {
+            error_code: state.as_ref().and_then(|s| s.error_code),
+            message: state
+                .and_then(|s| s.error_message)
+                .unwrap_or_else(|| "no message".to_owned()),
+        }),
+        RegistrationStatus::Disabled => Err(ClientError::Disabled),
+        other => Err(protocol(format!(
+            "unexpected terminal status {}",
+            other.as_str()
+        ))),
+    }
+}
+
+fn is_transient(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+fn error_of(answer: &Answer) -> ClientError {
+    let body = serde_json::from_slice::<ErrorBody>(&answer.body).ok();
+    let error_code = body.as_ref().map(|b| b.error_code);
+    let message = body.map(|b| b.message).unwrap_or_else(|| {
+        String::from_utf8_lossy(&answer.body)
+            .chars()
+            .take(200)
+            .collect()
+    });
+    if answer.status == 401 {
+        ClientError::Authentication {
+            status: answer.status,
+            error_code,
+            message,
+        }
+    } else {
+        ClientError::Service {
+            status: answer.status,
+            error_code,
+            message,
+        }
+    }
+}
+
+/// A CONNACK refusal as the matching HTTP-shaped error.
+fn refusal(code: ConnectReturnCode) -> ClientError {
+    match code {
+        ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword => {
+            ClientError::Authentication {
+                status: 401,
+                error_code: None,
+                message: format!("the service refused the MQTT connection ({code:?})"),
+            }
+        }
+        ConnectReturnCode::ServiceUnavailable => ClientError::Service {
+            status: 503,
+            error_code: None,
+            message: "the service refused the MQTT connection (ServiceUnavailable)".to_owned(),
+        },
+        other => protocol(format!(
+            "the service refused the MQTT connection ({other:?})"
+        )),
+    }
+}
+
+fn kind(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
+    }
+}
+
+fn protocol(reason: impl Into<String>) -> ClientError {
+    ClientError::Protocol {
+        reason: reason.into(),
+    }
+}
+
+/// `host` or `host:port` (IPv6 in brackets) → host and port.
+fn split_host_port(endpoint: &str, default_port: u16) -> (String, u16) {
+    if let Some(rest) = endpoint.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            let port = tail
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(default_port);
+            return (host.to_owned(), port);
+        }
+    }
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(port) => (host.to_owned(), port),
+            Err(_) => (endpoint.to_owned(), default_port),
+        },
+        _ => (endpoint.to_owned(), default_port),
+    }
+}
+
+fn encode(segment: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(segment, KEEP).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_topics_parse_in_any_order() {
+        assert_eq!(
+            parse_reply_topic("$dps/registrations/res/202/?$rid=abc&retry-after=3"),
+            Some((202, "abc", Some(Duration::from_secs(3))))
+        );
+        assert_eq!(
+            parse_reply_topic("$dps/registrations/res/200/?retry-after=x&$rid=1"),
+            Some((200, "1", None))
+        );
+        assert_eq!(parse_reply_topic("$dps/registrations/res/200/"), None);
+        assert_eq!(parse_reply_topic("other/topic"), None);
+    }
+
+    #[test]
+    fn endpoints_split_into_host_and_port() {
+        assert_eq!(
+            split_host_port("dps.example", 8883),
+            ("dps.example".to_owned(), 8883)
+        );
+        assert_eq!(
+            split_host_port("127.0.0.1:9000", 8883),
+            ("127.0.0.1".to_owned(), 9000)
+        );
+        assert_eq!(split_host_port("[::1]:9000", 443), ("::1".to_owned(), 9000));
+        assert_eq!(split_host_port("[::1]", 443), ("::1".to_owned(), 443));
+    }
+
+    #[test]
+    fn request_ids_are_unique_per_packet_id() {
+        assert_ne!(uuid_like(1), uuid_like(2));
+        assert_eq!(uuid_like(255).len(), 36);
+    }
+}

@@ -1,0 +1,721 @@
+//! Our server's MQTT endpoint driven byte by byte with a raw client over
+//! rustls: the exact reply topics, CONNECT refusal codes, the limits
+//! (keep-alive, connections per device, packet size, flood, CONNECT
+//! deadline), and malformed input — each bad connection is closed while the
+//! other connections, and devices provisioning meanwhile, are untouched.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use bytes::{Bytes, BytesMut};
+use dps_attestation::sas::{create_token, registration_resource, unix_now, SymmetricKey};
+use dps_client::{Credential as ClientCredential, ProvisioningClient, Transport};
+use dps_e2e::server::{SystemOptions, TestSystem};
+use rumqttc::mqttbytes::v4::{
+    ConnAck, Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, Subscribe,
+    SubscribeReasonCode,
+};
+use rumqttc::mqttbytes::{Error as CodecError, QoS};
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::mqtt_fixtures as fixtures;
+
+/// A raw MQTT connection over TLS to port 8883.
+struct Raw {
+    stream: TlsStream<TcpStream>,
+    buf: BytesMut,
+}
+
+/// What came back while waiting.
+#[derive(Debug)]
+enum Next {
+    Packet(Packet),
+    Closed,
+    Silent,
+}
+
+impl Raw {
+    async fn open(system: &TestSystem) -> Result<Raw> {
+        let addr = system.server.mqtt_addr.context("MQTT is enabled")?;
+        let tcp = TcpStream::connect(addr).await?;
+        let stream = connector(system)?
+            .connect(ServerName::try_from(system.device_host.clone())?, tcp)
+            .await?;
+        Ok(Raw {
+            stream,
+            buf: BytesMut::new(),
+        })
+    }
+
+    async fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        self.stream.write_all(bytes).await?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    async fn send(&mut self, packet: Packet) -> Result<()> {
+        self.send_bytes(&encode(&packet)).await
+    }
+
+    async fn next(&mut self, within: Duration) -> Result<Next> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match Packet::read(&mut self.buf, 1 << 20) {
+                Ok(packet) => return Ok(Next::Packet(packet)),
+                Err(CodecError::InsufficientBytes(_)) => {}
+                Err(err) => bail!("the server sent a malformed packet: {err}"),
+            }
+            match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+                Err(_) => return Ok(Next::Silent),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ok(Next::Closed),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Read (and collect) packets until the server closes; `None` if it did
+    /// not close within `within`.
+    async fn closed_within(&mut self, within: Duration) -> Result<Option<Vec<Packet>>> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left).await? {
+                Next::Packet(packet) => seen.push(packet),
+                Next::Closed => return Ok(Some(seen)),
+                Next::Silent => return Ok(None),
+            }
+        }
+    }
+
+    async fn connect(&mut self, connect: Connect) -> Result<ConnectReturnCode> {
+        self.send(Packet::Connect(connect)).await?;
+        match self.next(Duration::from_secs(5)).await? {
+            Next::Packet(Packet::ConnAck(ConnAck { code, .. })) => Ok(code),
+            other => bail!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    async fn subscribe(&mut self, qos: QoS) -> Result<Vec<SubscribeReasonCode>> {
+        let mut subscribe = Subscribe::new("$dps/registrations/res/#", qos);
+        subscribe.pkid = 1;
+        self.send(Packet::Subscribe(subscribe)).await?;
+        match self.next(Duration::from_secs(5)).await? {
+            Next::Packet(Packet::SubAck(ack)) => Ok(ack.return_codes),
+            other => bail!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Publish a request and wait for the reply (PUBACKing it).
+    async fn request(&mut self, topic: &str, qos: QoS, body: &[u8]) -> Result<Publish> {
+        let mut publish = Publish::from_bytes(topic, qos, Bytes::copy_from_slice(body));
+        publish.pkid = if qos == QoS::AtMostOnce { 0 } else { 7 };
+        self.send(Packet::Publish(publish)).await?;
+        loop {
+            match self.next(Duration::from_secs(10)).await? {
+                Next::Packet(Packet::PubAck(_)) => {}
+                Next::Packet(Packet::Publish(reply)) => {
+                    if reply.qos == QoS::AtLeastOnce {
+                        self.send(Packet::PubAck(PubAck::new(reply.pkid))).await?;
+                    }
+                    return Ok(reply);
+                }
+                other => bail!("expected a reply, got {other:?}"),
+            }
+        }
+    }
+}
+
+fn connector(system: &TestSystem) -> Result<TlsConnector> {
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in
+        rustls::pki_types::CertificateDer::pem_slice_iter(system.server.trust_pem.as_bytes())
+    {
+        roots.add(certificate?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+fn encode(packet: &Packet) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    packet.write(&mut out, usize::MAX).expect("encodable");
+    out.to_vec()
+}
+
+/// The CONNECT the Node SDK sends.
+fn device_connect(scope: &str, id: &str, key: &str) -> Connect {
+    let token = create_token(
+        &registration_resource(scope, id),
+        &SymmetricKey::from_base64(key).expect("base64 key"),
+        unix_now() + 3600,
+        Some("registration"),
+    );
+    let mut connect = Connect::new(id);
+    connect.keep_alive = 180;
+    connect.login = Some(Login::new(
+        format!("{scope}/registrations/{id}/api-version=2019-03-31&ClientVersion=raw%2F1"),
+        token,
+    ));
+    connect
+}
+
+const REGISTER: &str = "$dps/registrations/PUT/iotdps-register/?$rid=";
+
+fn json(publish: &Publish) -> Value {
+    serde_json::from_slice(&publish.payload).unwrap_or(Value::Null)
+}
+
+/// A connected, subscribed raw device.
+async fn healthy(system: &TestSystem, id: &str, key: &str) -> Result<Raw> {
+    let mut raw = Raw::open(system).await?;
+    let code = raw
+        .connect(device_connect(&system.scope().to_string(), id, key))
+        .await?;
+    assert_eq!(code, ConnectReturnCode::Success);
+    raw.subscribe(QoS::AtLeastOnce).await?;
+    Ok(raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_echo_the_rid_first_for_every_body_form() -> Result<()> {
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    let key = fixtures::symmetric_individual(&system, "raw-topics").await?;
+    let mut raw = Raw::open(&system).await?;
+    // Python's CONNECT: clean session false, keep-alive 60, encoded sr, no skn.
+    let scope = system.scope().to_string();
+    let mut connect = device_connect(&scope, "raw-topics", &key);
+    connect.clean_session = false;
+    connect.keep_alive = 60;
+    connect.login.as_mut().unwrap().password = create_token(
+        &registration_resource(&scope, "raw-topics"),
+        &SymmetricKey::from_base64(&key)?,
+        unix_now() + 3600,
+        None,
+    );
+    assert_eq!(raw.connect(connect).await?, ConnectReturnCode::Success);
+    // QoS 2 asked is granted as 1; other filters are refused.
+    let mut subscribe = Subscribe::new("$dps/registrations/res/#", QoS::ExactlyOnce);
+    subscribe.add("devices/raw-topics/messages/#".to_owned(), QoS::AtLeastOnce);
+    subscribe.pkid = 3;
+    raw.send(Packet::Subscribe(subscribe)).await?;
+    match raw.next(Duration::from_secs(5)).await? {
+        Next::Packet(Packet::SubAck(ack)) => {
+            assert_eq!(ack.pkid, 3);
+            assert_eq!(
+                ack.return_codes,
+                vec![
+                    SubscribeReasonCode::Success(QoS::AtLeastOnce),
+                    SubscribeReasonCode::Failure
+                ]
+            );
+        }
+        other => bail!("expected SUBACK, got {other:?}"),
+    }
+
+    let bodies: [&[u8]; 5] = [
+        br#"{"registrationId":"raw-topics"}"#,
+        br#"{"payload": null, "registrationId": "raw-topics"}"#,
+        br#"{"registrationId":"raw-topics","payload":{"a":[1,2]}}"#,
+        b"",
+        b"null",
+    ];
+    for (i, body) in bodies.into_iter().enumerate() {
+        let rid = format!("a%2Fb-{i}.{{x}}");
+        let reply = raw
+            .request(&format!("{REGISTER}{rid}"), QoS::AtLeastOnce, body)
+            .await?;
+        assert_eq!(
+            reply.topic,
+            format!("$dps/registrations/res/202/?$rid={rid}&retry-after=1"),
+            "body {i}"
+        );
+        assert_eq!(reply.qos, QoS::AtLeastOnce);
+        let status = json(&reply);
+        assert_eq!(status["status"], "assigning", "{status}");
+        let operation = status["operationId"].as_str().unwrap().to_owned();
+        // Node's poll body is " "; QoS 0 publishes are answered too.
+        let poll = format!(
+            "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=p{i}&operationId={operation}"
+        );
+        let reply = raw.request(&poll, QoS::AtMostOnce, b" ").await?;
+        assert_eq!(
+            reply.topic,
+            format!("$dps/registrations/res/200/?$rid=p{i}")
+        );
+        let status = json(&reply);
+        assert_eq!(status["status"], "assigned", "{status}");
+        assert_eq!(status["registrationState"]["deviceId"], "raw-topics");
+    }
+
+    // Errors keep the reply shape: an unknown operation, a mismatched id.
+    let reply = raw
+        .request(
+            "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=e1&operationId=nope",
+            QoS::AtLeastOnce,
+            b" ",
+        )
+        .await?;
+    assert_eq!(reply.topic, "$dps/registrations/res/404/?$rid=e1");
+    assert_eq!(json(&reply)["errorCode"], 404203);
+    let reply = raw
+        .request(
+            &format!("{REGISTER}e2"),
+            QoS::AtLeastOnce,
+            br#"{"registrationId":"someone-else"}"#,
+        )
+        .await?;
+    assert_eq!(reply.topic, "$dps/registrations/res/400/?$rid=e2");
+    assert_eq!(json(&reply)["errorCode"], 400202);
+    let reply = raw
+        .request(
+            "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=e3",
+            QoS::AtLeastOnce,
+            b"",
+        )
+        .await?;
+    assert_eq!(reply.topic, "$dps/registrations/res/400/?$rid=e3");
+    system.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_refusals_use_return_codes_and_give_no_hint() -> Result<()> {
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    let scope = system.scope().to_string();
+    let key = fixtures::symmetric_individual(&system, "raw-auth").await?;
+    let wrong_key = dps_attestation::keys::generate_key();
+    let unknown_scope = fixtures::unknown_scope();
+
+    let mut cases: Vec<(&str, Connect, ConnectReturnCode)> = vec![
+        (
+            "wrong token",
+            device_connect(&scope, "raw-auth", &wrong_key),
+            ConnectReturnCode::NotAuthorized,
+        ),
+        (
+            "unknown scope",
+            device_connect(&unknown_scope, "raw-auth", &key),
+            ConnectReturnCode::NotAuthorized,
+        ),
+        (
+            "unknown enrollment",
+            device_connect(&scope, "raw-nobody", &key),
+            ConnectReturnCode::NotAuthorized,
+        ),
+    ];
+    let mut no_password = device_connect(&scope, "raw-auth", &key);
+    no_password.login.as_mut().unwrap().password.clear();
+    cases.push((
+        "no token, no certificate",
+        no_password,
+        ConnectReturnCode::NotAuthorized,
+    ));
+    let mut other_client = device_connect(&scope, "raw-auth", &key);
+    other_client.client_id = "someone-else".to_owned();
+    cases.push(("client id", other_client, ConnectReturnCode::BadClientId));
+    let mut bad_username = device_connect(&scope, "raw-auth", &key);
+    bad_username.login.as_mut().unwrap().username = format!("{scope}/devices/raw-auth");
+    cases.push((
+        "username shape",
+        bad_username,
+        ConnectReturnCode::BadUserNamePassword,
+    ));
+    let mut no_version = device_connect(&scope, "raw-auth", &key);
+    no_version.login.as_mut().unwrap().username =
+        format!("{scope}/registrations/raw-auth/ClientVersion=x");
+    cases.push((
+        "no api-version",
+        no_version,
+        ConnectReturnCode::BadUserNamePassword,
+    ));
+
+    for (case, connect, expected) in cases {
+        let mut raw = Raw::open(&system).await?;
+        assert_eq!(raw.connect(connect).await?, expected, "{case}");
+        assert!(
+            raw.closed_within(Duration::from_secs(2)).await?.is_some(),
+            "{case}: still open after the refusal"
+        );
+    }
+    // The good credential still connects.
+    healthy(&system, "raw-auth", &key).await?;
+    system.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_and_connections_per_device_are_enforced() -> Result<()> {
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    let scope = system.scope().to_string();
+    let key = fixtures::symmetric_individual(&system, "raw-limits").await?;
+
+    // Keep-alive 1 s: silent → closed after 1.5 s; pinging → kept.
+    let mut silent = Raw::open(&system).await?;
+    let mut pinging = Raw::open(&system).await?;
+    for raw in [&mut silent, &mut pinging] {
+        let mut connect = device_connect(&scope, "raw-limits", &key);
+        connect.keep_alive = 1;
+        assert_eq!(raw.connect(connect).await?, ConnectReturnCode::Success);
+    }
+    let started = Instant::now();
+    let pinger = async {
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            pinging.send(Packet::PingReq).await?;
+            match pinging.next(Duration::from_secs(2)).await? {
+                Next::Packet(Packet::PingResp) => {}
+                other => bail!("expected PINGRESP, got {other:?}"),
+            }
+        }
+        anyhow::Ok(())
+    };
+    let (closed, pinged) = tokio::join!(silent.closed_within(Duration::from_secs(4)), pinger);
+    pinged?;
+    assert!(closed?.is_some(), "the silent connection was kept");
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(1400) && after < Duration::from_millis(3500),
+        "closed after {after:?}"
+    );
+
+    // Keep-alive 0: no limit.
+    let mut forever = Raw::open(&system).await?;
+    let mut connect = device_connect(&scope, "raw-limits", &key);
+    connect.keep_alive = 0;
+    assert_eq!(forever.connect(connect).await?, ConnectReturnCode::Success);
+    assert!(matches!(
+        forever.next(Duration::from_secs(2)).await?,
+        Next::Silent
+    ));
+
+    // Two connections per device: a third closes the oldest (`pinging`
+    // and `forever` are open now; `pinging` is the oldest).
+    let mut newest = healthy(&system, "raw-limits", &key).await?;
+    assert!(
+        pinging
+            .closed_within(Duration::from_secs(2))
+            .await?
+            .is_some(),
+        "the oldest connection survived"
+    );
+    assert!(matches!(
+        forever.next(Duration::from_millis(300)).await?,
+        Next::Silent
+    ));
+    let reply = newest
+        .request(&format!("{REGISTER}1"), QoS::AtLeastOnce, b"")
+        .await?;
+    assert!(reply.topic.starts_with("$dps/registrations/res/202/"));
+    system.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_closes_only_that_connection() -> Result<()> {
+    let system = TestSystem::start(SystemOptions {
+        configure: &|config| config.device.mqtt.connect_timeout_ms = 1000,
+        ..SystemOptions::default()
+    })
+    .await?;
+    let scope = system.scope().to_string();
+    let key = fixtures::symmetric_individual(&system, "raw-healthy").await?;
+    let abuser_key = fixtures::symmetric_individual(&system, "raw-abuser").await?;
+    let mut device_keys = Vec::new();
+    for i in 0..12 {
+        device_keys.push(fixtures::symmetric_individual(&system, &format!("raw-bg-{i}")).await?);
+    }
+    let mut healthy_connection = healthy(&system, "raw-healthy", &key).await?;
+
+    // Devices provisioning with dps-client over MQTT the whole time.
+    let background = {
+        let host = system.device_host.clone();
+        let trust = system.server.trust_pem.clone();
+        let scope = scope.clone();
+        tokio::spawn(async move {
+            let mut provisioned = Vec::new();
+            for (i, key) in device_keys.into_iter().enumerate() {
+                let id = format!("raw-bg-{i}");
+                let registration = ProvisioningClient::builder(host.clone(), scope.clone(), &id)
+                    .credential(ClientCredential::symmetric_key(&key)?)
+                    .trust_ca_pem(trust.clone())
+                    .system_roots(false)
+                    .transport(Transport::Mqtt)
+                    .poll_interval(Duration::from_millis(100))
+                    .build()?
+                    .register()
+                    .await?;
+                provisioned.push(registration.device_id);
+            }
+            anyhow::Ok(provisioned)
+        })
+    };
+
+    let connected = |raw: Raw| async {
+        let mut raw = raw;
+        let code = raw
+            .connect(device_connect(&scope, "raw-abuser", &abuser_key))
+            .await?;
+        anyhow::ensure!(
+            code == ConnectReturnCode::Success,
+            "abuser refused: {code:?}"
+        );
+        anyhow::Ok(raw)
+    };
+    let quick = Duration::from_secs(3);
+
+    // Truncated CONNECT: the length ends inside the protocol name's fields.
+    let mut raw = Raw::open(&system).await?;
+    raw.send_bytes(&[0x10, 0x06, 0x00, 0x04, b'M', b'Q', b'T', b'T'])
+        .await?;
+    let seen = raw
+        .closed_within(quick)
+        .await?
+        .context("truncated CONNECT kept")?;
+    assert!(seen.is_empty(), "{seen:?}");
+
+    // Truncated PUBLISH: topic length 16, one byte of topic.
+    let mut raw = connected(Raw::open(&system).await?).await?;
+    raw.send_bytes(&[0x32, 0x03, 0x00, 0x10, b'$']).await?;
+    raw.closed_within(quick)
+        .await?
+        .context("truncated PUBLISH kept")?;
+
+    // Not MQTT at all.
+    let mut raw = Raw::open(&system).await?;
+    raw.send_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await?;
+    raw.closed_within(quick)
+        .await?
+        .context("HTTP on 8883 kept")?;
+
+    // Wrong protocol levels: MQTT 3.1 (level 3) and 5 get CONNACK 1.
+    for level in [3u8, 5u8] {
+        let mut bytes = encode(&Packet::Connect(device_connect(
+            &scope,
+            "raw-abuser",
+            &abuser_key,
+        )));
+        // Fixed header (2–3 bytes), then 00 04 'MQTT' and the level.
+        let at = bytes
+            .windows(4)
+            .position(|w| w == b"MQTT")
+            .context("protocol name")?
+            + 4;
+        bytes[at] = level;
+        let mut raw = Raw::open(&system).await?;
+        raw.send_bytes(&bytes).await?;
+        let seen = raw
+            .closed_within(quick)
+            .await?
+            .with_context(|| format!("level {level} kept"))?;
+        assert!(
+            matches!(
+                seen.as_slice(),
+                [Packet::ConnAck(ConnAck {
+                    code: ConnectReturnCode::RefusedProtocolVersion,
+                    ..
+                })]
+            ),
+            "level {level}: {seen:?}"
+        );
+    }
+
+    // A second CONNECT.
+    let mut raw = connected(Raw::open(&system).await?).await?;
+    raw.send(Packet::Connect(device_connect(
+        &scope,
+        "raw-abuser",
+        &abuser_key,
+    )))
+    .await?;
+    raw.closed_within(quick)
+        .await?
+        .context("second CONNECT kept")?;
+
+    // Publish to a topic that is not a DPS request: closed, not answered.
+    let mut raw = connected(Raw::open(&system).await?).await?;
+    raw.send(Packet::Publish(Publish::new(
+        "devices/raw-abuser/messages/events/",
+        QoS::AtMostOnce,
+        b"{}".to_vec(),
+    )))
+    .await?;
+    let seen = raw
+        .closed_within(quick)
+        .await?
+        .context("unknown topic kept")?;
+    assert!(seen.is_empty(), "{seen:?}");
+
+    // QoS 2.
+    let mut raw = connected(Raw::open(&system).await?).await?;
+    let mut publish = Publish::new(format!("{REGISTER}q2"), QoS::ExactlyOnce, b"".to_vec());
+    publish.pkid = 9;
+    raw.send(Packet::Publish(publish)).await?;
+    raw.closed_within(quick).await?.context("QoS 2 kept")?;
+
+    // Oversized: a 200 KiB packet is refused from its header, before the body.
+    let mut raw = connected(Raw::open(&system).await?).await?;
+    let oversized = encode(&Packet::Publish(Publish::new(
+        format!("{REGISTER}big"),
+        QoS::AtMostOnce,
+        vec![b' '; 200 * 1024],
+    )));
+    raw.send_bytes(&oversized[..1024]).await?;
+    raw.closed_within(quick)
+        .await?
+        .context("oversized packet kept")?;
+
+    // A body over 96 KiB inside the packet limit is a 413 answer, not a close.
+    let mut raw = connected(Raw::open(&system).await?).await?;
+    let reply = raw
+        .request(
+            &format!("{REGISTER}413"),
+            QoS::AtLeastOnce,
+            &vec![b' '; 96 * 1024 + 1],
+        )
+        .await?;
+    assert_eq!(reply.topic, "$dps/registrations/res/413/?$rid=413");
+    drop(raw);
+
+    // Never sends CONNECT: closed at the (1 s) deadline.
+    let started = Instant::now();
+    let mut raw = Raw::open(&system).await?;
+    raw.closed_within(quick)
+        .await?
+        .context("silent connection kept")?;
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // A flood: the first 4 go to the pipeline, the next get 429, then close.
+    let mut raw = connected(Raw::open(&system).await?).await?;
+    let mut flood = Vec::new();
+    for i in 1..=300u16 {
+        let mut publish = Publish::new(format!("{REGISTER}f{i}"), QoS::AtLeastOnce, b"".to_vec());
+        publish.pkid = i;
+        flood.extend_from_slice(&encode(&Packet::Publish(publish)));
+    }
+    // The server may close while we are still writing.
+    let _ = raw.send_bytes(&flood).await;
+    let seen = raw
+        .closed_within(Duration::from_secs(5))
+        .await?
+        .context("flood kept")?;
+    let throttled = seen
+        .iter()
+        .filter(|p| matches!(p, Packet::Publish(p) if p.topic.starts_with("$dps/registrations/res/429/")))
+        .count();
+    assert!(
+        throttled >= 1,
+        "no 429 before the close: {} packets",
+        seen.len()
+    );
+
+    // Everyone else is fine: the healthy connection still answers…
+    let reply = healthy_connection
+        .request(&format!("{REGISTER}ok"), QoS::AtLeastOnce, b"")
+        .await?;
+    assert!(
+        reply
+            .topic
+            .starts_with("$dps/registrations/res/202/?$rid=ok"),
+        "{}",
+        reply.topic
+    );
+    // …and the devices provisioning meanwhile all got their hub.
+    let provisioned = background.await??;
+    assert_eq!(provisioned.len(), 12);
+    for id in provisioned {
+        fixtures::assert_on_hub(&system, "hub-a.test", &id);
+    }
+    system.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_works_on_any_path_with_the_mqtt_subprotocol() -> Result<()> {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    let scope = system.scope().to_string();
+    let key = fixtures::symmetric_individual(&system, "raw-ws").await?;
+    let https = system.server.device_addr;
+    for (path, host, subprotocol) in [
+        ("/$iothub/websocket", "localhost", Some("mqtt")),
+        ("/$iothub/websocket", "localhost:443", Some("mqtt")),
+        ("/", "anything.example", Some("mqtt")),
+        ("/some/other/path", "localhost", Some("mqttv3.1, mqtt")),
+        ("/$iothub/websocket", "localhost", None),
+    ] {
+        let tcp = TcpStream::connect(https).await?;
+        let tls = connector(&system)?
+            .connect(ServerName::try_from(system.device_host.clone())?, tcp)
+            .await?;
+        let mut request = http_request(path, host, subprotocol)?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Extensions",
+            "permessage-deflate; client_max_window_bits".parse()?,
+        );
+        let result = tokio_tungstenite::client_async(request, tls).await;
+        let Some(_) = subprotocol else {
+            let err = result
+                .err()
+                .context("upgraded without the mqtt subprotocol")?;
+            assert!(err.to_string().contains("404"), "{err}");
+            continue;
+        };
+        let (mut ws, response) = result.with_context(|| format!("upgrade on {path}"))?;
+        assert_eq!(
+            response.headers()["sec-websocket-protocol"],
+            "mqtt",
+            "{path}"
+        );
+        assert!(response.headers().get("sec-websocket-extensions").is_none());
+        ws.send(Message::Binary(
+            encode(&Packet::Connect(device_connect(&scope, "raw-ws", &key))).into(),
+        ))
+        .await?;
+        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await?
+            .context("closed")??;
+        let mut buf = BytesMut::from(&message.into_data()[..]);
+        assert!(
+            matches!(
+                Packet::read(&mut buf, 1024)?,
+                Packet::ConnAck(ConnAck {
+                    code: ConnectReturnCode::Success,
+                    ..
+                })
+            ),
+            "{path}"
+        );
+        ws.close(None).await?;
+    }
+    system.stop().await;
+    Ok(())
+}
+
+fn http_request(
+    path: &str,
+    host: &str,
+    subprotocol: Option<&str>,
+) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("wss://{host}{path}").into_client_request()?;
+    if let Some(subprotocol) = subprotocol {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", subprotocol.parse()?);
+    }
+    Ok(request)
+}
