@@ -5,6 +5,7 @@
 mod client_credentials;
 mod client_errors;
 mod client_swarm;
+mod crash;
 mod device_errors;
 mod device_node;
 mod failures;
@@ -13,6 +14,7 @@ mod mqtt_fixtures;
 mod mqtt_node;
 mod mqtt_python;
 mod mqtt_raw;
+mod replicas;
 mod service_api;
 mod service_auth;
 mod service_client;

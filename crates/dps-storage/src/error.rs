@@ -155,6 +155,26 @@ pub enum StoreError {
     /// The store was closed (or its writer task ended) before the call completed.
     #[error("the store is closed")]
     Closed,
+    /// The database server could not be reached or refused the session.
+    #[error("cannot connect to database {target}")]
+    Connect {
+        /// The server and database, without credentials.
+        target: String,
+        /// The cause.
+        #[source]
+        source: Arc<sqlx::Error>,
+    },
+    /// A write kept losing races against concurrent writers of the same
+    /// record (other replicas) and gave up; nothing of it was stored.
+    #[error("{entity} {id:?}: gave up after {attempts} attempts lost to concurrent writers")]
+    Contention {
+        /// What kind of record.
+        entity: Entity,
+        /// Its id.
+        id: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
 }
 
 impl StoreError {

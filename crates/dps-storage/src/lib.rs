@@ -8,8 +8,9 @@
 //! * [`SqliteStore`]: the durable embedded default, one SQLite file (WAL,
 //!   group commit, schema migrations shipped in the binary). See [`sqlite`]
 //!   for its durability trade-off.
-//! * PostgreSQL (planned): the SQL lives in one module written in the dialect
-//!   SQLite and PostgreSQL share, so that backend can reuse it.
+//! * [`PostgresStore`]: one PostgreSQL database shared by any number of dps
+//!   replicas (connection pool, writes settled by the database, migrations
+//!   under an advisory lock). See [`postgres`].
 //!
 //! Every backend passes one shared conformance battery
 //! (`dps_storage::conformance`, cargo feature `conformance`), written once over
@@ -59,6 +60,7 @@
 
 mod error;
 mod memory;
+pub mod postgres;
 mod rules;
 pub mod sqlite;
 mod store;
@@ -70,6 +72,7 @@ pub mod conformance;
 
 pub use error::{Entity, StoreError, StoreResult};
 pub use memory::MemoryStore;
+pub use postgres::{MigrationLock, PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 pub use store::{HourlyCount, MeterReport, Store, WriteOutcome, Written};
 pub use token::{ContinuationToken, Page, PageRequest, MAX_PAGE_SIZE};

@@ -29,3 +29,20 @@ mod sqlite {
 
     dps_storage::store_battery!(fresh);
 }
+
+/// Each test in a fresh schema of the test server, dropped at the end; passes
+/// without running (after saying so) when there is no PostgreSQL.
+mod postgres {
+    use std::sync::Arc;
+
+    use dps_storage::conformance::TestStore;
+    use dps_storage::postgres::scratch::ScratchSchema;
+
+    async fn fresh() -> Option<TestStore> {
+        let schema = ScratchSchema::create().await?;
+        let store = schema.store().await;
+        Some(TestStore::new(Arc::new(store), schema))
+    }
+
+    dps_storage::store_battery!(fresh);
+}

@@ -1,0 +1,640 @@
+//! The PostgreSQL backend: one database shared by any number of dps replicas.
+//!
+//! * **Connections**: a pool ([`PostgresOptions::max_connections`], default
+//!   16) shared by reads and writes; a lost connection is replaced on the
+//!   next use.
+//! * **Writes** are settled by the database, never by this process: each
+//!   conditional write repeats its condition in the statement that applies it
+//!   and stores its billing row in that same statement ([`writes`]), so
+//!   replicas racing on one record get exactly one winner. Nothing needs more
+//!   than PostgreSQL's default `READ COMMITTED` isolation; serialization
+//!   failures (CockroachDB runs `SERIALIZABLE`) are retried.
+//! * **Registrations**: record, device operation and billing row are one
+//!   statement, one round trip. PostgreSQL already shares one WAL flush among
+//!   the commits that arrive together, so there is no batching here (see
+//!   `docs/operations.md` for the figures).
+//! * **Schema**: migrations shipped in the binary, applied at connect under a
+//!   lock so that replicas may start at once ([`MigrationLock`]).
+//! * **Dialect**: the subset CockroachDB and YugabyteDB accept too (see
+//!   [`sql`] and `docs/operations.md`).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), dps_storage::StoreError> {
+//! use dps_storage::{PostgresOptions, PostgresStore};
+//! let store = PostgresStore::connect(
+//!     "postgres://dps@db.internal/dps?options=-c%20search_path%3Ddps",
+//!     PostgresOptions::default(),
+//! )
+//! .await?;
+//! store.close().await;
+//! # Ok(()) }
+//! ```
+
+mod schema;
+mod sql;
+mod writes;
+
+#[cfg(feature = "conformance")]
+pub mod scratch;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dps_model::{
+    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationKind,
+    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
+    Tenant,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, Row};
+
+pub use self::schema::MigrationLock;
+use self::sql::RecordTable;
+use crate::error::{Entity, StoreError, StoreResult};
+use crate::rules;
+use crate::store::{MeterReport, Store, Written};
+use crate::time;
+use crate::token::{Page, PageRequest};
+
+/// Tuning of a [`PostgresStore`]; every field has a default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresOptions {
+    /// Most connections this process opens (default 16). Size the server's
+    /// `max_connections` for the sum over replicas.
+    pub max_connections: u32,
+    /// Connections kept open when idle (default 1).
+    pub min_connections: u32,
+    /// How long a call waits for a free connection, in ms (default 10000).
+    pub acquire_timeout_ms: u64,
+    /// How long the first connection may take, in ms (default 5000).
+    pub connect_timeout_ms: u64,
+    /// How replicas starting at once serialise their migrations (default `advisory`).
+    pub migration_lock: MigrationLock,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            max_connections: 16,
+            min_connections: 1,
+            acquire_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            migration_lock: MigrationLock::Advisory,
+        }
+    }
+}
+
+/// The store of replicated deployments: a PostgreSQL (or wire-compatible)
+/// database reached through a connection pool.
+///
+/// The schema lives in the first schema of the session's `search_path`
+/// (`public` unless the URL says otherwise, e.g.
+/// `?options=-c%20search_path%3Ddps`).
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    target: String,
+}
+
+impl PostgresStore {
+    /// Connect to the database a `postgres://` (or `postgresql://`) URL names,
+    /// bring its schema up to date, and open the pool.
+    pub async fn connect(url: &str, options: PostgresOptions) -> StoreResult<Self> {
+        let target = redact_url(url);
+        let connect_error = |source| StoreError::Connect {
+            target: target.clone(),
+            source: Arc::new(source),
+        };
+        let connect_options = PgConnectOptions::from_str(url)
+            .map_err(connect_error)?
+            .application_name("dps")
+            .disable_statement_logging();
+        let timeout = Duration::from_millis(options.connect_timeout_ms.max(1));
+        let mut conn =
+            match tokio::time::timeout(timeout, PgConnection::connect_with(&connect_options)).await
+            {
+                Ok(connected) => connected.map_err(connect_error)?,
+                Err(_) => {
+                    return Err(connect_error(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {} ms", timeout.as_millis()),
+                    ))))
+                }
+            };
+        let migrated = schema::migrate(&mut conn, options.migration_lock).await;
+        let _ = conn.close().await;
+        migrated?;
+        let max = options.max_connections.max(1);
+        let pool = PgPoolOptions::new()
+            .max_connections(max)
+            .min_connections(options.min_connections.min(max))
+            .acquire_timeout(Duration::from_millis(options.acquire_timeout_ms.max(1)))
+            .connect_lazy_with(connect_options);
+        tracing::info!(database = %target, max_connections = max, "opened PostgreSQL store");
+        Ok(PostgresStore { pool, target })
+    }
+
+    /// The server and database this store uses, without credentials.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Close every connection; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Delete an individual enrollment (`NotFound` when missing) together with
+    /// the registration record of the same id, if any, in one transaction
+    /// billed once (`enrollmentDelete`).
+    pub async fn delete_enrollment_and_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        writes::delete_enrollment_and_registration(
+            &self.pool,
+            id_scope,
+            registration_id,
+            precondition,
+        )
+        .await
+    }
+
+    /// The JSON body in the first column of the row `query` finds, decoded.
+    async fn one<T: DeserializeOwned>(
+        &self,
+        entity: Entity,
+        key: &str,
+        query: sqlx::query::Query<'_, Postgres, PgArguments>,
+    ) -> StoreResult<Option<T>> {
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::database("reading a record"))?;
+        match row {
+            Some(row) => decode_column(entity, key, &row, 0).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// `(key, body)` rows, one more than the page holds, as a page.
+    async fn page<T: DeserializeOwned>(
+        &self,
+        entity: Entity,
+        size: usize,
+        query: sqlx::query::Query<'_, Postgres, PgArguments>,
+    ) -> StoreResult<Page<T>> {
+        let rows = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::database("listing records"))?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: Vec<u8> = row
+                .try_get(0)
+                .map_err(StoreError::database("listing records"))?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let item = decode_column(entity, &key, row, 1)?;
+            items.push((key, item));
+        }
+        Ok(Page::from_overfetch(items, size))
+    }
+
+    async fn get_record<T: DeserializeOwned>(
+        &self,
+        table: &RecordTable,
+        entity: Entity,
+        id_scope: &IdScope,
+        key: String,
+    ) -> StoreResult<Option<T>> {
+        let query = sqlx::query(table.get)
+            .bind(id_scope.key().into_bytes())
+            .bind(key.as_bytes().to_vec());
+        self.one(entity, &key, query).await
+    }
+
+    async fn page_records<T: DeserializeOwned>(
+        &self,
+        table: &RecordTable,
+        entity: Entity,
+        id_scope: &IdScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<T>> {
+        let size = page.effective_size();
+        let query = sqlx::query(table.page)
+            .bind(id_scope.key().into_bytes())
+            .bind(page.after_key().unwrap_or("").as_bytes().to_vec())
+            .bind(limit(size + 1));
+        self.page(entity, size, query).await
+    }
+}
+
+/// `url` without its password (for logs and error messages).
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let authority = match authority.rsplit_once('@') {
+                Some((user_info, host)) => {
+                    let user = user_info
+                        .split_once(':')
+                        .map_or(user_info, |(user, _)| user);
+                    format!("{user}@{host}")
+                }
+                None => authority.to_owned(),
+            };
+            format!("{scheme}://{authority}{path}")
+        }
+        None => base.to_owned(),
+    };
+    let query: Vec<&str> = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            !name.eq_ignore_ascii_case("password") && !name.eq_ignore_ascii_case("sslpassword")
+        })
+        .collect();
+    if query.is_empty() {
+        base
+    } else {
+        format!("{base}?{}", query.join("&"))
+    }
+}
+
+fn decode_column<T: DeserializeOwned>(
+    entity: Entity,
+    key: &str,
+    row: &PgRow,
+    column: usize,
+) -> StoreResult<T> {
+    let text: &str = row
+        .try_get(column)
+        .map_err(StoreError::database("reading a record"))?;
+    rules::decode(entity, key, text)
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn parse_kind(name: &str) -> StoreResult<OperationKind> {
+    OperationKind::parse(name).ok_or_else(|| StoreError::Corrupt {
+        entity: Entity::BillingOperation,
+        key: name.to_owned(),
+        message: "unknown operation kind".to_owned(),
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {
+        writes::create_tenant(&self.pool, tenant).await
+    }
+
+    async fn tenant(&self, id_scope: &IdScope) -> StoreResult<Option<Tenant>> {
+        let key = id_scope.key();
+        let query = sqlx::query(sql::TENANT_BY_SCOPE).bind(key.as_bytes().to_vec());
+        self.one(Entity::Tenant, &key, query).await
+    }
+
+    async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
+        let query = sqlx::query(sql::TENANT_BY_NAME).bind(name.to_owned());
+        self.one(Entity::Tenant, name, query).await
+    }
+
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        let mut rows: Vec<(String, String)> = sqlx::query_as(sql::TENANTS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::database("listing tenants"))?;
+        // Byte-wise, like every backend, whatever the database's collation.
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.iter()
+            .map(|(name, body)| rules::decode(Entity::Tenant, name, body))
+            .collect()
+    }
+
+    async fn replace_tenant(
+        &self,
+        tenant: Tenant,
+        precondition: Precondition,
+    ) -> StoreResult<Tenant> {
+        writes::replace_tenant(&self.pool, tenant, precondition).await
+    }
+
+    async fn delete_tenant(
+        &self,
+        id_scope: &IdScope,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        writes::delete_tenant(&self.pool, id_scope, precondition).await
+    }
+
+    async fn enrollment(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Option<IndividualEnrollment>> {
+        self.get_record(
+            &sql::ENROLLMENTS,
+            Entity::Enrollment,
+            id_scope,
+            registration_id.key(),
+        )
+        .await
+    }
+
+    async fn put_enrollment(
+        &self,
+        id_scope: &IdScope,
+        enrollment: IndividualEnrollment,
+        precondition: Precondition,
+    ) -> StoreResult<Written<IndividualEnrollment>> {
+        writes::put_record(
+            &self.pool,
+            &sql::ENROLLMENTS,
+            id_scope,
+            enrollment,
+            precondition,
+        )
+        .await
+    }
+
+    async fn delete_enrollment(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        writes::delete_record::<IndividualEnrollment>(
+            &self.pool,
+            &sql::ENROLLMENTS,
+            id_scope,
+            registration_id.as_str(),
+            &registration_id.key(),
+            precondition,
+        )
+        .await
+    }
+
+    async fn list_enrollments(
+        &self,
+        id_scope: &IdScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<IndividualEnrollment>> {
+        self.page_records(&sql::ENROLLMENTS, Entity::Enrollment, id_scope, page)
+            .await
+    }
+
+    async fn import_enrollments(
+        &self,
+        id_scope: &IdScope,
+        enrollments: Vec<IndividualEnrollment>,
+    ) -> StoreResult<usize> {
+        writes::import_enrollments(&self.pool, id_scope, enrollments).await
+    }
+
+    async fn enrollment_group(
+        &self,
+        id_scope: &IdScope,
+        group_id: &EnrollmentGroupId,
+    ) -> StoreResult<Option<EnrollmentGroup>> {
+        self.get_record(
+            &sql::GROUPS,
+            Entity::EnrollmentGroup,
+            id_scope,
+            group_id.key(),
+        )
+        .await
+    }
+
+    async fn put_enrollment_group(
+        &self,
+        id_scope: &IdScope,
+        group: EnrollmentGroup,
+        precondition: Precondition,
+    ) -> StoreResult<Written<EnrollmentGroup>> {
+        writes::put_record(&self.pool, &sql::GROUPS, id_scope, group, precondition).await
+    }
+
+    async fn delete_enrollment_group(
+        &self,
+        id_scope: &IdScope,
+        group_id: &EnrollmentGroupId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        writes::delete_record::<EnrollmentGroup>(
+            &self.pool,
+            &sql::GROUPS,
+            id_scope,
+            group_id.as_str(),
+            &group_id.key(),
+            precondition,
+        )
+        .await
+    }
+
+    async fn list_enrollment_groups(
+        &self,
+        id_scope: &IdScope,
+        page: &PageRequest,
+    ) -> StoreResult<Page<EnrollmentGroup>> {
+        self.page_records(&sql::GROUPS, Entity::EnrollmentGroup, id_scope, page)
+            .await
+    }
+
+    async fn all_enrollment_groups(&self, id_scope: &IdScope) -> StoreResult<Vec<EnrollmentGroup>> {
+        let query = sqlx::query(sql::GROUPS.all).bind(id_scope.key().into_bytes());
+        Ok(self
+            .page(Entity::EnrollmentGroup, usize::MAX, query)
+            .await?
+            .items)
+    }
+
+    async fn registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Option<RegistrationRecord>> {
+        let key = registration_id.key();
+        let query = sqlx::query(sql::REGISTRATION)
+            .bind(id_scope.key().into_bytes())
+            .bind(key.as_bytes().to_vec());
+        self.one(Entity::Registration, &key, query).await
+    }
+
+    async fn commit_registration(
+        &self,
+        id_scope: &IdScope,
+        record: RegistrationRecord,
+        operation: RegistrationOperation,
+        billing: Option<OperationRecord>,
+    ) -> StoreResult<()> {
+        if let Some(row) = &billing {
+            if row.id_scope != *id_scope {
+                return Err(StoreError::ScopeMismatch {
+                    id_scope: id_scope.clone(),
+                    billing_scope: row.id_scope.clone(),
+                });
+            }
+        }
+        writes::commit_registration(&self.pool, id_scope, &record, &operation, billing.as_ref())
+            .await
+    }
+
+    async fn registration_operation(
+        &self,
+        id_scope: &IdScope,
+        operation_id: &str,
+    ) -> StoreResult<Option<RegistrationOperation>> {
+        let query = sqlx::query(sql::OPERATION)
+            .bind(id_scope.key().into_bytes())
+            .bind(operation_id.to_owned());
+        self.one(Entity::RegistrationOperation, operation_id, query)
+            .await
+    }
+
+    async fn delete_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        writes::delete_registration(&self.pool, id_scope, registration_id, precondition).await
+    }
+
+    async fn list_registrations_by_group(
+        &self,
+        id_scope: &IdScope,
+        group_id: &EnrollmentGroupId,
+        page: &PageRequest,
+    ) -> StoreResult<Page<RegistrationRecord>> {
+        let size = page.effective_size();
+        let query = sqlx::query(sql::REGISTRATIONS_OF_GROUP)
+            .bind(id_scope.key().into_bytes())
+            .bind(group_id.key().into_bytes())
+            .bind(page.after_key().unwrap_or("").as_bytes().to_vec())
+            .bind(limit(size + 1));
+        self.page(Entity::Registration, size, query).await
+    }
+
+    async fn count_registrations(&self, id_scope: &IdScope) -> StoreResult<u64> {
+        let (count,): (i64,) = sqlx::query_as(sql::COUNT_REGISTRATIONS)
+            .bind(id_scope.key().into_bytes())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::database("counting registration records"))?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    async fn purge_registration_operations(
+        &self,
+        created_before: DateTime<Utc>,
+    ) -> StoreResult<u64> {
+        writes::purge_operations(&self.pool, created_before).await
+    }
+
+    async fn record_operation(&self, operation: OperationRecord) -> StoreResult<()> {
+        writes::record_operation(&self.pool, &operation).await
+    }
+
+    async fn operation_report(
+        &self,
+        id_scope: &IdScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> StoreResult<MeterReport> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(sql::BILLING_BUCKETS)
+            .bind(id_scope.key().into_bytes())
+            .bind(time::to_micros(from))
+            .bind(time::to_micros(to))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::database("counting billing rows"))?;
+        let mut buckets = Vec::with_capacity(rows.len());
+        for (hour, kind, count) in rows {
+            buckets.push((hour, parse_kind(&kind)?, u64::try_from(count).unwrap_or(0)));
+        }
+        Ok(MeterReport::from_buckets(id_scope, from, to, buckets))
+    }
+
+    async fn operations(
+        &self,
+        id_scope: &IdScope,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit_rows: usize,
+    ) -> StoreResult<Vec<OperationRecord>> {
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(sql::BILLING_ROWS)
+            .bind(id_scope.key().into_bytes())
+            .bind(time::to_micros(from))
+            .bind(time::to_micros(to))
+            .bind(limit(limit_rows))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::database("reading billing rows"))?;
+        rows.into_iter()
+            .map(|(at, kind, subject)| {
+                Ok(OperationRecord {
+                    id_scope: id_scope.clone(),
+                    kind: parse_kind(&kind)?,
+                    at: time::from_micros(at),
+                    subject,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://dps:s3cret@db.internal:5432/dps?sslmode=require"),
+            "postgres://dps@db.internal:5432/dps?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgresql://db/dps?password=s3cret&options=-c%20search_path%3Dx"),
+            "postgresql://db/dps?options=-c%20search_path%3Dx"
+        );
+        assert_eq!(
+            redact_url("postgres://127.0.0.1/test"),
+            "postgres://127.0.0.1/test"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@w@host/db"),
+            "postgres://u@host/db"
+        );
+    }
+
+    #[test]
+    fn options_deserialize_with_defaults() {
+        let options: PostgresOptions = serde_json::from_value(
+            serde_json::json!({"max_connections": 4, "migration_lock": "none"}),
+        )
+        .unwrap();
+        assert_eq!(options.max_connections, 4);
+        assert_eq!(options.migration_lock, MigrationLock::None);
+        assert_eq!(options.acquire_timeout_ms, 10_000);
+        assert!(serde_json::from_value::<PostgresOptions>(serde_json::json!({"max": 1})).is_err());
+    }
+}
