@@ -73,7 +73,10 @@ async fn run(sizes: &[usize], phase: Duration) -> anyhow::Result<bool> {
         path.display(),
         SqliteOptions::default().read_connections
     );
-    println!("{:<52} {:>10}   {:>9}  {:>9}  {:>9}", "case", "rate", "p50", "p90", "p99");
+    println!(
+        "{:<52} {:>10}   {:>9}  {:>9}  {:>9}",
+        "case", "rate", "p50", "p90", "p99"
+    );
 
     let mut met = true;
     let mut loaded = 0;
@@ -87,7 +90,13 @@ async fn run(sizes: &[usize], phase: Duration) -> anyhow::Result<bool> {
             store.import_enrollments(&scope, batch).await?;
             loaded += n;
         }
-        let added = size - sizes.iter().copied().filter(|&s| s < size).max().unwrap_or(0);
+        let added = size
+            - sizes
+                .iter()
+                .copied()
+                .filter(|&s| s < size)
+                .max()
+                .unwrap_or(0);
         report_rate(
             &format!("import enrollments (to {size}, batches of {IMPORT_CHUNK})"),
             added as f64 / started.elapsed().as_secs_f64(),

@@ -5,7 +5,6 @@
 mod client_credentials;
 mod client_errors;
 mod client_swarm;
-mod crash;
 mod device_errors;
 mod device_node;
 mod failures;

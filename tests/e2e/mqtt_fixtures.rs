@@ -7,7 +7,7 @@ use dps_e2e::server::TestSystem;
 use dps_model::*;
 use serde_json::json;
 
-use crate::certs;
+use dps_e2e::certs;
 
 /// How a device proves itself in a scenario.
 pub(crate) enum Credential {

@@ -393,6 +393,21 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn delete_enrollment_and_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        writes::delete_enrollment_and_registration(
+            &self.pool,
+            id_scope,
+            registration_id,
+            precondition,
+        )
+        .await
+    }
+
     async fn list_enrollments(
         &self,
         id_scope: &IdScope,
