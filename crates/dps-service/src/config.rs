@@ -341,7 +341,7 @@ mod tests {
         let config = ServiceConfig::default();
         assert_eq!(
             config.device.mqtt.listen_addr(config.device.listen),
-            "0.0.0.0:8883".parse().unwrap()
+            "127.0.0.1:8883".parse().unwrap()
         );
         let config = ServiceConfig::from_toml(
             "[device]\nlisten = \"127.0.0.9:443\"\n[device.mqtt]\nmax_in_flight = 8\n",
