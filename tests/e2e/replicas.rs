@@ -217,7 +217,7 @@ async fn provision(
 ) -> Result<Vec<String>> {
     let replicas = endpoints.len();
     let mut rounds = vec![(index % replicas, (index + 1) % replicas)];
-    if index % 5 == 0 {
+    if index.is_multiple_of(5) {
         // Re-register through a different replica, poll through another.
         rounds.push(((index + 2) % replicas, index % replicas));
     }

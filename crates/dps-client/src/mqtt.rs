@@ -256,11 +256,7 @@ impl Exchange<'_> {
             loop {
                 match link.receive().await.map_err(|e| network(e.to_string()))? {
                     Packet::SubAck(ack) if ack.pkid == pkid => {
-                        if ack
-                            .return_codes
-                            .iter()
-                            .any(|c| *c == SubscribeReasonCode::Failure)
-                        {
+                        if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
                             return Err(protocol("the service refused the reply subscription"));
                         }
                         return Ok(link);

@@ -357,7 +357,7 @@ mod tests {
         let err = ServiceConfig::from_toml("[device.mqtt]\nmax_in_flight = 0\n").unwrap_err();
         assert!(err.to_string().contains("max_in_flight"), "{err}");
         let err =
-            ServiceConfig::from_toml("[device.mqtt]\nlisten = \"0.0.0.0:443\"\n").unwrap_err();
+            ServiceConfig::from_toml("[device.mqtt]\nlisten = \"127.0.0.1:8443\"\n").unwrap_err();
         assert!(err.to_string().contains("mqtt.listen"), "{err}");
     }
 

@@ -11,12 +11,15 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+/// A connection of one registration id: its number and the way to close it.
+type OpenConnection = (u64, oneshot::Sender<()>);
+
 /// The connections of every registration id.
 #[derive(Debug)]
 pub(crate) struct ConnectionRegistry {
     cap: usize,
     next_id: AtomicU64,
-    open: Mutex<HashMap<String, Vec<(u64, oneshot::Sender<()>)>>>,
+    open: Mutex<HashMap<String, Vec<OpenConnection>>>,
 }
 
 /// One registered connection; dropping it unregisters.
