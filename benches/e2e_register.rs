@@ -60,8 +60,10 @@ async fn start_system() -> Result<System> {
     let hubs = HubSim::start(HubSimConfig::new("127.0.0.1:0".parse()?, &HUBS)).await?;
     let hub_ca = dir.path().join("hub-ca.pem");
     std::fs::write(&hub_ca, hubs.ca_pem().context("emulator CA")?)?;
-    let mut config = ServiceConfig::default();
-    config.data_dir = dir.path().join("data");
+    let mut config = ServiceConfig {
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
     config.device.listen = "127.0.0.1:0".parse()?;
     config.service.listen = "127.0.0.2:0".parse()?;
     config.tls.dev_names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
