@@ -18,8 +18,8 @@ use dps_attestation::keys::generate_key;
 use dps_attestation::sas::{create_token, registration_resource, unix_now, SymmetricKey};
 use dps_hub_sim::{HubSim, HubSimConfig, RunningHubSim};
 use dps_model::{
-    AccessRight, AllocationPolicy, ETag, IdScope, IndividualEnrollment, LinkedHub, OperationKind,
-    Precondition, RegistrationId, RegistrationStatus, SharedAccessPolicy, Tenant,
+    IdScope, IndividualEnrollment, LinkedHub, OperationKind, Precondition, RegistrationId,
+    RegistrationStatus, Tenant,
 };
 use dps_service::server::RunningServer;
 use dps_service::ServiceConfig;
@@ -155,34 +155,13 @@ impl DeviceClient {
 
 /// A tenant linking every hub of the emulator, hashed allocation.
 pub(crate) fn tenant_for(hubs: &RunningHubSim, name: &str) -> Tenant {
-    Tenant {
-        name: name.to_owned(),
-        id_scope: IdScope::generate(),
-        service_host_name: format!("{name}.localhost"),
-        default_allocation_policy: AllocationPolicy::Hashed,
-        linked_hubs: hubs
-            .hosts()
-            .iter()
-            .map(|h| LinkedHub {
-                host_name: h.clone(),
-                connection_string: hubs.connection_string(h).expect("hub exists"),
-                allocation_weight: 1,
-                apply_allocation_policy: true,
-                location: None,
-            })
-            .collect(),
-        access_policies: vec![SharedAccessPolicy {
-            key_name: "provisioningserviceowner".to_owned(),
-            primary_key: generate_key(),
-            secondary_key: generate_key(),
-            rights: AccessRight::ALL.to_vec(),
-        }],
-        ca_certificates: Vec::new(),
-        synchronous_register: false,
-        challenge_secret: generate_key(),
-        etag: ETag::generate(),
-        created: chrono::Utc::now(),
-    }
+    let mut tenant = Tenant::new(name, format!("{name}.localhost")).expect("a valid tenant name");
+    tenant.linked_hubs = hubs
+        .hosts()
+        .iter()
+        .map(|h| LinkedHub::new(h.clone(), hubs.connection_string(h).expect("hub exists")))
+        .collect();
+    tenant
 }
 
 /// A replica's configuration: its own data directory and loopback ports,

@@ -12,9 +12,7 @@ use anyhow::{Context as _, Result};
 use dps_attestation::keys::generate_key;
 use dps_hub::{HubClient, HubClientOptions, IotHub};
 use dps_hub_sim::{HubSim, HubSimConfig, RunningHubSim};
-use dps_model::{
-    AccessRight, AllocationPolicy, ETag, IdScope, LinkedHub, SharedAccessPolicy, Tenant,
-};
+use dps_model::{IdScope, LinkedHub, Tenant};
 use dps_service::server::RunningServer;
 use dps_service::ServiceConfig;
 
@@ -113,34 +111,12 @@ impl TestSystem {
         let ca_file = dir.path().join("dps-ca.pem");
         std::fs::write(&ca_file, &server.trust_pem)?;
 
-        let tenant = Tenant {
-            name: format!("test-{block}"),
-            id_scope: IdScope::generate(),
-            service_host_name: service_ip.to_string(),
-            default_allocation_policy: AllocationPolicy::Hashed,
-            linked_hubs: options
-                .hubs
-                .iter()
-                .map(|h| LinkedHub {
-                    host_name: (*h).to_owned(),
-                    connection_string: hubs.connection_string(h).expect("hub exists"),
-                    allocation_weight: 1,
-                    apply_allocation_policy: true,
-                    location: None,
-                })
-                .collect(),
-            access_policies: vec![SharedAccessPolicy {
-                key_name: "provisioningserviceowner".to_owned(),
-                primary_key: generate_key(),
-                secondary_key: generate_key(),
-                rights: AccessRight::ALL.to_vec(),
-            }],
-            ca_certificates: Vec::new(),
-            synchronous_register: false,
-            challenge_secret: generate_key(),
-            etag: ETag::generate(),
-            created: chrono::Utc::now(),
-        };
+        let mut tenant = Tenant::new(format!("test-{block}"), service_ip.to_string())?;
+        tenant.linked_hubs = options
+            .hubs
+            .iter()
+            .map(|h| LinkedHub::new(*h, hubs.connection_string(h).expect("hub exists")))
+            .collect();
         let tenant = server.store.create_tenant(tenant).await?;
         Ok(TestSystem {
             server,

@@ -166,6 +166,17 @@ fn default_true() -> bool {
 }
 
 impl LinkedHub {
+    /// A hub linked with weight 1 and the allocation policy applied to it.
+    pub fn new(host_name: impl Into<String>, connection_string: impl Into<String>) -> Self {
+        LinkedHub {
+            host_name: host_name.into(),
+            connection_string: connection_string.into(),
+            allocation_weight: 1,
+            apply_allocation_policy: true,
+            location: None,
+        }
+    }
+
     /// Check the weight range.
     pub fn validate(&self) -> Result<(), ModelError> {
         if !(1..=1000).contains(&self.allocation_weight) {

@@ -1,0 +1,201 @@
+//! Crash durability: the real `dps-server` process is killed with SIGKILL
+//! again and again (20 cycles per backend) while a swarm of devices
+//! registers and an administrator writes enrollments. After every restart,
+//! everything the server acknowledged before the kill must be there: each
+//! registration whose client saw `202` and then `assigned`, each enrollment
+//! write that returned `200`/`201` (with the etag it returned). At the end
+//! the store itself is opened and the billing rows must match the
+//! registration records one for one: every record has exactly one
+//! registration billing row, and no billing row lacks its record.
+//!
+//! Run against SQLite (always) and PostgreSQL (a fresh schema on the
+//! machine's server; without one the test says so and passes without
+//! running, unless `DPS_REQUIRE_POSTGRES=1`).
+
+mod server;
+mod workload;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{ensure, Context as _, Result};
+use dps_model::{OperationKind, RegistrationId, RegistrationStatus};
+use dps_storage::postgres::scratch::ScratchSchema;
+use dps_storage::{PostgresOptions, PostgresStore, SqliteOptions, SqliteStore, Store};
+use rand::Rng as _;
+
+use server::{Backend, CrashSystem};
+use workload::{Acknowledged, Workload};
+
+const CYCLES: usize = 20;
+const DEVICES: usize = 8000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_survives_repeated_sigkill() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("dps.db");
+    let store = Arc::new(SqliteStore::open(&path, SqliteOptions::default()).await?);
+    let backend = Backend {
+        storage_url: format!("sqlite://{}", path.display()),
+        store: store.clone(),
+    };
+    let system = CrashSystem::prepare(backend, Ipv4Addr::new(127, 0, 250, 1), dir, DEVICES).await?;
+    // The server is the only writer from here on.
+    store.close().await;
+    drop(store);
+    let reopen = || async {
+        let store: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&path, SqliteOptions::default()).await?);
+        anyhow::Ok(store)
+    };
+    run_crash_cycles("SQLite", system, reopen).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_survives_repeated_sigkill() -> Result<()> {
+    let Some(schema) = ScratchSchema::create().await else {
+        return Ok(());
+    };
+    let url = schema.url().to_owned();
+    let store = Arc::new(PostgresStore::connect(&url, PostgresOptions::default()).await?);
+    let backend = Backend {
+        storage_url: url.clone(),
+        store: store.clone(),
+    };
+    let dir = tempfile::tempdir()?;
+    let system = CrashSystem::prepare(backend, Ipv4Addr::new(127, 0, 251, 1), dir, DEVICES).await?;
+    store.close().await;
+    drop(store);
+    let reopen = || async {
+        let store: Arc<dyn Store> =
+            Arc::new(PostgresStore::connect(&url, PostgresOptions::default()).await?);
+        anyhow::Ok(store)
+    };
+    let result = run_crash_cycles("PostgreSQL", system, reopen).await;
+    drop(schema);
+    result
+}
+
+/// Seed, then kill and restart the server `CYCLES` times under load,
+/// checking after every restart and, at the end, in the store itself.
+async fn run_crash_cycles<F, Fut>(backend: &str, mut system: CrashSystem, reopen: F) -> Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Arc<dyn Store>>>,
+{
+    let mut acknowledged = Acknowledged::default();
+    let mut rng = rand::thread_rng();
+    for cycle in 0..CYCLES {
+        system.start_server().await?;
+        // What the previous incarnation acknowledged must have survived its kill.
+        acknowledged
+            .verify_through_service(&system)
+            .await
+            .with_context(|| format!("after restart {cycle}"))?;
+        let workload = Workload::start(&system, cycle)?;
+        let load_for = Duration::from_millis(rng.gen_range(400..1200));
+        tokio::time::sleep(load_for).await;
+        workload.mark_killing();
+        system.kill_server().await?;
+        let cycle_acks = workload.stop().await;
+        ensure!(
+            !cycle_acks.registrations.is_empty() && !cycle_acks.enrollments.is_empty(),
+            "cycle {cycle}: the load did not run (registrations acknowledged: {}, enrollment writes: {})",
+            cycle_acks.registrations.len(),
+            cycle_acks.enrollments.len()
+        );
+        acknowledged
+            .absorb(cycle_acks)
+            .with_context(|| format!("cycle {cycle}"))?;
+    }
+    // One last start: the last cycle's acknowledgements, through the server.
+    system.start_server().await?;
+    acknowledged.verify_through_service(&system).await?;
+    system.kill_server().await?;
+
+    let store = reopen().await?;
+    verify_store(store.as_ref(), &system, &acknowledged).await?;
+    eprintln!(
+        "crash test on {backend}: {CYCLES} SIGKILL cycles, {} registrations and {} enrollment writes acknowledged",
+        acknowledged.registrations.len(),
+        acknowledged.enrollment_writes
+    );
+    Ok(())
+}
+
+/// Registration records and billing rows, read from the store directly.
+async fn verify_store(
+    store: &dyn Store,
+    system: &CrashSystem,
+    acknowledged: &Acknowledged,
+) -> Result<()> {
+    let scope = system.scope();
+    let from = system.started - chrono::Duration::hours(1);
+    let to = chrono::Utc::now() + chrono::Duration::hours(1);
+    let rows = store.operations(scope, from, to, 10_000_000).await?;
+    let mut billed: BTreeMap<String, usize> = BTreeMap::new();
+    for row in &rows {
+        if matches!(
+            row.kind,
+            OperationKind::Registration | OperationKind::ReRegistration
+        ) {
+            let subject = row
+                .subject
+                .clone()
+                .context("a registration row without subject")?;
+            *billed.entry(subject.to_ascii_lowercase()).or_default() += 1;
+        }
+    }
+    let mut recorded = BTreeSet::new();
+    for device in system.devices() {
+        let id = RegistrationId::new(&device.id)?;
+        if let Some(record) = store.registration(scope, &id).await? {
+            ensure!(
+                record.status == RegistrationStatus::Assigned,
+                "{}: stored with status {:?}",
+                device.id,
+                record.status
+            );
+            recorded.insert(device.id.to_ascii_lowercase());
+        }
+    }
+    for id in &recorded {
+        let rows = billed.get(id).copied().unwrap_or(0);
+        ensure!(
+            rows == 1,
+            "registration {id}: {rows} billing rows, expected exactly 1"
+        );
+    }
+    for id in billed.keys() {
+        ensure!(
+            recorded.contains(id),
+            "billing row for {id} without a registration record"
+        );
+    }
+    for id in &acknowledged.registrations {
+        ensure!(
+            recorded.contains(&id.to_ascii_lowercase()),
+            "acknowledged registration {id} missing from the store"
+        );
+    }
+    for (id, etag) in &acknowledged.enrollments {
+        let stored = store
+            .enrollment(scope, &RegistrationId::new(id)?)
+            .await?
+            .with_context(|| format!("acknowledged enrollment {id} missing from the store"))?;
+        if let Some(etag) = etag {
+            ensure!(
+                stored.etag.as_ref().map(|e| e.as_str()) == Some(etag.as_str()),
+                "enrollment {id}: acknowledged etag {etag}, stored {:?}",
+                stored.etag
+            );
+        }
+    }
+    ensure!(
+        store.count_registrations(scope).await? == recorded.len() as u64,
+        "the store counts registrations the devices did not make"
+    );
+    Ok(())
+}
