@@ -381,6 +381,25 @@ async fn the_operator_creates_tenants_that_work_end_to_end() -> Result<()> {
     let key = cs.split("SharedAccessKey=").nth(1).unwrap();
     let owner =
         Service::anonymous(&system)?.with_token(token(&system.service_host, OWNER, key, 3600));
+
+    // The operator can list the keys again later; a tenant's own owner cannot.
+    let keys = operator
+        .send(Method::POST, "/tenants/contoso/listKeys", None, &[])
+        .await?;
+    assert_eq!(keys.status, 200, "{:?}", keys.body);
+    let listed_owner = &keys.body["value"][0];
+    assert_eq!(listed_owner["keyName"], OWNER);
+    assert_eq!(listed_owner["primaryKey"], key);
+    assert_eq!(listed_owner["primaryConnectionString"], cs.as_str());
+    assert!(listed_owner["secondaryKey"].is_string());
+    let refused = owner
+        .send(Method::POST, "/tenants/contoso/listKeys", None, &[])
+        .await?;
+    assert!(
+        matches!(refused.status, 401 | 403),
+        "a tenant credential must not reach operator routes: {}",
+        refused.status
+    );
     let enrollment = owner
         .put(
             "/enrollments/contoso-dev",

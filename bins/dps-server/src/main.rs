@@ -85,6 +85,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         };
         let operator_key_given = config.operator_key.is_some();
         let data_dir = config.data_dir.clone();
+        let declared_tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
         let server = dps_service::server::start(config).await?;
         if !operator_key_given {
             println!("operator key:       {}", server.operator_key);
@@ -94,6 +95,15 @@ fn run(args: Args) -> anyhow::Result<()> {
             None => {
                 println!("device endpoint:    https://{}", server.device_addr);
                 println!("service endpoint:   https://{}", server.service_addr);
+                for name in &declared_tenants {
+                    if let Some(tenant) = server.store.tenant_by_name(name).await? {
+                        println!(
+                            "tenant {name}: ID scope {}, service host {} \
+                             (keys: POST /tenants/{name}/listKeys with the operator key)",
+                            tenant.id_scope, tenant.service_host_name
+                        );
+                    }
+                }
             }
         }
         wait_for_signal().await;

@@ -94,6 +94,8 @@ pub(crate) enum TenantOp {
     Delete(String),
     /// `GET /tenants/{name}/operations/report`
     MeterReport(String),
+    /// `POST /tenants/{name}/listKeys`: the shared access policies with keys.
+    ListKeys(String),
 }
 
 /// Everything the service endpoint answers.
@@ -243,6 +245,10 @@ impl Endpoint {
                     ],
                 )
                 .map(|op| op.map(Endpoint::Tenant))
+            }
+            ("tenants", 2) if word(1, "listkeys") => {
+                allow(m, &[(Method::POST, TenantOp::ListKeys(rest[0].clone()))])
+                    .map(|op| op.map(Endpoint::Tenant))
             }
             ("tenants", 3) if word(1, "operations") && word(2, "report") => {
                 allow(m, &[(Method::GET, TenantOp::MeterReport(rest[0].clone()))])

@@ -60,6 +60,23 @@ pub(crate) async fn handle(
             let tenant = by_name(api, &name).await?;
             meter_report(api, &tenant.id_scope, call).await
         }
+        TenantOp::ListKeys(name) => {
+            // The operator's way to the keys of a tenant it did not create
+            // through this API (declared in the configuration, or whose
+            // creation answer was lost), like Azure's management `listKeys`.
+            let tenant = by_name(api, &name).await?;
+            let value: Vec<PolicyKeys<'_>> = tenant
+                .access_policies
+                .iter()
+                .map(|policy| PolicyKeys {
+                    policy,
+                    primary_connection_string: tenant
+                        .connection_string(&policy.key_name)
+                        .unwrap_or_default(),
+                })
+                .collect();
+            Ok(wire::ok(&serde_json::json!({ "value": value })))
+        }
     }
 }
 
@@ -264,6 +281,15 @@ impl<'a> TenantView<'a> {
             created: tenant.created,
         }
     }
+}
+
+/// A shared access policy with its keys, as `listKeys` answers.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyKeys<'a> {
+    #[serde(flatten)]
+    policy: &'a SharedAccessPolicy,
+    primary_connection_string: String,
 }
 
 #[derive(Serialize)]
