@@ -310,6 +310,21 @@ async fn meter_counts_exactly_the_successful_instructions_across_a_restart() -> 
     )
     .await?;
     assert_eq!(past["total"], 0);
+    assert_eq!(
+        past["from"], "2020-01-01T00:00:00.0000000Z",
+        "Azure's time format"
+    );
+    // An offset sent without percent-encoding its `+` still parses.
+    let unencoded = expect(
+        &api,
+        200,
+        GET,
+        "/operations/report?from=2020-01-01T00:00:00+00:00&to=2020-01-02T00:00:00+00:00",
+        None,
+        none,
+    )
+    .await?;
+    assert_eq!(unencoded["to"], "2020-01-02T00:00:00.0000000Z");
     expect(
         &api,
         400,

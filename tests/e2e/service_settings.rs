@@ -454,6 +454,21 @@ async fn the_operator_creates_tenants_that_work_end_to_end() -> Result<()> {
         )
         .await?;
     assert_eq!(custom.status, 400);
+    let twice = operator
+        .put(
+            "/tenants/x-tenant",
+            &json!({"linkedHubs": [{"connectionString": hub_cs}, {"connectionString": hub_cs}]}),
+        )
+        .await?;
+    assert_eq!(twice.status, 400, "{:?}", twice.body);
+    assert!(
+        twice.body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("twice"),
+        "{:?}",
+        twice.body
+    );
 
     // Deleting a tenant takes its enrollments and its credentials.
     let deleted = operator.delete("/tenants/contoso").await?;

@@ -22,7 +22,7 @@ struct Args {
     /// Data directory (SQLite database, generated certificates).
     #[arg(long, env = "DPS_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Storage URL: sqlite://PATH or memory://.
+    /// Storage URL: sqlite://PATH, postgres://… or memory:// (tests).
     #[arg(long, env = "DPS_STORAGE")]
     storage: Option<String>,
     /// Device endpoint address (official SDKs dial port 443).

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use dps_allocation::latency::{
+    Cidr, LatencyTable, LatencyTableConfig, ProberConfig, RegionRange, RoundTrip,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::tls::TlsSettings;
@@ -216,7 +219,8 @@ pub struct HubConnectionConfig {
     /// Host name → address overrides (like curl's `--resolve`), for hubs whose
     /// names do not resolve to where they run (development, tests).
     pub resolve: BTreeMap<String, SocketAddr>,
-    /// Per-request timeout to a hub, in milliseconds.
+    /// How long one hub call may take in all, retries of transient
+    /// failures included, in milliseconds.
     pub request_timeout_ms: u64,
 }
 
@@ -228,6 +232,8 @@ pub struct AllocationConfig {
     pub webhook_timeout_ms: u64,
     /// Extra PEM files of CAs trusted for webhook TLS.
     pub webhook_trusted_ca_files: Vec<PathBuf>,
+    /// The lowest-latency policy (`geoLatency`), `[allocation.geo_latency]`.
+    pub geo_latency: GeoLatencyConfig,
 }
 
 impl Default for AllocationConfig {
@@ -235,7 +241,213 @@ impl Default for AllocationConfig {
         AllocationConfig {
             webhook_timeout_ms: 5_000,
             webhook_trusted_ca_files: Vec::new(),
+            geo_latency: GeoLatencyConfig::default(),
         }
+    }
+}
+
+/// Where `geoLatency` learns round trips. Per device and hub, the operator
+/// table answers first (the device's own path, from its source address and
+/// the hub's `location`); live probes of the hubs from this server answer
+/// for pairs the table does not know. A hub neither knows ranks behind the
+/// others; when no candidate is known the choice is the hashed one.
+///
+/// ```toml
+/// [allocation.geo_latency]
+/// tie_tolerance_ms = 5
+/// [allocation.geo_latency.table]
+/// default_region = "europe"
+/// ranges = [{ cidr = "10.1.0.0/16", region = "us" }]
+/// round_trips = [
+///   { region = "us", location = "westus", ms = 20 },
+///   { region = "europe", location = "westeurope", ms = 15 },
+/// ]
+/// [allocation.geo_latency.probe]
+/// enabled = true
+/// interval_ms = 30000
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeoLatencyConfig {
+    /// Hubs whose round trip is within this many milliseconds of the best
+    /// tie, and ties are hashed (stable per device). Default 5: more than
+    /// the jitter of live probes between hubs of one region, so a device is
+    /// not moved by noise, less than the gap between regions.
+    pub tie_tolerance_ms: u64,
+    /// The operator's table (default: empty, knows nothing).
+    pub table: LatencyTableSettings,
+    /// Live probing of the linked hubs.
+    pub probe: LatencyProbeConfig,
+}
+
+impl Default for GeoLatencyConfig {
+    fn default() -> Self {
+        GeoLatencyConfig {
+            tie_tolerance_ms: 5,
+            table: LatencyTableSettings::default(),
+            probe: LatencyProbeConfig::default(),
+        }
+    }
+}
+
+/// The operator's latency table: device region from its source address
+/// (the longest matching range wins; outside every range, `default_region`
+/// if set), then a round trip per (region, hub `location`). Names compare
+/// case-insensitively.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LatencyTableSettings {
+    /// Region of devices outside every range (default: none, so the table
+    /// knows nothing about them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_region: Option<String>,
+    /// Address ranges and their region.
+    pub ranges: Vec<LatencyRange>,
+    /// Round trips per (region, hub location). Each region must be one that
+    /// `ranges` or `default_region` names.
+    pub round_trips: Vec<LatencyRoundTrip>,
+}
+
+/// One `ranges` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyRange {
+    /// `10.0.0.0/8`, `2001:db8::/32`, or one address.
+    pub cidr: String,
+    /// Region name.
+    pub region: String,
+}
+
+/// One `round_trips` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyRoundTrip {
+    /// Device region.
+    pub region: String,
+    /// Hub `location` (as set on the linked hub).
+    pub location: String,
+    /// Round trip in milliseconds.
+    pub ms: u64,
+}
+
+/// Live probing: every interval, the TCP handshake time from this server to
+/// each policy-eligible linked hub of every tenant (port 443, or the
+/// `hubs.resolve` address), smoothed. The hub list is re-read from storage
+/// every round, so linked and unlinked hubs are seen within one interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LatencyProbeConfig {
+    /// Probe at all (default on).
+    pub enabled: bool,
+    /// Time between rounds, in milliseconds (default 30 000, at least 100).
+    pub interval_ms: u64,
+    /// A slower handshake counts as unreachable, in milliseconds (default
+    /// 2 000); an unreachable hub is dropped until it answers again.
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for LatencyProbeConfig {
+    fn default() -> Self {
+        LatencyProbeConfig {
+            enabled: true,
+            interval_ms: 30_000,
+            connect_timeout_ms: 2_000,
+        }
+    }
+}
+
+impl GeoLatencyConfig {
+    /// The tie tolerance.
+    pub fn tie_tolerance(&self) -> Duration {
+        Duration::from_millis(self.tie_tolerance_ms)
+    }
+
+    /// The table as the allocation engine takes it, checked: every error
+    /// names its key.
+    pub fn table(&self) -> Result<LatencyTable, ServiceError> {
+        const KEY: &str = "allocation.geo_latency.table";
+        let bad = |key: String, what: String| ServiceError::Config {
+            reason: format!("{KEY}.{key}: {what}"),
+        };
+        let named = |key: String, value: &str| {
+            if value.trim().is_empty() {
+                Err(bad(key, "must not be empty".to_owned()))
+            } else {
+                Ok(())
+            }
+        };
+        let table = &self.table;
+        let mut regions: Vec<&str> = Vec::new();
+        if let Some(region) = &table.default_region {
+            named("default_region".to_owned(), region)?;
+            regions.push(region);
+        }
+        for (i, range) in table.ranges.iter().enumerate() {
+            range
+                .cidr
+                .parse::<Cidr>()
+                .map_err(|e| bad(format!("ranges[{i}].cidr"), e.to_string()))?;
+            named(format!("ranges[{i}].region"), &range.region)?;
+            regions.push(&range.region);
+        }
+        for (i, rt) in table.round_trips.iter().enumerate() {
+            named(format!("round_trips[{i}].location"), &rt.location)?;
+            if !regions.iter().any(|r| r.eq_ignore_ascii_case(&rt.region)) {
+                return Err(bad(
+                    format!("round_trips[{i}].region"),
+                    format!(
+                        "{:?} is not the region of any range nor the default_region",
+                        rt.region
+                    ),
+                ));
+            }
+        }
+        LatencyTable::from_config(&LatencyTableConfig {
+            default_region: table.default_region.clone(),
+            ranges: table
+                .ranges
+                .iter()
+                .map(|r| RegionRange {
+                    cidr: r.cidr.clone(),
+                    region: r.region.clone(),
+                })
+                .collect(),
+            round_trips: table
+                .round_trips
+                .iter()
+                .map(|r| RoundTrip {
+                    region: r.region.clone(),
+                    location: r.location.clone(),
+                    ms: r.ms,
+                })
+                .collect(),
+        })
+        .map_err(|e| bad("ranges".to_owned(), e.to_string()))
+    }
+
+    /// How the live prober runs (`None` when probing is off).
+    pub fn prober(&self) -> Option<ProberConfig> {
+        self.probe.enabled.then(|| ProberConfig {
+            interval: Duration::from_millis(self.probe.interval_ms),
+            connect_timeout: Duration::from_millis(self.probe.connect_timeout_ms),
+            ..ProberConfig::default()
+        })
+    }
+
+    fn validate(&self) -> Result<(), ServiceError> {
+        self.table()?;
+        if self.probe.enabled && self.probe.interval_ms < 100 {
+            return Err(ServiceError::Config {
+                reason: "allocation.geo_latency.probe.interval_ms must be at least 100".to_owned(),
+            });
+        }
+        if self.probe.enabled && self.probe.connect_timeout_ms == 0 {
+            return Err(ServiceError::Config {
+                reason: "allocation.geo_latency.probe.connect_timeout_ms must be at least 1"
+                    .to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -296,7 +508,7 @@ impl ServiceConfig {
                 });
             }
         }
-        Ok(())
+        self.allocation.geo_latency.validate()
     }
 
     /// The storage URL, defaulting to SQLite in the data directory.
@@ -359,6 +571,68 @@ mod tests {
         let err =
             ServiceConfig::from_toml("[device.mqtt]\nlisten = \"127.0.0.1:8443\"\n").unwrap_err();
         assert!(err.to_string().contains("mqtt.listen"), "{err}");
+    }
+
+    #[test]
+    fn geo_latency_keys_round_trip_and_are_checked() {
+        let defaults = ServiceConfig::default().allocation.geo_latency;
+        assert_eq!(defaults.tie_tolerance(), Duration::from_millis(5));
+        assert_eq!(defaults.prober().unwrap().interval, Duration::from_secs(30));
+        let config = ServiceConfig::from_toml(
+            r#"
+            [allocation.geo_latency]
+            tie_tolerance_ms = 10
+            [allocation.geo_latency.table]
+            default_region = "europe"
+            ranges = [{ cidr = "10.1.0.0/16", region = "us" }]
+            round_trips = [
+              { region = "us", location = "westus", ms = 20 },
+              { region = "Europe", location = "westeurope", ms = 15 },
+            ]
+            [allocation.geo_latency.probe]
+            enabled = false
+            interval_ms = 1000
+            "#,
+        )
+        .unwrap();
+        let geo = &config.allocation.geo_latency;
+        assert_eq!(geo.tie_tolerance(), Duration::from_millis(10));
+        assert_eq!(geo.probe.connect_timeout_ms, 2_000);
+        assert!(geo.prober().is_none());
+        let table = geo.table().unwrap();
+        assert_eq!(
+            table.region_of(Some("10.1.2.3".parse().unwrap())),
+            Some("us")
+        );
+        assert_eq!(
+            table.region_of(Some("192.0.2.1".parse().unwrap())),
+            Some("europe")
+        );
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(ServiceConfig::from_toml(&text).unwrap(), config);
+
+        let refused = |toml: &str, key: &str| {
+            let err = ServiceConfig::from_toml(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        };
+        refused(
+            "[allocation.geo_latency.table]\nranges = [{ cidr = \"10.0.0.0/33\", region = \"us\" }]",
+            "allocation.geo_latency.table.ranges[0].cidr: invalid CIDR range \"10.0.0.0/33\"",
+        );
+        refused(
+            "[allocation.geo_latency.table]\nranges = [{ cidr = \"10.0.0.0/8\", region = \"us\" }]\n\
+             round_trips = [{ region = \"asia\", location = \"eastasia\", ms = 5 }]",
+            "allocation.geo_latency.table.round_trips[0].region: \"asia\" is not the region",
+        );
+        refused(
+            "[allocation.geo_latency.table]\nranges = [{ cidr = \"10.0.0.0/8\", region = \" \" }]",
+            "allocation.geo_latency.table.ranges[0].region: must not be empty",
+        );
+        refused("[allocation.geo_latency.table]\nregions = []", "regions");
+        refused(
+            "[allocation.geo_latency.probe]\ninterval_ms = 10",
+            "probe.interval_ms",
+        );
     }
 
     #[test]

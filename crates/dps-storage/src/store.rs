@@ -39,8 +39,10 @@ pub struct MeterReport {
     /// The tenant.
     pub id_scope: IdScope,
     /// Start of the range (inclusive).
+    #[serde(with = "dps_model::time::azure")]
     pub from: DateTime<Utc>,
     /// End of the range (exclusive).
+    #[serde(with = "dps_model::time::azure")]
     pub to: DateTime<Utc>,
     /// Counts per hour and kind, ordered by hour then kind; empty buckets are left out.
     pub hourly: Vec<HourlyCount>,
@@ -55,6 +57,7 @@ pub struct MeterReport {
 #[serde(rename_all = "camelCase")]
 pub struct HourlyCount {
     /// Start of the hour.
+    #[serde(with = "dps_model::time::azure")]
     pub hour: DateTime<Utc>,
     /// What was done.
     pub kind: OperationKind,

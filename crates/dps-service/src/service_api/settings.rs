@@ -26,7 +26,7 @@ use super::{certificates, ServiceApi};
 use crate::respond::ApiError;
 
 /// Most linked hubs per tenant (the cloud's limit).
-const MAX_LINKED_HUBS: usize = 50;
+pub(crate) const MAX_LINKED_HUBS: usize = 50;
 /// How often a settings write re-reads the tenant after losing a race.
 const TENANT_WRITE_ATTEMPTS: usize = 5;
 
@@ -235,7 +235,9 @@ pub(crate) async fn meter_report(
     let parse = |name: &'static str| -> Result<Option<DateTime<Utc>>, ApiError> {
         call.query_param(name)
             .map(|text| {
-                DateTime::parse_from_rfc3339(&text)
+                // An unencoded `+00:00` arrives as ` 00:00` (form decoding):
+                // a time has no spaces, so take them back as `+`.
+                DateTime::parse_from_rfc3339(&text.replace(' ', "+"))
                     .map(|t| t.with_timezone(&Utc))
                     .map_err(|e| invalid(name, text, format!("not an RFC 3339 time: {e}")))
             })

@@ -112,6 +112,9 @@ async fn put(api: &ServiceApi, name: &str, call: &Call) -> Result<Response, ApiE
         .as_deref()
         .map(|hubs| hubs.iter().map(linked_hub).collect::<Result<Vec<_>, _>>())
         .transpose()?;
+    if let Some(hubs) = &hubs {
+        check_hub_list(hubs)?;
+    }
     let precondition = call.if_match();
 
     if let Some(mut tenant) = api.store.tenant_by_name(name).await? {
@@ -212,6 +215,33 @@ fn linked_hub(body: &LinkedHubBody) -> Result<LinkedHub, ApiError> {
     };
     hub.validate()?;
     Ok(hub)
+}
+
+/// The limits the settings routes keep, for a whole list given at once.
+fn check_hub_list(hubs: &[LinkedHub]) -> Result<(), ApiError> {
+    if hubs.len() > super::settings::MAX_LINKED_HUBS {
+        return Err(invalid(
+            "linkedHubs",
+            hubs.len().to_string(),
+            format!(
+                "a service links at most {} hubs",
+                super::settings::MAX_LINKED_HUBS
+            ),
+        ));
+    }
+    for (i, hub) in hubs.iter().enumerate() {
+        if hubs[..i]
+            .iter()
+            .any(|h| h.host_name.eq_ignore_ascii_case(&hub.host_name))
+        {
+            return Err(invalid(
+                "linkedHubs",
+                hub.host_name.clone(),
+                "the same hub is linked twice",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_host(host: &str) -> Result<(), ApiError> {

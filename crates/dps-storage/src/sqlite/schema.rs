@@ -9,7 +9,7 @@
 //! microseconds since the Unix epoch in `BIGINT` columns; records are JSON text
 //! in `body` next to the key columns lookups, paging and etag checks need.
 //! Keys are ASCII lower-case, so SQLite's byte-wise ordering is the listing
-//! order (a PostgreSQL schema must declare the key columns `COLLATE "C"`).
+//! order (the PostgreSQL backend gets the same order from `BYTEA` keys).
 
 use sqlx::{Connection, SqliteConnection};
 
