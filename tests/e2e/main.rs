@@ -8,6 +8,7 @@ mod client_swarm;
 mod device_errors;
 mod device_node;
 mod failures;
+mod geo_latency;
 mod mqtt_client;
 mod mqtt_fixtures;
 mod mqtt_node;

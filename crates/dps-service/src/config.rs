@@ -6,9 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dps_allocation::latency::{
-    Cidr, LatencyTable, LatencyTableConfig, ProberConfig, RegionRange, RoundTrip,
-};
+use dps_allocation::latency::{Cidr, LatencyTable, ProberConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::tls::TlsSettings;
@@ -365,64 +363,43 @@ impl GeoLatencyConfig {
     /// The table as the allocation engine takes it, checked: every error
     /// names its key.
     pub fn table(&self) -> Result<LatencyTable, ServiceError> {
-        const KEY: &str = "allocation.geo_latency.table";
         let bad = |key: String, what: String| ServiceError::Config {
-            reason: format!("{KEY}.{key}: {what}"),
+            reason: format!("allocation.geo_latency.table.{key}: {what}"),
         };
         let named = |key: String, value: &str| {
-            if value.trim().is_empty() {
-                Err(bad(key, "must not be empty".to_owned()))
-            } else {
-                Ok(())
-            }
+            (!value.trim().is_empty())
+                .then_some(())
+                .ok_or_else(|| bad(key, "must not be empty".to_owned()))
         };
-        let table = &self.table;
-        let mut regions: Vec<&str> = Vec::new();
-        if let Some(region) = &table.default_region {
-            named("default_region".to_owned(), region)?;
-            regions.push(region);
-        }
-        for (i, range) in table.ranges.iter().enumerate() {
-            range
+        let settings = &self.table;
+        let mut table = LatencyTable::new();
+        for (i, range) in settings.ranges.iter().enumerate() {
+            let cidr = range
                 .cidr
                 .parse::<Cidr>()
                 .map_err(|e| bad(format!("ranges[{i}].cidr"), e.to_string()))?;
             named(format!("ranges[{i}].region"), &range.region)?;
-            regions.push(&range.region);
+            table = table.with_range(cidr, &range.region);
         }
-        for (i, rt) in table.round_trips.iter().enumerate() {
+        if let Some(region) = &settings.default_region {
+            named("default_region".to_owned(), region)?;
+            table = table.with_default_region(region);
+        }
+        for (i, rt) in settings.round_trips.iter().enumerate() {
             named(format!("round_trips[{i}].location"), &rt.location)?;
-            if !regions.iter().any(|r| r.eq_ignore_ascii_case(&rt.region)) {
-                return Err(bad(
-                    format!("round_trips[{i}].region"),
-                    format!(
-                        "{:?} is not the region of any range nor the default_region",
-                        rt.region
-                    ),
-                ));
+            let declared = (settings.ranges.iter().map(|r| &r.region))
+                .chain(&settings.default_region)
+                .any(|r| r.eq_ignore_ascii_case(&rt.region));
+            if !declared {
+                let what = format!(
+                    "{:?} is not the region of any range nor the default_region",
+                    rt.region
+                );
+                return Err(bad(format!("round_trips[{i}].region"), what));
             }
+            table = table.with_round_trip(&rt.region, &rt.location, Duration::from_millis(rt.ms));
         }
-        LatencyTable::from_config(&LatencyTableConfig {
-            default_region: table.default_region.clone(),
-            ranges: table
-                .ranges
-                .iter()
-                .map(|r| RegionRange {
-                    cidr: r.cidr.clone(),
-                    region: r.region.clone(),
-                })
-                .collect(),
-            round_trips: table
-                .round_trips
-                .iter()
-                .map(|r| RoundTrip {
-                    region: r.region.clone(),
-                    location: r.location.clone(),
-                    ms: r.ms,
-                })
-                .collect(),
-        })
-        .map_err(|e| bad("ranges".to_owned(), e.to_string()))
+        Ok(table)
     }
 
     /// How the live prober runs (`None` when probing is off).
@@ -436,15 +413,10 @@ impl GeoLatencyConfig {
 
     fn validate(&self) -> Result<(), ServiceError> {
         self.table()?;
-        if self.probe.enabled && self.probe.interval_ms < 100 {
+        let probe = &self.probe;
+        if probe.enabled && (probe.interval_ms < 100 || probe.connect_timeout_ms == 0) {
             return Err(ServiceError::Config {
-                reason: "allocation.geo_latency.probe.interval_ms must be at least 100".to_owned(),
-            });
-        }
-        if self.probe.enabled && self.probe.connect_timeout_ms == 0 {
-            return Err(ServiceError::Config {
-                reason: "allocation.geo_latency.probe.connect_timeout_ms must be at least 1"
-                    .to_owned(),
+                reason: "allocation.geo_latency.probe.interval_ms must be at least 100 and connect_timeout_ms at least 1".to_owned(),
             });
         }
         Ok(())
@@ -611,28 +583,29 @@ mod tests {
         let text = toml::to_string(&config).unwrap();
         assert_eq!(ServiceConfig::from_toml(&text).unwrap(), config);
 
-        let refused = |toml: &str, key: &str| {
-            let err = ServiceConfig::from_toml(toml).unwrap_err().to_string();
-            assert!(err.contains(key), "{err}");
-        };
-        refused(
-            "[allocation.geo_latency.table]\nranges = [{ cidr = \"10.0.0.0/33\", region = \"us\" }]",
-            "allocation.geo_latency.table.ranges[0].cidr: invalid CIDR range \"10.0.0.0/33\"",
-        );
-        refused(
-            "[allocation.geo_latency.table]\nranges = [{ cidr = \"10.0.0.0/8\", region = \"us\" }]\n\
-             round_trips = [{ region = \"asia\", location = \"eastasia\", ms = 5 }]",
-            "allocation.geo_latency.table.round_trips[0].region: \"asia\" is not the region",
-        );
-        refused(
-            "[allocation.geo_latency.table]\nranges = [{ cidr = \"10.0.0.0/8\", region = \" \" }]",
-            "allocation.geo_latency.table.ranges[0].region: must not be empty",
-        );
-        refused("[allocation.geo_latency.table]\nregions = []", "regions");
-        refused(
-            "[allocation.geo_latency.probe]\ninterval_ms = 10",
-            "probe.interval_ms",
-        );
+        let table = "[allocation.geo_latency.table]\n";
+        for (toml, error) in [
+            (
+                "ranges = [{ cidr = \"10.0.0.0/33\", region = \"us\" }]",
+                "table.ranges[0].cidr: invalid CIDR range \"10.0.0.0/33\"",
+            ),
+            (
+                "ranges = [{ cidr = \"10.0.0.0/8\", region = \"us\" }]\n\
+                 round_trips = [{ region = \"asia\", location = \"eastasia\", ms = 5 }]",
+                "table.round_trips[0].region: \"asia\" is not the region",
+            ),
+            (
+                "ranges = [{ cidr = \"10.0.0.0/8\", region = \" \" }]",
+                "table.ranges[0].region: must not be empty",
+            ),
+            ("regions = []", "regions"),
+        ] {
+            let err = ServiceConfig::from_toml(&format!("{table}{toml}")).unwrap_err();
+            assert!(err.to_string().contains(error), "{err}");
+        }
+        let err = ServiceConfig::from_toml("[allocation.geo_latency.probe]\ninterval_ms = 10")
+            .unwrap_err();
+        assert!(err.to_string().contains("probe.interval_ms"), "{err}");
     }
 
     #[test]
