@@ -58,14 +58,12 @@ impl GeoLatencyPolicy {
     /// The hubs of `set` that tie for the lowest latency.
     pub fn fastest(&self, source_ip: Option<IpAddr>, hubs: &HubTable, set: HubSet) -> HubSet {
         let mut round_trips = [None; HubTable::MAX_HUBS];
-        let mut best: Option<Duration> = None;
-        for index in set.iter() {
-            let rtt = self.source.round_trip(source_ip, hubs.get(index));
-            round_trips[index.get()] = rtt;
-            if let Some(rtt) = rtt {
-                best = Some(best.map_or(rtt, |b| b.min(rtt)));
-            }
-        }
+        self.source
+            .round_trips(source_ip, hubs, set, &mut round_trips);
+        let best = set
+            .iter()
+            .filter_map(|index| round_trips[index.get()])
+            .min();
         let Some(best) = best else {
             return set;
         };

@@ -299,3 +299,29 @@ async fn live_values_are_smoothed_and_the_table_is_asked_first() {
         "us.net"
     );
 }
+
+#[tokio::test]
+async fn a_layer_answers_for_the_whole_candidate_set() {
+    // The table knows only the eu hub for this device (a long round trip);
+    // live probes know both, the us hub much faster. Mixing the two would
+    // pick us on the strength of a figure of another kind: the table's
+    // answer stands, and the hub it does not know ranks behind.
+    let hubs =
+        HubTable::new(&[located("us.net", "westus"), located("eu.net", "westeurope")]).unwrap();
+    let live = Arc::new(LiveLatency::new());
+    live.record("us.net", Duration::from_millis(1), 1.0);
+    live.record("eu.net", Duration::from_millis(2), 1.0);
+    let table = LatencyTable::new()
+        .with_range("10.0.0.0/8".parse().unwrap(), "europe")
+        .with_round_trip("europe", "westeurope", Duration::from_millis(120));
+    let layered = GeoLatencyPolicy::new(Arc::new(Layered {
+        first: table,
+        then: live,
+    }));
+    for n in 0..20 {
+        assert_eq!(
+            choose(&layered, &hubs, &format!("dev-{n}"), Some(ip("10.0.0.1"))).await,
+            "eu.net"
+        );
+    }
+}
