@@ -86,12 +86,20 @@ pub(crate) async fn show(
     .await
     .context("provisioning the sample device")?;
     println!(
-        "provisioned sample-device-1 in {} ms: hub {}, device id {}, substatus {:?}; on the hub: {}",
+        "provisioned sample-device-1 in {} ms: hub {}, device id {}, substatus {}; on the hub: {}",
         started.elapsed().as_millis(),
         registration.assigned_hub,
         registration.device_id,
-        registration.substatus,
-        if hubs.device(HUB, "sample-device-1").is_some() { "yes" } else { "no" },
+        registration
+            .substatus
+            .and_then(|s| serde_json::to_value(s).ok())
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "none".to_owned()),
+        if hubs.device(HUB, "sample-device-1").is_some() {
+            "yes"
+        } else {
+            "no"
+        },
     );
     let second_key = enroll(server, tenant, "sample-device-2").await?;
     println!("provision another device:");
