@@ -3,6 +3,17 @@
 //! swarm of `dps-client` devices, each with its own client and a new TLS
 //! connection (full handshake, no resumption), doing register + poll.
 //!
+//! The same run provisions symmetric-key devices over MQTT 3.1.1 over TLS and
+//! over MQTT over WebSocket (also a new connection per device) and prints
+//! them in the same table, with their ratio to HTTPS, two ways:
+//! * register + poll, as above. dps-client's MQTT exchange waits at least
+//!   100 ms before each poll whatever poll interval it is given (HTTPS polls
+//!   at once), so these rows include a 100 ms sleep per device;
+//! * register alone, against a second tenant with `synchronous_register`
+//!   (the final state is the register answer): one round trip on every
+//!   transport, the same client loop for all three — the like-for-like
+//!   comparison of the transports.
+//!
 //! In the same run it measures the machine's floor: a bare rustls server with
 //! the same TLS setup (ECDSA P-256 certificate, client certificate requested)
 //! answering one small HTTP request per new TLS connection, driven by the same
@@ -17,22 +28,19 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{ensure, Context as _, Result};
-use dps_attestation::keys::generate_key;
+use anyhow::{ensure, Result};
+use dps_benches::devices::{self, DeviceLoop};
+use dps_benches::system::{self, Hubs};
+use dps_benches::table::{latency_histogram, print_header, record, Meter, Row};
+use dps_benches::{env_or, verdict};
 use dps_client::swarm::{
     self, DeviceKind, Mix, PlanOptions, SwarmConfig, SwarmPlan, SwarmProgress, SwarmReport,
 };
-use dps_client::TlsTrust;
-use dps_hub_sim::{HubSim, HubSimConfig, RunningHubSim};
-use dps_model::{
-    AccessRight, AllocationPolicy, ETag, EnrollmentGroup, IdScope, IndividualEnrollment, LinkedHub,
-    Precondition, SharedAccessPolicy, Tenant,
-};
+use dps_client::{TlsTrust, Transport};
+use dps_model::{EnrollmentGroup, IdScope, IndividualEnrollment, Precondition};
 use dps_service::server::RunningServer;
-use dps_service::ServiceConfig;
-use hdrhistogram::Histogram;
 
 const HUBS: [&str; 4] = [
     "hub-0.bench.test",
@@ -41,82 +49,46 @@ const HUBS: [&str; 4] = [
     "hub-3.bench.test",
 ];
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 struct System {
     server: RunningServer,
-    hubs: RunningHubSim,
+    hubs: Hubs,
     scope: IdScope,
+    /// A tenant answering register with the final state (no poll).
+    synchronous_scope: IdScope,
     _dir: tempfile::TempDir,
 }
 
 async fn start_system() -> Result<System> {
     let dir = tempfile::tempdir()?;
-    let hubs = HubSim::start(HubSimConfig::new("127.0.0.1:0".parse()?, &HUBS)).await?;
-    let hub_ca = dir.path().join("hub-ca.pem");
-    std::fs::write(&hub_ca, hubs.ca_pem().context("emulator CA")?)?;
-    let mut config = ServiceConfig {
-        data_dir: dir.path().join("data"),
-        ..Default::default()
-    };
-    config.device.listen = "127.0.0.1:0".parse()?;
-    config.service.listen = "127.0.0.2:0".parse()?;
-    config.tls.dev_names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
-    config.hubs.trusted_ca_files = vec![hub_ca];
-    for hub in HUBS {
-        config.hubs.resolve.insert(hub.to_owned(), hubs.addr());
-    }
-    config.operator_key = Some(generate_key());
+    let hubs = Hubs::start(dir.path(), &HUBS).await?;
+    let mut config = system::server_config(&dir.path().join("data"), Some(&hubs));
+    // MQTT over TLS on a port of its own; MQTT over WebSocket on the HTTPS port.
+    config.device.mqtt.enabled = true;
+    config.device.mqtt.listen = Some(system::loopback(1));
+    config.device.mqtt.websocket = true;
     let server = dps_service::server::start(config).await?;
-    let tenant = Tenant {
-        name: "bench".to_owned(),
-        id_scope: IdScope::generate(),
-        service_host_name: "127.0.0.2".to_owned(),
-        default_allocation_policy: AllocationPolicy::Hashed,
-        linked_hubs: HUBS
-            .iter()
-            .map(|h| LinkedHub {
-                host_name: (*h).to_owned(),
-                connection_string: hubs.connection_string(h).unwrap_or_default(),
-                allocation_weight: 1,
-                apply_allocation_policy: true,
-                location: None,
-            })
-            .collect(),
-        access_policies: vec![SharedAccessPolicy {
-            key_name: "provisioningserviceowner".to_owned(),
-            primary_key: generate_key(),
-            secondary_key: generate_key(),
-            rights: AccessRight::ALL.to_vec(),
-        }],
-        ca_certificates: Vec::new(),
-        synchronous_register: false,
-        challenge_secret: generate_key(),
-        etag: ETag::generate(),
-        created: chrono::Utc::now(),
-    };
+    let tenant = system::tenant("bench", "127.0.0.2", Some(&hubs));
     let tenant = server.store.create_tenant(tenant).await?;
+    let mut synchronous = system::tenant("bench-synchronous", "127.0.0.2", Some(&hubs));
+    synchronous.synchronous_register = true;
+    let synchronous = server.store.create_tenant(synchronous).await?;
     Ok(System {
         server,
         hubs,
         scope: tenant.id_scope,
+        synchronous_scope: synchronous.id_scope,
         _dir: dir,
     })
 }
 
 /// Create the plan's enrollments directly in the store (not timed).
-async fn enroll(system: &System, plan: &SwarmPlan) -> Result<()> {
+async fn enroll(system: &System, scope: &IdScope, plan: &SwarmPlan) -> Result<()> {
     for (_, group) in plan.enrollment_groups() {
         let group = EnrollmentGroup::from_json(group.to_string().as_bytes())?;
         system
             .server
             .store
-            .put_enrollment_group(&system.scope, group, Precondition::None)
+            .put_enrollment_group(scope, group, Precondition::None)
             .await?;
     }
     let enrollments = plan
@@ -128,50 +100,12 @@ async fn enroll(system: &System, plan: &SwarmPlan) -> Result<()> {
         system
             .server
             .store
-            .import_enrollments(&system.scope, chunk.to_vec())
+            .import_enrollments(scope, chunk.to_vec())
             .await?;
     }
     // Let the tenant view (groups) cache expire so the run sees the groups.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     Ok(())
-}
-
-struct Row {
-    name: String,
-    devices: u64,
-    concurrency: usize,
-    rate: f64,
-    latency: Histogram<u64>,
-    failures: u64,
-}
-
-impl Row {
-    fn from_report(name: &str, concurrency: usize, report: &SwarmReport) -> Self {
-        Row {
-            name: name.to_owned(),
-            devices: report.attempted,
-            concurrency,
-            rate: report.rate(),
-            latency: report.latency.clone(),
-            failures: report.failed(),
-        }
-    }
-
-    fn print(&self) {
-        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
-        println!(
-            "{:<44} {:>7} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6}",
-            self.name,
-            self.devices,
-            self.concurrency,
-            self.rate,
-            ms(0.50),
-            ms(0.90),
-            ms(0.99),
-            self.latency.max() as f64 / 1000.0,
-            self.failures
-        );
-    }
 }
 
 async fn swarm_phase(
@@ -181,7 +115,7 @@ async fn swarm_phase(
     concurrency: usize,
     rate: Option<f64>,
 ) -> Result<(Row, SwarmReport)> {
-    enroll(system, &plan).await?;
+    enroll(system, &system.scope, &plan).await?;
     let mut config = SwarmConfig::new(
         system.server.device_addr.to_string(),
         system.scope.to_string(),
@@ -191,11 +125,20 @@ async fn swarm_phase(
     config.poll_interval = Some(Duration::ZERO);
     config.timeout = Duration::from_secs(60);
     config.rate = rate;
+    let meter = Meter::start();
     let report = swarm::run(&config, Arc::new(plan), Arc::new(SwarmProgress::default())).await;
     if report.failed() > 0 {
         eprintln!("{name}: failures {:?}", report.sample_errors);
     }
-    let row = Row::from_report(name, concurrency, &report);
+    let row = Row {
+        name: name.to_owned(),
+        count: report.attempted,
+        concurrency,
+        rate: report.rate(),
+        latency: report.latency.clone(),
+        failures: report.failed(),
+        cores_busy: meter.cores_busy(),
+    };
     row.print();
     Ok((row, report))
 }
@@ -239,42 +182,97 @@ async fn floor_phase(count: u64, concurrency: usize) -> Result<Row> {
 
     let trust = TlsTrust::new(false, &[identity.trust_pem.as_str()])?;
     let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
+    let meter = Meter::start();
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let (trust, next) = (trust.clone(), next.clone());
             tokio::spawn(async move {
-                let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+                let mut histogram = latency_histogram();
                 let url = format!("https://{addr}/floor");
                 while next.fetch_add(1, Ordering::Relaxed) < count {
-                    let begun = Instant::now();
+                    let begun = std::time::Instant::now();
                     // A new client per request: a new connection and a full handshake.
                     let client = trust.http_client(None)?;
                     let response = client.get(&url).send().await?;
                     ensure!(response.status().is_success());
                     let _ = response.bytes().await?;
-                    histogram.record(begun.elapsed().as_micros().max(1) as u64)?;
+                    record(&mut histogram, begun.elapsed());
                 }
                 anyhow::Ok(histogram)
             })
         })
         .collect();
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut latency = latency_histogram();
     for worker in workers {
         latency.add(worker.await??)?;
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    server.abort();
-    let row = Row {
-        name: "floor: bare rustls, 1 request per connection".to_owned(),
-        devices: latency.len(),
+    let row = Row::new(
+        "floor: bare rustls, 1 request per connection",
         concurrency,
-        rate: latency.len() as f64 / elapsed,
         latency,
-        failures: 0,
-    };
+        0,
+        &meter,
+    );
+    server.abort();
     row.print();
     Ok(row)
+}
+
+/// Symmetric-key devices over `transport` through the shared device loop
+/// (the swarm's client set-up, a new connection per device), under `scope`.
+async fn transport_phase(
+    system: &System,
+    scope: &IdScope,
+    name: &str,
+    transport: Transport,
+    plan: SwarmPlan,
+    concurrency: usize,
+) -> Result<Row> {
+    enroll(system, scope, &plan).await?;
+    let endpoint = match transport {
+        Transport::Mqtt => mqtt_addr(system)?,
+        _ => system.server.device_addr,
+    };
+    let mut config = DeviceLoop::new(
+        vec![endpoint.to_string()],
+        scope.to_string(),
+        vec![system.server.trust_pem.clone()],
+    );
+    config.transport = transport;
+    config.concurrency = concurrency;
+    let report = devices::provision(&config, name, Arc::new(plan.devices)).await?;
+    if report.failed > 0 {
+        eprintln!("{name}: failures {:?}", report.sample_errors);
+    }
+    report.row.print();
+    Ok(report.row)
+}
+
+fn mqtt_addr(system: &System) -> Result<SocketAddr> {
+    system
+        .server
+        .mqtt_addr
+        .ok_or_else(|| anyhow::anyhow!("the server does not serve MQTT"))
+}
+
+/// The transports compared, HTTPS first (the baseline of the ratios).
+const TRANSPORTS: [Transport; 3] = [Transport::Https, Transport::Mqtt, Transport::MqttWs];
+
+fn transport_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Mqtt => "MQTT over TLS",
+        Transport::MqttWs => "MQTT over WebSocket",
+        _ => "HTTPS",
+    }
+}
+
+/// For registration ids.
+fn transport_prefix(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Mqtt => "mqtt",
+        Transport::MqttWs => "mqttws",
+        _ => "https",
+    }
 }
 
 fn plan(prefix: &str, count: u64, kind: DeviceKind) -> Result<SwarmPlan> {
@@ -289,23 +287,24 @@ fn main() -> Result<()> {
     let devices: u64 = env_or("DPS_BENCH_DEVICES", 6000);
     let concurrency: usize = env_or("DPS_BENCH_CONCURRENCY", 48);
     let large: u64 = env_or("DPS_BENCH_LARGE", 0);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
+    dps_benches::runtime()?.block_on(async move {
         let system = start_system().await?;
         println!(
-            "dps on {} (SQLite, 4 hubs on the in-process emulator), {} cores, {devices} devices per phase",
+            "dps on {} (HTTPS, MQTT over WebSocket) and {} (MQTT over TLS); SQLite, 4 hubs on the in-process emulator; {} cores; {devices} devices per phase",
             system.server.device_addr,
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+            mqtt_addr(&system)?,
+            dps_benches::cores()
         );
-        println!(
-            "{:<44} {:>7} {:>5} {:>9} {:>8} {:>8} {:>8} {:>8} {:>6}",
-            "phase", "devices", "conc", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms", "failed"
-        );
+        println!("(\"register only\": a tenant with synchronous register, whose answer is the final state: no poll)");
+        print_header("devices");
         // Warm-up: code paths, the hub clients' connections, SQLite pages.
         let _ = swarm_phase(&system, "warm-up", plan("warm", 500, DeviceKind::Symmetric)?, concurrency, None).await?;
+        // The same for every transport, through the synchronous tenant (its cache too).
+        for transport in TRANSPORTS {
+            let name = format!("warm-up, register only, {}", transport_name(transport));
+            let prefix = format!("warm-{}", transport_prefix(transport));
+            let _ = transport_phase(&system, &system.synchronous_scope, &name, transport, plan(&prefix, 200, DeviceKind::Symmetric)?, concurrency).await?;
+        }
 
         let floor = floor_phase(devices, concurrency).await?;
         let (symmetric, _) = swarm_phase(
@@ -316,6 +315,39 @@ fn main() -> Result<()> {
             None,
         )
         .await?;
+        let mqtt = transport_phase(
+            &system,
+            &system.scope,
+            "symmetric key, MQTT over TLS (register+poll)",
+            Transport::Mqtt,
+            plan("mqtt", devices, DeviceKind::Symmetric)?,
+            concurrency,
+        )
+        .await?;
+        let mqtt_ws = transport_phase(
+            &system,
+            &system.scope,
+            "symmetric key, MQTT over WebSocket (reg+poll)",
+            Transport::MqttWs,
+            plan("mqttws", devices, DeviceKind::Symmetric)?,
+            concurrency,
+        )
+        .await?;
+        let mut register_only = Vec::new();
+        for transport in TRANSPORTS {
+            let prefix = format!("sync-{}", transport_prefix(transport));
+            register_only.push(
+                transport_phase(
+                    &system,
+                    &system.synchronous_scope,
+                    &format!("register only, {}", transport_name(transport)),
+                    transport,
+                    plan(&prefix, devices, DeviceKind::Symmetric)?,
+                    concurrency,
+                )
+                .await?,
+            );
+        }
         let (group, _) = swarm_phase(
             &system,
             "symmetric key, group-derived",
@@ -343,8 +375,7 @@ fn main() -> Result<()> {
         .await?;
 
         println!();
-        let p99 = |row: &Row| row.latency.value_at_quantile(0.99) as f64 / 1000.0;
-        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        let p99 = |row: &Row| row.ms(0.99);
         println!(
             "symmetric key {:>6.0}/s   target >= 3000/s   {}",
             symmetric.rate,
@@ -373,7 +404,30 @@ fn main() -> Result<()> {
             group.rate / floor.rate,
             x509.rate / floor.rate
         );
-        let failures = symmetric.failures + group.failures + x509.failures + paced.failures;
+        let https_only = &register_only[0];
+        let comparisons = [
+            ("MQTT over TLS", "register+poll", &mqtt, &symmetric),
+            ("MQTT over WebSocket", "register+poll", &mqtt_ws, &symmetric),
+            ("MQTT over TLS", "register only", &register_only[1], https_only),
+            ("MQTT over WebSocket", "register only", &register_only[2], https_only),
+        ];
+        for (what, flow, row, https) in comparisons {
+            let ratio = row.rate / https.rate;
+            println!(
+                "{what} / HTTPS, {flow}: {:.0} / {:.0} = {ratio:.2}   target >= 0.80 and >= 2000/s   {}",
+                row.rate,
+                https.rate,
+                verdict(ratio >= 0.8 && row.rate >= 2000.0)
+            );
+        }
+        println!(
+            "(register+poll over MQTT includes dps-client's wait of at least 100 ms before its poll; HTTPS polls at once)"
+        );
+        let failures = [&symmetric, &mqtt, &mqtt_ws, &group, &x509, &paced]
+            .into_iter()
+            .chain(&register_only)
+            .map(|row| row.failures)
+            .sum::<u64>();
         ensure!(failures == 0, "{failures} registrations failed");
 
         if large > 0 {
@@ -395,10 +449,9 @@ fn main() -> Result<()> {
             ensure!(report.failed() == 0, "{} failures", report.failed());
             ensure!(deviation <= 0.02, "uneven distribution: {:?}", report.per_hub);
         }
-        let on_hubs: usize = HUBS.iter().map(|h| system.hubs.device_count(h)).sum();
-        println!("devices on the hub emulator: {on_hubs}");
+        println!("devices on the hub emulator: {}", system.hubs.device_count());
         system.server.shutdown().await;
-        system.hubs.shutdown().await;
+        system.hubs.sim.shutdown().await;
         anyhow::Ok(())
     })
 }
