@@ -160,7 +160,10 @@ impl Exchange<'_> {
             status.status,
             RegistrationStatus::Assigning | RegistrationStatus::Unassigned
         ) {
-            self.wait(c.poll_interval_override.or(retry_after)).await?;
+            match c.poll_interval_override {
+                Some(interval) => self.wait_exactly(interval).await?,
+                None => self.wait(retry_after).await?,
+            }
             let rid = link.next_rid();
             let topic = format!(
                 "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={}",
@@ -348,10 +351,20 @@ impl Exchange<'_> {
         }
     }
 
+    /// Wait as the service asked (within sane bounds: a `retry-after` of 0
+    /// must not become a busy loop).
     async fn wait(&self, retry_after: Option<Duration>) -> Result<(), ClientError> {
         let duration = retry_after
             .unwrap_or(Duration::from_secs(1))
             .clamp(Duration::from_millis(100), MAX_RETRY_AFTER);
+        self.wait_exactly(duration).await
+    }
+
+    /// Wait exactly `duration` (the caller's own poll interval, zero included).
+    async fn wait_exactly(&self, duration: Duration) -> Result<(), ClientError> {
+        if duration.is_zero() {
+            return Ok(());
+        }
         if Instant::now() + duration > self.deadline {
             return Err(ClientError::Timeout {
                 seconds: self.client.timeout.as_secs(),
