@@ -217,6 +217,33 @@ async fn sas_refusals_carry_their_codes() -> Result<()> {
     let answer: Value = response.json().await?;
     assert_eq!(answer["status"], "assigned", "{answer}");
     assert_eq!(answer["registrationState"]["assignedHub"], "hub-a.test");
+    // The poll right after a register is answered from memory: it still
+    // checks the token, and the operation still belongs to its device only.
+    let forged = token(
+        &scope,
+        "err-dev",
+        &dps_attestation::keys::generate_key(),
+        later,
+    );
+    let response = http
+        .get(format!(
+            "https://{}/{scope}/registrations/err-dev/operations/{operation_id}?api-version=2019-03-31",
+            system.device_host
+        ))
+        .header("authorization", forged)
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let other_key = enrolled(&system, "err-other").await;
+    let response = http
+        .get(format!(
+            "https://{}/{scope}/registrations/err-other/operations/{operation_id}?api-version=2019-03-31",
+            system.device_host
+        ))
+        .header("authorization", token(&scope, "err-other", &other_key, later))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 
     // Missing api-version.
     let response = http

@@ -84,6 +84,9 @@ pub(crate) struct Authenticator<'a> {
     pub(crate) view: &'a TenantView,
     pub(crate) registration_id: &'a RegistrationId,
     pub(crate) expiry: &'a ExpiryPolicy,
+    /// The individual enrollment lookup, when a recent one stands in for
+    /// the store's (see `recent.rs`).
+    pub(crate) known_individual: Option<&'a Option<IndividualEnrollment>>,
 }
 
 impl Authenticator<'_> {
@@ -114,6 +117,9 @@ impl Authenticator<'_> {
     }
 
     async fn individual(&self) -> Result<Option<IndividualEnrollment>, ApiError> {
+        if let Some(known) = self.known_individual {
+            return Ok(known.clone());
+        }
         self.store
             .enrollment(&self.view.tenant.id_scope, self.registration_id)
             .await

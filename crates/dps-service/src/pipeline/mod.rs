@@ -9,6 +9,7 @@
 
 mod assign;
 mod authenticate;
+mod recent;
 mod tenants;
 mod throttle;
 
@@ -34,6 +35,7 @@ use self::assign::{Assigned, Assignment, Failure};
 use self::authenticate::{
     unauthorized, Authentication, Authenticator, Evidence, MatchedEnrollment,
 };
+use self::recent::{RecentOperation, RecentOperations};
 pub use self::tenants::{TenantCache, TenantView};
 use self::throttle::Throttle;
 use crate::respond::ApiError;
@@ -97,6 +99,7 @@ pub struct Pipeline {
     expiry: ExpiryPolicy,
     throttle: Throttle,
     locks: Vec<Mutex<()>>,
+    recent: RecentOperations,
 }
 
 const LOCK_SHARDS: usize = 256;
@@ -119,6 +122,7 @@ impl Pipeline {
             expiry,
             throttle: Throttle::new(throttling),
             locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
+            recent: RecentOperations::default(),
         }
     }
 
@@ -144,12 +148,14 @@ impl Pipeline {
         request: &DeviceRequest,
         body: Option<&DeviceRegistrationRequest>,
         allow_challenge: bool,
+        known_individual: Option<&Option<dps_model::IndividualEnrollment>>,
     ) -> Result<Authentication, ApiError> {
         Authenticator {
             store: self.store.as_ref(),
             view,
             registration_id,
             expiry: &self.expiry,
+            known_individual,
         }
         .authenticate(
             &request.credentials,
@@ -169,7 +175,7 @@ impl Pipeline {
         let (view, registration_id) = self.view(request).await?;
         self.throttle.admit(&view.tenant.id_scope)?;
         let device = match self
-            .authenticate(&view, &registration_id, request, Some(&body), true)
+            .authenticate(&view, &registration_id, request, Some(&body), true, None)
             .await?
         {
             Authentication::TpmChallenge(blob) => {
@@ -304,10 +310,18 @@ impl Pipeline {
             created: now,
             status: final_status.clone(),
         };
+        let recent = RecentOperation {
+            operation: operation.clone(),
+            individual: match &device.enrollment {
+                MatchedEnrollment::Individual(e) => Some((**e).clone()),
+                MatchedEnrollment::Group(_) => None,
+            },
+        };
         self.store
             .commit_registration(scope, record, operation, billing)
             .await
             .map_err(ApiError::internal)?;
+        self.recent.insert(scope, recent);
 
         Ok(if view.tenant.synchronous_register {
             RegisterAnswer::Final(final_status)
@@ -325,7 +339,7 @@ impl Pipeline {
     /// instruction (an unknown scope and a bad credential look alike).
     pub async fn authenticate_device(&self, request: &DeviceRequest) -> Result<(), ApiError> {
         let (view, registration_id) = self.view(request).await?;
-        self.authenticated_device(&view, &registration_id, request)
+        self.authenticated_device(&view, &registration_id, request, None)
             .await
     }
 
@@ -336,14 +350,23 @@ impl Pipeline {
         operation_id: &str,
     ) -> Result<RegistrationOperationStatus, ApiError> {
         let (view, registration_id) = self.view(request).await?;
-        self.authenticated_device(&view, &registration_id, request)
-            .await?;
         let not_found = || {
             ApiError::new(
                 ErrorCode::ASYNC_OPERATION_NOT_FOUND,
                 format!("Operation {operation_id:?} was not found."),
             )
         };
+        if let Some(recent) = self
+            .recent
+            .get(&view.tenant.id_scope, operation_id)
+            .filter(|recent| recent.operation.registration_id == registration_id)
+        {
+            self.authenticated_device(&view, &registration_id, request, Some(&recent.individual))
+                .await?;
+            return Ok(recent.operation.status);
+        }
+        self.authenticated_device(&view, &registration_id, request, None)
+            .await?;
         let operation = self
             .store
             .registration_operation(&view.tenant.id_scope, operation_id)
@@ -363,7 +386,7 @@ impl Pipeline {
         _body: DeviceRegistrationRequest,
     ) -> Result<DeviceRegistrationResult, ApiError> {
         let (view, registration_id) = self.view(request).await?;
-        self.authenticated_device(&view, &registration_id, request)
+        self.authenticated_device(&view, &registration_id, request, None)
             .await?;
         let scope = &view.tenant.id_scope;
         let record = self
@@ -393,9 +416,17 @@ impl Pipeline {
         view: &TenantView,
         registration_id: &RegistrationId,
         request: &DeviceRequest,
+        known_individual: Option<&Option<dps_model::IndividualEnrollment>>,
     ) -> Result<(), ApiError> {
         match self
-            .authenticate(view, registration_id, request, None, false)
+            .authenticate(
+                view,
+                registration_id,
+                request,
+                None,
+                false,
+                known_individual,
+            )
             .await?
         {
             Authentication::Device(_) => Ok(()),
