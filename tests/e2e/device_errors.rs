@@ -222,7 +222,7 @@ async fn sas_refusals_carry_their_codes() -> Result<()> {
     let forged = token(
         &scope,
         "err-dev",
-        &dps_attestation::keys::generate_key(),
+        &generate_key(),
         later,
     );
     let response = http
