@@ -219,12 +219,7 @@ async fn sas_refusals_carry_their_codes() -> Result<()> {
     assert_eq!(answer["registrationState"]["assignedHub"], "hub-a.test");
     // The poll right after a register is answered from memory: it still
     // checks the token, and the operation still belongs to its device only.
-    let forged = token(
-        &scope,
-        "err-dev",
-        &generate_key(),
-        later,
-    );
+    let forged = token(&scope, "err-dev", &generate_key(), later);
     let response = http
         .get(format!(
             "https://{}/{scope}/registrations/err-dev/operations/{operation_id}?api-version=2019-03-31",
