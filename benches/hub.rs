@@ -2,7 +2,7 @@
 //! per second through `ensure_device`, with one shared keep-alive HTTP client
 //! and a few concurrent tasks. Prints throughput and p50/p90/p99 latency.
 //!
-//! `cargo bench -p dps-benches --bench hub` (phase length: DPS_BENCH_SECS, default 6).
+//! `cargo bench -p dps-benches --bench hub` (phase length: DPS_BENCH_SECONDS, default 6).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -82,7 +82,7 @@ async fn run_phase(
 }
 
 fn main() -> anyhow::Result<()> {
-    let secs = std::env::var("DPS_BENCH_SECS")
+    let secs = std::env::var("DPS_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6u64);
