@@ -373,6 +373,8 @@ fn main() -> Result<()> {
         )
         .await?;
         let half = symmetric.rate / 2.0;
+        let latency = system.server.device_latency.clone();
+        let (register_before, poll_before) = (latency.register.snapshot(), latency.poll.snapshot());
         let (paced, _) = swarm_phase(
             &system,
             &format!("symmetric key at half rate ({half:.0}/s)"),
@@ -394,10 +396,22 @@ fn main() -> Result<()> {
             x509.rate,
             verdict(x509.rate >= 1500.0)
         );
+        let server_register = latency.register.snapshot().since(&register_before);
+        let server_poll = latency.poll.snapshot().since(&poll_before);
+        let server_ms = |snapshot: &dps_service::pipeline::LatencySnapshot, q: f64| {
+            snapshot.quantile(q).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+        };
+        let server_p99 = server_ms(&server_register, 0.99);
         println!(
-            "p99 at half rate {:.2} ms (client-observed: an upper bound of the server's)   target < 10 ms   {}",
-            p99(&paced),
-            verdict(p99(&paced) < 10.0)
+            "p99 at half rate, server-side register: {server_p99:.2} ms (p50 {:.2} ms; poll p50 {:.2} ms, p99 {:.2} ms; 50 µs buckets)   target < 10 ms   {}",
+            server_ms(&server_register, 0.5),
+            server_ms(&server_poll, 0.5),
+            server_ms(&server_poll, 0.99),
+            verdict(server_p99 < 10.0)
+        );
+        println!(
+            "p99 at half rate, client-observed (new TLS connection, register + poll): {:.2} ms",
+            p99(&paced)
         );
         let ratio = symmetric.rate / floor.rate;
         println!(

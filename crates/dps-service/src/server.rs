@@ -45,6 +45,9 @@ pub struct RunningServer {
     /// The live hub round trips the lowest-latency policy reads (`None`
     /// when `allocation.geo_latency.probe.enabled` is off).
     pub live_latency: Option<Arc<LiveLatency>>,
+    /// Server-side time of device instructions (register, poll), every
+    /// transport, TLS handshakes excluded.
+    pub device_latency: Arc<crate::pipeline::PipelineLatency>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -122,6 +125,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         ExpiryPolicy::default(),
         &config.throttling,
     ));
+    let device_latency = pipeline.latency();
     let operator_key = match &config.operator_key {
         Some(key) => key.clone(),
         None => stored_operator_key(&config.data_dir)?,
@@ -209,6 +213,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         store,
         tenants: declared_tenants,
         live_latency,
+        device_latency,
         shutdown,
         tasks,
     })

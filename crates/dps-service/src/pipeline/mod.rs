@@ -9,6 +9,7 @@
 
 mod assign;
 mod authenticate;
+mod latency;
 mod recent;
 mod tenants;
 mod throttle;
@@ -35,6 +36,7 @@ use self::assign::{Assigned, Assignment, Failure};
 use self::authenticate::{
     unauthorized, Authentication, Authenticator, Evidence, MatchedEnrollment,
 };
+pub use self::latency::{LatencyHistogram, LatencySnapshot, PipelineLatency};
 use self::recent::{RecentOperation, RecentOperations};
 pub use self::tenants::{TenantCache, TenantView};
 use self::throttle::Throttle;
@@ -100,6 +102,7 @@ pub struct Pipeline {
     throttle: Throttle,
     locks: Vec<Mutex<()>>,
     recent: RecentOperations,
+    latency: Arc<PipelineLatency>,
 }
 
 const LOCK_SHARDS: usize = 256;
@@ -123,6 +126,7 @@ impl Pipeline {
             throttle: Throttle::new(throttling),
             locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
             recent: RecentOperations::default(),
+            latency: Arc::default(),
         }
     }
 
@@ -165,8 +169,25 @@ impl Pipeline {
         .await
     }
 
+    /// The server-side time of device instructions so far.
+    pub fn latency(&self) -> Arc<PipelineLatency> {
+        self.latency.clone()
+    }
+
     /// Register (D1): authenticate, assign, store; answer `202 assigning`.
     pub async fn register(
+        &self,
+        request: &DeviceRequest,
+        body: DeviceRegistrationRequest,
+        force: bool,
+    ) -> Result<RegisterAnswer, ApiError> {
+        let started = std::time::Instant::now();
+        let answer = self.register_untimed(request, body, force).await;
+        self.latency.register.record(started.elapsed());
+        answer
+    }
+
+    async fn register_untimed(
         &self,
         request: &DeviceRequest,
         body: DeviceRegistrationRequest,
@@ -345,6 +366,17 @@ impl Pipeline {
 
     /// Poll (D2): the stored answer of an operation of this device.
     pub async fn operation_status(
+        &self,
+        request: &DeviceRequest,
+        operation_id: &str,
+    ) -> Result<RegistrationOperationStatus, ApiError> {
+        let started = std::time::Instant::now();
+        let answer = self.operation_status_untimed(request, operation_id).await;
+        self.latency.poll.record(started.elapsed());
+        answer
+    }
+
+    async fn operation_status_untimed(
         &self,
         request: &DeviceRequest,
         operation_id: &str,
