@@ -9,15 +9,12 @@ use anyhow::{Context as _, Result};
 use dps_attestation::keys::generate_key;
 use dps_client::swarm::SwarmDevice;
 use dps_hub_sim::{HubSim, HubSimConfig, RunningHubSim};
-use dps_model::{
-    AccessRight, AllocationPolicy, DeviceId, ETag, IdScope, IndividualEnrollment, LinkedHub,
-    RegistrationId, SharedAccessPolicy, Tenant,
-};
+use dps_model::{DeviceId, IdScope, IndividualEnrollment, LinkedHub, RegistrationId, Tenant};
 use dps_service::ServiceConfig;
 use dps_storage::Store;
 
 /// The name of the tenant policy with every right.
-pub const OWNER_POLICY: &str = "provisioningserviceowner";
+pub use dps_model::tenant::OWNER_POLICY;
 
 /// Enrollments per `import_enrollments` call: one transaction each.
 pub const IMPORT_CHUNK: usize = 10_000;
@@ -87,36 +84,19 @@ pub fn server_config(data_dir: &Path, hubs: Option<&Hubs>) -> ServiceConfig {
 /// owner policy ([`OWNER_POLICY`], every right), hashed allocation over the
 /// emulator's hubs (equal weights) when given.
 pub fn tenant(name: &str, service_host_name: &str, hubs: Option<&Hubs>) -> Tenant {
-    let linked_hubs = hubs.map_or_else(Vec::new, |hubs| {
+    let mut tenant = Tenant::new(name, service_host_name).expect("a valid tenant name");
+    tenant.linked_hubs = hubs.map_or_else(Vec::new, |hubs| {
         hubs.hosts
             .iter()
-            .map(|host| LinkedHub {
-                host_name: host.clone(),
-                connection_string: hubs.sim.connection_string(host).unwrap_or_default(),
-                allocation_weight: 1,
-                apply_allocation_policy: true,
-                location: None,
+            .map(|host| {
+                LinkedHub::new(
+                    host.clone(),
+                    hubs.sim.connection_string(host).unwrap_or_default(),
+                )
             })
             .collect()
     });
-    Tenant {
-        name: name.to_owned(),
-        id_scope: IdScope::generate(),
-        service_host_name: service_host_name.to_owned(),
-        default_allocation_policy: AllocationPolicy::Hashed,
-        linked_hubs,
-        access_policies: vec![SharedAccessPolicy {
-            key_name: OWNER_POLICY.to_owned(),
-            primary_key: generate_key(),
-            secondary_key: generate_key(),
-            rights: AccessRight::ALL.to_vec(),
-        }],
-        ca_certificates: Vec::new(),
-        synchronous_register: false,
-        challenge_secret: generate_key(),
-        etag: ETag::generate(),
-        created: chrono::Utc::now(),
-    }
+    tenant
 }
 
 /// A typical symmetric-key enrollment as an SDK sends it: both keys (so the
