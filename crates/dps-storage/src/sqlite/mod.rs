@@ -86,7 +86,12 @@ pub struct SqliteOptions {
     /// Page cache per connection, KiB (default 16384).
     pub cache_size_kib: u32,
     /// Bytes of the file read through a memory map, shared by all connections
-    /// (default 1 GiB; 0 turns it off).
+    /// (default 0: off). A database that grows (every registration and every
+    /// billing row) makes each connection unmap and map again and fault its
+    /// pages back in, which under a mixed load costs more than the map saves:
+    /// off, the service API answered 40 % more GETs on 2 cores while point
+    /// reads alone went from 58k/s to 43k/s. Worth turning on for a
+    /// read-mostly database.
     pub mmap_size_bytes: u64,
     /// Interval of background WAL checkpoints, in ms (default 500). 0 leaves
     /// checkpoints to SQLite, inside the writer's commits every 1000 pages.
@@ -102,7 +107,7 @@ impl Default for SqliteOptions {
             max_batch: 512,
             queue_depth: 4096,
             cache_size_kib: 16 * 1024,
-            mmap_size_bytes: 1 << 30,
+            mmap_size_bytes: 0,
             checkpoint_interval_ms: 500,
         }
     }
