@@ -14,105 +14,36 @@
 //! reports contention that way) are retried the same way; they guarantee
 //! nothing was stored.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use dps_model::{
     ETag, IdScope, IndividualEnrollment, OperationKind, OperationRecord, Precondition,
-    RegistrationId, RegistrationOperation, RegistrationRecord, Tenant,
+    RegistrationId, RegistrationOperation, RegistrationRecord,
 };
 use sqlx::error::ErrorKind;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::{PgPool, Postgres};
 
+use super::retry::{Attempt, Retry};
 use super::sql::{self, RecordTable};
+pub(crate) use super::tenant_writes::{create_tenant, delete_tenant, replace_tenant};
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::rules::{self, CreatedOnly, EnrollmentLike};
 use crate::store::Written;
 use crate::time;
 
 /// Attempts of one write before it reports [`StoreError::Contention`].
-const MAX_ATTEMPTS: u32 = 64;
 /// Rows per `UNNEST` statement of a bulk import.
 const IMPORT_CHUNK: usize = 2_000;
 
-/// The result of one attempt at a conditional write.
-enum Attempt<T> {
-    /// Settled: stored, or refused for a reason the caller must hear.
-    Done(T),
-    /// Another writer changed the row between our read and our write.
-    Lost,
-}
-
-/// Runs attempts until one settles, backing off between lost ones.
-struct Retry {
-    entity: Entity,
-    id: String,
-    attempts: u32,
-}
-
-impl Retry {
-    fn new(entity: Entity, id: &str) -> Self {
-        Retry {
-            entity,
-            id: id.to_owned(),
-            attempts: 0,
-        }
-    }
-
-    /// `Some(answer)` when the attempt settled the write; `None` to try again.
-    async fn settle<T>(&mut self, attempt: StoreResult<Attempt<T>>) -> Option<StoreResult<T>> {
-        match attempt {
-            Ok(Attempt::Done(value)) => return Some(Ok(value)),
-            Ok(Attempt::Lost) => {}
-            Err(err) if is_transient(&err) => {}
-            Err(err) => return Some(Err(err)),
-        }
-        self.attempts += 1;
-        if self.attempts >= MAX_ATTEMPTS {
-            return Some(Err(StoreError::Contention {
-                entity: self.entity,
-                id: std::mem::take(&mut self.id),
-                attempts: self.attempts,
-            }));
-        }
-        // Spread the retries of writers that collided: 0-1 ms, then up to ~16 ms.
-        let ceiling = 1u64 << self.attempts.min(4);
-        let pause = rand_below(ceiling * 1000);
-        tokio::time::sleep(Duration::from_micros(pause)).await;
-        None
-    }
-}
-
-/// A cheap, good-enough jitter source (no shared RNG on the write path).
-fn rand_below(bound: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    u64::from(nanos.wrapping_mul(2_654_435_761)) % bound.max(1)
-}
-
-/// SQLSTATE 40001 (serialization failure) or 40P01 (deadlock): the
-/// transaction was rolled back and may simply be run again.
-fn is_transient(err: &StoreError) -> bool {
-    let StoreError::Database { source, .. } = err else {
-        return false;
-    };
-    match source.as_ref() {
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
-        _ => false,
-    }
-}
-
-fn violation(err: &sqlx::Error) -> Option<ErrorKind> {
+pub(super) fn violation(err: &sqlx::Error) -> Option<ErrorKind> {
     match err {
         sqlx::Error::Database(db) => Some(db.kind()),
         _ => None,
     }
 }
 
-fn constraint(err: &sqlx::Error) -> Option<&str> {
+pub(super) fn constraint(err: &sqlx::Error) -> Option<&str> {
     match err {
         sqlx::Error::Database(db) => db.constraint(),
         _ => None,
@@ -152,172 +83,8 @@ fn bind_billing<'q>(
         .bind(row.subject.clone())
 }
 
-fn scope_bytes(id_scope: &IdScope) -> Vec<u8> {
+pub(super) fn scope_bytes(id_scope: &IdScope) -> Vec<u8> {
     id_scope.key().into_bytes()
-}
-
-// ----- tenants -----------------------------------------------------------
-
-pub(crate) async fn create_tenant(pool: &PgPool, mut tenant: Tenant) -> StoreResult<Tenant> {
-    let key = tenant.id_scope.key();
-    let taken = |id: String| StoreError::AlreadyExists {
-        entity: Entity::Tenant,
-        id,
-    };
-    let by_scope: Option<(String,)> = sqlx::query_as(sql::TENANT_ETAG)
-        .bind(key.as_bytes())
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::database("looking up the tenant"))?;
-    if by_scope.is_some() {
-        return Err(taken(tenant.id_scope.to_string()));
-    }
-    let by_name: Option<(Vec<u8>,)> = sqlx::query_as(sql::TENANT_SCOPE_OF_NAME)
-        .bind(&tenant.name)
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::database("looking up the tenant name"))?;
-    if by_name.is_some() {
-        return Err(taken(tenant.name.clone()));
-    }
-    tenant.etag = ETag::generate();
-    let body = rules::encode(Entity::Tenant, &key, &tenant)?;
-    let inserted = sqlx::query(sql::INSERT_TENANT)
-        .bind(key.as_bytes())
-        .bind(&tenant.name)
-        .bind(tenant.etag.as_str())
-        .bind(body)
-        .execute(pool)
-        .await;
-    match inserted {
-        Ok(_) => Ok(tenant),
-        // A replica created it between our look-ups and our insert.
-        Err(err) if violation(&err) == Some(ErrorKind::UniqueViolation) => {
-            Err(if constraint(&err) == Some("tenants_name_unique") {
-                taken(tenant.name)
-            } else {
-                taken(tenant.id_scope.to_string())
-            })
-        }
-        Err(err) => Err(StoreError::database("creating a tenant")(err)),
-    }
-}
-
-pub(crate) async fn replace_tenant(
-    pool: &PgPool,
-    tenant: Tenant,
-    precondition: Precondition,
-) -> StoreResult<Tenant> {
-    let mut retry = Retry::new(Entity::Tenant, tenant.id_scope.as_str());
-    loop {
-        let attempt = try_replace_tenant(pool, tenant.clone(), &precondition).await;
-        if let Some(answer) = retry.settle(attempt).await {
-            return answer;
-        }
-    }
-}
-
-async fn try_replace_tenant(
-    pool: &PgPool,
-    mut tenant: Tenant,
-    precondition: &Precondition,
-) -> StoreResult<Attempt<Tenant>> {
-    let key = tenant.id_scope.key();
-    let current: Option<(String, String)> = sqlx::query_as(sql::TENANT_FOR_WRITE)
-        .bind(key.as_bytes())
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::database("reading the tenant"))?;
-    let Some((etag, body)) = current else {
-        return Err(StoreError::NotFound {
-            entity: Entity::Tenant,
-            id: tenant.id_scope.to_string(),
-        });
-    };
-    let current_tag = ETag::new(etag.as_str());
-    rules::check_put(
-        Entity::Tenant,
-        tenant.id_scope.as_str(),
-        Some(&current_tag),
-        precondition,
-    )?;
-    let stored: Tenant = rules::decode(Entity::Tenant, &key, &body)?;
-    if stored.name != tenant.name {
-        let owner: Option<(Vec<u8>,)> = sqlx::query_as(sql::TENANT_SCOPE_OF_NAME)
-            .bind(&tenant.name)
-            .fetch_optional(pool)
-            .await
-            .map_err(StoreError::database("looking up the tenant name"))?;
-        if owner.is_some() {
-            return Err(StoreError::AlreadyExists {
-                entity: Entity::Tenant,
-                id: tenant.name,
-            });
-        }
-    }
-    tenant.etag = ETag::generate();
-    tenant.created = stored.created;
-    let body = rules::encode(Entity::Tenant, &key, &tenant)?;
-    let updated = sqlx::query(sql::UPDATE_TENANT)
-        .bind(key.as_bytes())
-        .bind(&tenant.name)
-        .bind(tenant.etag.as_str())
-        .bind(body)
-        .bind(etag)
-        .execute(pool)
-        .await;
-    match updated {
-        Ok(done) if done.rows_affected() == 1 => Ok(Attempt::Done(tenant)),
-        Ok(_) => Ok(Attempt::Lost),
-        Err(err) if violation(&err) == Some(ErrorKind::UniqueViolation) => {
-            Err(StoreError::AlreadyExists {
-                entity: Entity::Tenant,
-                id: tenant.name,
-            })
-        }
-        Err(err) => Err(StoreError::database("replacing a tenant")(err)),
-    }
-}
-
-pub(crate) async fn delete_tenant(
-    pool: &PgPool,
-    id_scope: &IdScope,
-    precondition: Precondition,
-) -> StoreResult<()> {
-    let key = scope_bytes(id_scope);
-    let mut retry = Retry::new(Entity::Tenant, id_scope.as_str());
-    loop {
-        let attempt = async {
-            let current: Option<(String,)> = sqlx::query_as(sql::TENANT_ETAG)
-                .bind(&key)
-                .fetch_optional(pool)
-                .await
-                .map_err(StoreError::database("reading the tenant"))?;
-            let current = current.map(|(etag,)| etag);
-            rules::check_delete(
-                Entity::Tenant,
-                id_scope.as_str(),
-                current.as_deref().map(ETag::new).as_ref(),
-                &precondition,
-            )?;
-            // Everything else goes with it: ON DELETE CASCADE.
-            let done = sqlx::query(sql::DELETE_TENANT)
-                .bind(&key)
-                .bind(current)
-                .execute(pool)
-                .await
-                .map_err(StoreError::database("deleting a tenant"))?;
-            Ok(if done.rows_affected() == 1 {
-                Attempt::Done(())
-            } else {
-                Attempt::Lost
-            })
-        }
-        .await;
-        if let Some(answer) = retry.settle(attempt).await {
-            return answer;
-        }
-    }
 }
 
 // ----- enrollments and groups -------------------------------------------
@@ -678,51 +445,4 @@ pub(crate) async fn purge_operations(
         .await
         .map_err(StoreError::database("purging registration operations"))?;
     Ok(done.rows_affected())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn lost_attempts_are_retried_then_reported_as_contention() {
-        let mut retry = Retry::new(Entity::Enrollment, "dev-1");
-        let mut lost = 0;
-        let answer = loop {
-            if let Some(answer) = retry.settle::<()>(Ok(Attempt::Lost)).await {
-                break answer;
-            }
-            lost += 1;
-        };
-        assert_eq!(lost, MAX_ATTEMPTS - 1);
-        assert!(
-            matches!(answer, Err(StoreError::Contention { entity: Entity::Enrollment, ref id, attempts })
-                if id == "dev-1" && attempts == MAX_ATTEMPTS),
-            "{answer:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn refusals_are_answered_at_once() {
-        let mut retry = Retry::new(Entity::Enrollment, "dev-1");
-        let refused = retry
-            .settle::<()>(Err(StoreError::NotFound {
-                entity: Entity::Enrollment,
-                id: "dev-1".to_owned(),
-            }))
-            .await;
-        assert!(matches!(refused, Some(Err(StoreError::NotFound { .. }))));
-        assert!(matches!(
-            retry.settle(Ok(Attempt::Done(7))).await,
-            Some(Ok(7))
-        ));
-    }
-
-    #[test]
-    fn jitter_stays_below_its_bound() {
-        for bound in [1, 2, 1000, 16_000] {
-            assert!(rand_below(bound) < bound);
-        }
-        assert_eq!(rand_below(0), 0);
-    }
 }

@@ -2,7 +2,7 @@
 //! for embedding dps where nothing must survive a restart.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::RwLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,159 +17,16 @@ use crate::store::{MeterReport, Store, Written};
 use crate::time;
 use crate::token::{Page, PageRequest};
 
+mod state;
+
+use self::state::{enrollments, enrollments_ref, groups, groups_ref, in_range, State, TenantData};
+
 /// A store that keeps everything in memory. Same semantics as the durable
 /// backends (records come back exactly as if they had been stored as JSON);
 /// nothing survives the value.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: RwLock<State>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    /// By ID scope key.
-    tenants: BTreeMap<String, TenantData>,
-    /// Tenant name → ID scope key.
-    names: HashMap<String, String>,
-}
-
-#[derive(Debug)]
-struct TenantData {
-    tenant: Tenant,
-    enrollments: BTreeMap<String, IndividualEnrollment>,
-    groups: BTreeMap<String, EnrollmentGroup>,
-    registrations: BTreeMap<String, RegistrationRecord>,
-    operations: HashMap<String, RegistrationOperation>,
-    billing: Vec<OperationRecord>,
-}
-
-impl State {
-    fn data(&self, id_scope: &IdScope) -> Option<&TenantData> {
-        self.tenants.get(&id_scope.key())
-    }
-
-    fn data_mut(&mut self, id_scope: &IdScope) -> StoreResult<&mut TenantData> {
-        self.tenants
-            .get_mut(&id_scope.key())
-            .ok_or_else(|| StoreError::UnknownTenant {
-                id_scope: id_scope.clone(),
-            })
-    }
-}
-
-/// Where a tenant keeps records of type `T`.
-type Shelf<T> = fn(&mut TenantData) -> &mut BTreeMap<String, T>;
-type ShelfRef<T> = fn(&TenantData) -> &BTreeMap<String, T>;
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        MemoryStore::default()
-    }
-
-    // A panic while holding the lock cannot leave a half-applied write: every
-    // write checks and prepares everything before it mutates.
-    fn read(&self) -> RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get<T: EnrollmentLike>(
-        &self,
-        id_scope: &IdScope,
-        key: &str,
-        shelf: ShelfRef<T>,
-    ) -> Option<T> {
-        self.read()
-            .data(id_scope)
-            .and_then(|data| shelf(data).get(key).cloned())
-    }
-
-    fn put<T: EnrollmentLike>(
-        &self,
-        id_scope: &IdScope,
-        mut record: T,
-        precondition: Precondition,
-        shelf: Shelf<T>,
-    ) -> StoreResult<Written<T>> {
-        let now = time::now();
-        let key = record.key();
-        let mut state = self.write();
-        let data = state.data_mut(id_scope)?;
-        let current = shelf(data).get(&key);
-        let current_tag = current.map(|c| c.etag().cloned().unwrap_or_else(|| ETag::new("")));
-        let outcome =
-            rules::check_put(T::ENTITY, record.id(), current_tag.as_ref(), &precondition)?;
-        rules::stamp(&mut record, current.and_then(T::created), now);
-        let record = rules::normalize(T::ENTITY, &key, &record)?;
-        data.billing.push(rules::billing(
-            id_scope,
-            T::billing_kind(outcome),
-            record.id(),
-            now,
-        ));
-        shelf(data).insert(key, record.clone());
-        Ok(Written { record, outcome })
-    }
-
-    fn delete<T: EnrollmentLike>(
-        &self,
-        id_scope: &IdScope,
-        id: &str,
-        key: &str,
-        precondition: Precondition,
-        shelf: Shelf<T>,
-    ) -> StoreResult<()> {
-        let now = time::now();
-        let mut state = self.write();
-        let data = state.data_mut(id_scope)?;
-        let current_tag = shelf(data)
-            .get(key)
-            .map(|c| c.etag().cloned().unwrap_or_else(|| ETag::new("")));
-        rules::check_delete(T::ENTITY, id, current_tag.as_ref(), &precondition)?;
-        shelf(data).remove(key);
-        data.billing
-            .push(rules::billing(id_scope, T::BILLING[2], id, now));
-        Ok(())
-    }
-
-    fn page<T: Clone>(map: &BTreeMap<String, T>, page: &PageRequest) -> Page<T> {
-        let size = page.effective_size();
-        let rows = match page.after_key() {
-            Some(after) => map
-                .range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded))
-                .take(size + 1)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            None => map
-                .iter()
-                .take(size + 1)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        };
-        Page::from_overfetch(rows, size)
-    }
-}
-
-fn enrollments(data: &mut TenantData) -> &mut BTreeMap<String, IndividualEnrollment> {
-    &mut data.enrollments
-}
-fn enrollments_ref(data: &TenantData) -> &BTreeMap<String, IndividualEnrollment> {
-    &data.enrollments
-}
-fn groups(data: &mut TenantData) -> &mut BTreeMap<String, EnrollmentGroup> {
-    &mut data.groups
-}
-fn groups_ref(data: &TenantData) -> &BTreeMap<String, EnrollmentGroup> {
-    &data.groups
-}
-
-fn in_range(at: DateTime<Utc>, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
-    let at = time::to_micros(at);
-    time::to_micros(from) <= at && at < time::to_micros(to)
 }
 
 #[async_trait]
