@@ -1,0 +1,229 @@
+//! The wire details of the device protocol over MQTT: request ids, reply
+//! topics, and how answers become results or typed errors.
+
+use std::time::Duration;
+
+use dps_model::{ErrorBody, RegistrationOperationStatus, RegistrationStatus};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
+
+use super::Answer;
+use crate::credential::Credential;
+use crate::{ClientError, ProvisioningClient, Registration};
+
+/// A request id unique within the connection, shaped like the SDKs' UUIDs.
+pub(super) fn uuid_like(n: u16) -> String {
+    format!("00000000-0000-4000-8000-{:012x}", n)
+}
+
+/// `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={n}]`.
+pub(super) fn parse_reply_topic(topic: &str) -> Option<(u16, &str, Option<Duration>)> {
+    let rest = topic.strip_prefix("$dps/registrations/res/")?;
+    let (status, query) = rest.split_once('?')?;
+    let status = status.trim_end_matches('/').parse().ok()?;
+    let mut rid = None;
+    let mut retry_after = None;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "$rid" {
+            rid = Some(value);
+        } else if name.eq_ignore_ascii_case("retry-after") {
+            retry_after = value.trim().parse::<u64>().ok().map(Duration::from_secs);
+        }
+    }
+    Some((status, rid?, retry_after))
+}
+
+pub(super) fn parse_status(body: &[u8]) -> Result<RegistrationOperationStatus, ClientError> {
+    dps_model::from_json(body).map_err(|e| protocol(e.to_string()))
+}
+
+pub(super) fn finish(
+    client: &ProvisioningClient,
+    status: RegistrationOperationStatus,
+) -> Result<Registration, ClientError> {
+    let state = status.registration_state;
+    match status.status {
+        RegistrationStatus::Assigned => {
+            let state = state.ok_or_else(|| protocol("assigned without registrationState"))?;
+            let assigned_hub = state
+                .assigned_hub
+                .clone()
+                .ok_or_else(|| protocol("assigned without assignedHub"))?;
+            let device_id = state
+                .device_id
+                .clone()
+                .ok_or_else(|| protocol("assigned without deviceId"))?;
+            let hub_connection_string = match &client.credential {
+                Credential::SymmetricKey(key) => Some(format!(
+                    "HostName={assigned_hub};DeviceId={device_id};SharedAccessKey={}",
+                    key.to_base64()
+                )),
+                _ => None,
+            };
+            Ok(Registration {
+                registration_id: state.registration_id.clone(),
+                assigned_hub,
+                device_id,
+                substatus: state.substatus,
+                payload: state.payload.clone(),
+                operation_id: status.operation_id,
+                hub_connection_string,
+                raw: state,
+            })
+        }
+        RegistrationStatus::Failed => Err(ClientError::RegistrationFailed {
+            error_code: state.as_ref().and_then(|s| s.error_code),
+            message: state
+                .and_then(|s| s.error_message)
+                .unwrap_or_else(|| "no message".to_owned()),
+        }),
+        RegistrationStatus::Disabled => Err(ClientError::Disabled),
+        other => Err(protocol(format!(
+            "unexpected terminal status {}",
+            other.as_str()
+        ))),
+    }
+}
+
+pub(super) fn is_transient(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+pub(super) fn error_of(answer: &Answer) -> ClientError {
+    let body = serde_json::from_slice::<ErrorBody>(&answer.body).ok();
+    let error_code = body.as_ref().map(|b| b.error_code);
+    let message = body.map(|b| b.message).unwrap_or_else(|| {
+        String::from_utf8_lossy(&answer.body)
+            .chars()
+            .take(200)
+            .collect()
+    });
+    if answer.status == 401 {
+        ClientError::Authentication {
+            status: answer.status,
+            error_code,
+            message,
+        }
+    } else {
+        ClientError::Service {
+            status: answer.status,
+            error_code,
+            message,
+        }
+    }
+}
+
+/// A CONNACK refusal as the matching HTTP-shaped error.
+pub(super) fn refusal(code: ConnectReturnCode) -> ClientError {
+    match code {
+        ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword => {
+            ClientError::Authentication {
+                status: 401,
+                error_code: None,
+                message: format!("the service refused the MQTT connection ({code:?})"),
+            }
+        }
+        ConnectReturnCode::ServiceUnavailable => ClientError::Service {
+            status: 503,
+            error_code: None,
+            message: "the service refused the MQTT connection (ServiceUnavailable)".to_owned(),
+        },
+        other => protocol(format!(
+            "the service refused the MQTT connection ({other:?})"
+        )),
+    }
+}
+
+pub(super) fn kind(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
+    }
+}
+
+pub(super) fn protocol(reason: impl Into<String>) -> ClientError {
+    ClientError::Protocol {
+        reason: reason.into(),
+    }
+}
+
+/// `host` or `host:port` (IPv6 in brackets) → host and port.
+pub(super) fn split_host_port(endpoint: &str, default_port: u16) -> (String, u16) {
+    if let Some(rest) = endpoint.strip_prefix('[') {
+        if let Some((host, tail)) = rest.split_once(']') {
+            let port = tail
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(default_port);
+            return (host.to_owned(), port);
+        }
+    }
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => match port.parse() {
+            Ok(port) => (host.to_owned(), port),
+            Err(_) => (endpoint.to_owned(), default_port),
+        },
+        _ => (endpoint.to_owned(), default_port),
+    }
+}
+
+pub(super) fn encode(segment: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    utf8_percent_encode(segment, KEEP).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_topics_parse_in_any_order() {
+        assert_eq!(
+            parse_reply_topic("$dps/registrations/res/202/?$rid=abc&retry-after=3"),
+            Some((202, "abc", Some(Duration::from_secs(3))))
+        );
+        assert_eq!(
+            parse_reply_topic("$dps/registrations/res/200/?retry-after=x&$rid=1"),
+            Some((200, "1", None))
+        );
+        assert_eq!(parse_reply_topic("$dps/registrations/res/200/"), None);
+        assert_eq!(parse_reply_topic("other/topic"), None);
+    }
+
+    #[test]
+    fn endpoints_split_into_host_and_port() {
+        assert_eq!(
+            split_host_port("dps.example", 8883),
+            ("dps.example".to_owned(), 8883)
+        );
+        assert_eq!(
+            split_host_port("127.0.0.1:9000", 8883),
+            ("127.0.0.1".to_owned(), 9000)
+        );
+        assert_eq!(split_host_port("[::1]:9000", 443), ("::1".to_owned(), 9000));
+        assert_eq!(split_host_port("[::1]", 443), ("::1".to_owned(), 443));
+    }
+
+    #[test]
+    fn request_ids_are_unique_per_packet_id() {
+        assert_ne!(uuid_like(1), uuid_like(2));
+        assert_eq!(uuid_like(255).len(), 36);
+    }
+}
