@@ -17,6 +17,7 @@ mod records;
 mod registrations;
 mod routes;
 mod settings;
+mod settings_bodies;
 mod tenants;
 mod wire;
 

@@ -17,10 +17,13 @@ use dps_model::{
     SharedAccessPolicy, Tenant,
 };
 use dps_storage::StoreError;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::routes::SettingsOp;
+pub(crate) use super::settings_bodies::{
+    LinkedHubBody, LinkedHubView, PolicyBody, PolicySummary, RegenerateBody, SettingsBody,
+    SettingsView,
+};
 use super::wire::{self, invalid, Call};
 use super::{certificates, ServiceApi};
 use crate::respond::ApiError;
@@ -470,110 +473,6 @@ fn policy_not_found(name: &str) -> ApiError {
         ErrorCode(404000),
         format!("Shared access policy {name:?} not found."),
     )
-}
-
-/// A linked hub as answered: the connection string without its key.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct LinkedHubView<'a> {
-    host_name: &'a str,
-    connection_string: String,
-    allocation_weight: u32,
-    apply_allocation_policy: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    location: Option<&'a str>,
-}
-
-impl<'a> LinkedHubView<'a> {
-    pub(crate) fn of(hub: &'a LinkedHub) -> Self {
-        LinkedHubView {
-            host_name: &hub.host_name,
-            connection_string: redact_connection_string(&hub.connection_string),
-            allocation_weight: hub.allocation_weight,
-            apply_allocation_policy: hub.apply_allocation_policy,
-            location: hub.location.as_deref(),
-        }
-    }
-}
-
-/// A policy as listed: name and rights, never keys.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PolicySummary<'a> {
-    key_name: &'a str,
-    rights: &'a [AccessRight],
-}
-
-impl<'a> PolicySummary<'a> {
-    pub(crate) fn of(policy: &'a SharedAccessPolicy) -> Self {
-        PolicySummary {
-            key_name: &policy.key_name,
-            rights: &policy.rights,
-        }
-    }
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct SettingsView<'a> {
-    default_allocation_policy: AllocationPolicy,
-    synchronous_register: bool,
-    etag: &'a ETag,
-}
-
-impl<'a> SettingsView<'a> {
-    fn of(tenant: &'a Tenant) -> Self {
-        SettingsView {
-            default_allocation_policy: tenant.default_allocation_policy,
-            synchronous_register: tenant.synchronous_register,
-            etag: &tenant.etag,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SettingsBody {
-    #[serde(default)]
-    default_allocation_policy: Option<AllocationPolicy>,
-    #[serde(default)]
-    synchronous_register: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct LinkedHubBody {
-    pub(crate) connection_string: String,
-    #[serde(default = "one")]
-    pub(crate) allocation_weight: u32,
-    #[serde(default = "yes")]
-    pub(crate) apply_allocation_policy: bool,
-    #[serde(default)]
-    pub(crate) location: Option<String>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PolicyBody {
-    rights: Value,
-    #[serde(default)]
-    primary_key: Option<String>,
-    #[serde(default)]
-    secondary_key: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RegenerateBody {
-    key_type: String,
 }
 
 #[cfg(test)]
