@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use dps_model::{
     ETag, EnrollmentGroup, IdScope, IndividualEnrollment, OperationKind, OperationRecord,
-    Precondition,
+    Precondition, RegistrationRecord,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -214,6 +214,20 @@ pub(crate) fn decode<T: DeserializeOwned>(entity: Entity, key: &str, text: &str)
         key: key.to_owned(),
         message: err.to_string(),
     })
+}
+
+/// An enrollment and, if the device has one, its registration record, from
+/// the two JSON texts one joined row gives.
+pub(crate) fn decode_enrollment_with_registration(
+    key: &str,
+    enrollment: &str,
+    record: Option<&str>,
+) -> StoreResult<(IndividualEnrollment, Option<RegistrationRecord>)> {
+    let enrollment = decode(Entity::Enrollment, key, enrollment)?;
+    let record = record
+        .map(|text| decode(Entity::Registration, key, text))
+        .transpose()?;
+    Ok((enrollment, record))
 }
 
 /// The record exactly as a JSON-storing backend would give it back, so that

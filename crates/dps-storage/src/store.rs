@@ -157,6 +157,21 @@ pub trait Store: Send + Sync + 'static {
         registration_id: &RegistrationId,
     ) -> StoreResult<Option<IndividualEnrollment>>;
 
+    /// The individual enrollment of this registration id together with the
+    /// device's registration record, if it has one: what the service API's
+    /// GET shows. Backends that can read both in one statement override this.
+    async fn enrollment_with_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Option<(IndividualEnrollment, Option<RegistrationRecord>)>> {
+        let Some(enrollment) = self.enrollment(id_scope, registration_id).await? else {
+            return Ok(None);
+        };
+        let record = self.registration(id_scope, registration_id).await?;
+        Ok(Some((enrollment, record)))
+    }
+
     /// Create or replace an individual enrollment under `precondition`, with
     /// its `enrollmentCreate`/`enrollmentUpdate` billing row.
     async fn put_enrollment(

@@ -88,13 +88,13 @@ pub(crate) trait Record: Serialize + Clone + Send + Sync + Sized + 'static {
         scope: &'a IdScope,
         page: &'a PageRequest,
     ) -> BoxFuture<'a, StoreResult<Page<Self>>>;
-    /// Add what a GET shows beyond the stored record.
-    fn decorate<'a>(
-        _store: &'a dyn Store,
-        _scope: &'a IdScope,
-        _record: &'a mut Self,
-    ) -> BoxFuture<'a, StoreResult<()>> {
-        Box::pin(async { Ok(()) })
+    /// Read one as a GET shows it (the stored record, plus what GET adds).
+    fn load_shown<'a>(
+        store: &'a dyn Store,
+        scope: &'a IdScope,
+        id: &'a Self::Id,
+    ) -> BoxFuture<'a, StoreResult<Option<Self>>> {
+        Self::load(store, scope, id)
     }
 }
 
@@ -172,15 +172,18 @@ impl Record for IndividualEnrollment {
     ) -> BoxFuture<'a, StoreResult<Page<Self>>> {
         store.list_enrollments(scope, page)
     }
-    fn decorate<'a>(
+    /// Azure shows the device's registration state inside its enrollment.
+    fn load_shown<'a>(
         store: &'a dyn Store,
         scope: &'a IdScope,
-        record: &'a mut Self,
-    ) -> BoxFuture<'a, StoreResult<()>> {
+        id: &'a RegistrationId,
+    ) -> BoxFuture<'a, StoreResult<Option<Self>>> {
         Box::pin(async move {
-            let state = store.registration(scope, &record.registration_id).await?;
-            record.registration_state = state.map(|r| r.to_state());
-            Ok(())
+            let found = store.enrollment_with_registration(scope, id).await?;
+            Ok(found.map(|(mut enrollment, record)| {
+                enrollment.registration_state = record.map(|r| r.to_state());
+                enrollment
+            }))
         })
     }
 }
@@ -319,10 +322,9 @@ async fn get<R: Record>(
     id: &R::Id,
 ) -> Result<Response, ApiError> {
     let store = api.store.as_ref();
-    let mut record = R::load(store, scope, id)
+    let mut record = R::load_shown(store, scope, id)
         .await?
         .ok_or_else(|| R::not_found(id))?;
-    R::decorate(store, scope, &mut record).await?;
     *record.attestation_mut() = public_attestation(record.attestation());
     api.bill(scope, R::READ, Some(id.to_string())).await?;
     let etag = record.etag().cloned();

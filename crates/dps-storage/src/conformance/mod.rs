@@ -17,6 +17,7 @@
 //! Each test gets a fresh, empty store from the factory. The functions panic
 //! (assert) on the first deviation, naming what was expected.
 
+mod enrollment_and_registration;
 mod enrollments;
 mod fixtures;
 mod meter;
@@ -29,6 +30,9 @@ use std::sync::Arc;
 
 use crate::Store;
 
+pub use enrollment_and_registration::{
+    delete_enrollment_takes_its_registration, enrollment_read_with_its_registration,
+};
 pub use enrollments::{
     billing_rows_for_enrollment_writes, case_insensitive_ids,
     concurrent_writers_one_etag_one_winner, enrollment_etag_conflicts, group_etag_conflicts,
@@ -39,8 +43,7 @@ pub use meter::{meter_counts_exact_per_kind_and_hour, meter_rows_listed_in_time_
 pub use paging::{page_through_groups, page_through_ten_thousand_enrollments};
 pub use registrations::{
     commit_and_read_registrations, commit_is_all_or_nothing, concurrent_commits_all_stored,
-    delete_enrollment_takes_its_registration, delete_registration_with_billing,
-    list_registrations_by_group, purge_old_operations,
+    delete_registration_with_billing, list_registrations_by_group, purge_old_operations,
 };
 pub use tenants::{delete_tenant_removes_everything, tenant_lifecycle};
 
@@ -104,6 +107,7 @@ macro_rules! store_battery {
             concurrent_commits_all_stored,
             delete_registration_with_billing,
             delete_enrollment_takes_its_registration,
+            enrollment_read_with_its_registration,
             list_registrations_by_group,
             purge_old_operations,
             meter_counts_exact_per_kind_and_hour,

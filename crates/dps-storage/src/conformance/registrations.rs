@@ -30,7 +30,7 @@ fn bill(scope: &IdScope, kind: OperationKind, id: &str) -> Option<OperationRecor
 }
 
 /// Billing rows of the tenant over the last and next day, by subject.
-async fn rows_by_subject(
+pub(super) async fn rows_by_subject(
     store: &Arc<dyn Store>,
     scope: &IdScope,
 ) -> BTreeMap<String, Vec<OperationKind>> {
@@ -507,84 +507,5 @@ pub async fn purge_old_operations(store: Arc<dyn Store>) {
             .await
             .unwrap(),
         0
-    );
-}
-
-/// Deleting an enrollment with its record: both go, one `enrollmentDelete`
-/// row, the etag precondition applies to the enrollment, and an enrollment
-/// without a record is deleted all the same.
-pub async fn delete_enrollment_takes_its_registration(store: Arc<dyn Store>) {
-    let scope = scope_of(&store).await;
-    let written = store
-        .put_enrollment(
-            &scope,
-            super::fixtures::enrollment("Dev-1"),
-            Precondition::None,
-        )
-        .await
-        .unwrap()
-        .record;
-    let (record, op) = registration("dev-1", None, "5.op-1", Utc::now());
-    store
-        .commit_registration(&scope, record, op, None)
-        .await
-        .unwrap();
-    assert_err!(
-        store
-            .delete_enrollment_and_registration(
-                &scope,
-                &reg("DEV-1"),
-                Precondition::Matches(ETag::new("stale"))
-            )
-            .await,
-        StoreError::PreconditionFailed {
-            entity: Entity::Enrollment,
-            ..
-        }
-    );
-    assert!(store
-        .registration(&scope, &reg("dev-1"))
-        .await
-        .unwrap()
-        .is_some());
-    store
-        .delete_enrollment_and_registration(
-            &scope,
-            &reg("DEV-1"),
-            Precondition::Matches(written.etag.clone().expect("stamped")),
-        )
-        .await
-        .unwrap();
-    assert_eq!(store.enrollment(&scope, &reg("dev-1")).await.unwrap(), None);
-    assert_eq!(
-        store.registration(&scope, &reg("dev-1")).await.unwrap(),
-        None
-    );
-    assert_err!(
-        store
-            .delete_enrollment_and_registration(&scope, &reg("dev-1"), Precondition::None)
-            .await,
-        StoreError::NotFound {
-            entity: Entity::Enrollment,
-            ..
-        }
-    );
-    store
-        .put_enrollment(
-            &scope,
-            super::fixtures::enrollment("dev-2"),
-            Precondition::None,
-        )
-        .await
-        .unwrap();
-    store
-        .delete_enrollment_and_registration(&scope, &reg("dev-2"), Precondition::None)
-        .await
-        .unwrap();
-    let rows = rows_by_subject(&store, &scope).await;
-    assert_eq!(
-        rows.get("DEV-1").map(Vec::as_slice),
-        Some(&[OperationKind::EnrollmentDelete][..]),
-        "one row for the delete, none for the record that went with it"
     );
 }

@@ -294,6 +294,30 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn enrollment_with_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Option<(IndividualEnrollment, Option<RegistrationRecord>)>> {
+        let key = registration_id.key();
+        let row = sqlx::query(sql::ENROLLMENT_WITH_REGISTRATION)
+            .bind(id_scope.key().into_bytes())
+            .bind(key.as_bytes().to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::database("reading a record"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (enrollment, record): (&str, Option<&str>) = (
+            row.try_get(0)
+                .map_err(StoreError::database("reading a record"))?,
+            row.try_get(1)
+                .map_err(StoreError::database("reading a record"))?,
+        );
+        rules::decode_enrollment_with_registration(&key, enrollment, record).map(Some)
+    }
+
     async fn put_enrollment(
         &self,
         id_scope: &IdScope,

@@ -100,6 +100,11 @@ pub(crate) const DELETE_TENANT: &str = "DELETE FROM tenants WHERE scope_key = $1
 
 pub(crate) const REGISTRATION: &str =
     "SELECT body FROM registrations WHERE scope_key = $1 AND registration_key = $2";
+/// `$1` scope, `$2` key → the enrollment's `body` and the device's
+/// registration record `body` (NULL when it has none).
+pub(crate) const ENROLLMENT_WITH_REGISTRATION: &str = "SELECT e.body, r.body FROM enrollments e \
+     LEFT JOIN registrations r ON r.scope_key = e.scope_key AND r.registration_key = e.registration_key \
+     WHERE e.scope_key = $1 AND e.registration_key = $2";
 /// One row when the tenant exists; `etag` NULL when the record does not.
 pub(crate) const REGISTRATION_FOR_WRITE: &str = "SELECT r.etag FROM tenants t \
      LEFT JOIN registrations r ON r.scope_key = t.scope_key AND r.registration_key = $2 \

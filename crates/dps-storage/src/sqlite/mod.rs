@@ -39,22 +39,17 @@ use dps_model::{
     OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
     Tenant,
 };
-use serde::de::DeserializeOwned;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection, Row, Sqlite, SqliteConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 
 use self::checkpoint::Checkpointer;
 pub use self::options::{SqliteOptions, Synchronous};
-use self::readers::{Lent, Readers};
+use self::readers::{connection, decode_column, Readers};
 use self::rows::{BillingRow, RegistrationCommit};
-use self::sql::RecordTable;
 use self::writer::{Job, Reply};
 use crate::error::{Entity, StoreError, StoreResult};
-use crate::rules;
 use crate::store::{MeterReport, Store, Written};
 use crate::time;
 use crate::token::{Page, PageRequest};
@@ -173,92 +168,6 @@ impl SqliteStore {
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
-
-    /// The JSON body in the first column of the row `query` finds, decoded.
-    async fn one<'q, T: DeserializeOwned>(
-        &self,
-        entity: Entity,
-        key: &str,
-        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
-    ) -> StoreResult<Option<T>> {
-        let mut lent = self.readers.get().await;
-        let row = query
-            .fetch_optional(connection(&mut lent)?)
-            .await
-            .map_err(StoreError::database("reading a record"))?;
-        match row {
-            Some(row) => decode_column(entity, key, &row, 0).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// `(key, body)` rows, one more than the page holds, as a page.
-    async fn page<'q, T: DeserializeOwned>(
-        &self,
-        entity: Entity,
-        size: usize,
-        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
-    ) -> StoreResult<Page<T>> {
-        let mut lent = self.readers.get().await;
-        let rows = query
-            .fetch_all(connection(&mut lent)?)
-            .await
-            .map_err(StoreError::database("listing records"))?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let key: String = row
-                .try_get(0)
-                .map_err(StoreError::database("listing records"))?;
-            let item = decode_column(entity, &key, row, 1)?;
-            items.push((key, item));
-        }
-        Ok(Page::from_overfetch(items, size))
-    }
-
-    async fn get_record<T: DeserializeOwned>(
-        &self,
-        table: &RecordTable,
-        entity: Entity,
-        id_scope: &IdScope,
-        key: String,
-    ) -> StoreResult<Option<T>> {
-        let query = sqlx::query(table.get)
-            .bind(id_scope.key())
-            .bind(key.clone());
-        self.one(entity, &key, query).await
-    }
-
-    async fn page_records<T: DeserializeOwned>(
-        &self,
-        table: &RecordTable,
-        entity: Entity,
-        id_scope: &IdScope,
-        page: &PageRequest,
-    ) -> StoreResult<Page<T>> {
-        let size = page.effective_size();
-        let query = sqlx::query(table.page)
-            .bind(id_scope.key())
-            .bind(page.after_key().unwrap_or("").to_owned())
-            .bind(limit(size + 1));
-        self.page(entity, size, query).await
-    }
-}
-
-fn decode_column<T: DeserializeOwned>(
-    entity: Entity,
-    key: &str,
-    row: &SqliteRow,
-    column: usize,
-) -> StoreResult<T> {
-    let text: &str = row
-        .try_get(column)
-        .map_err(StoreError::database("reading a record"))?;
-    rules::decode(entity, key, text)
-}
-
-/// The connection a reader was lent, unless the store is closed.
-fn connection<'a>(lent: &'a mut Lent<'_>) -> StoreResult<&'a mut SqliteConnection> {
-    lent.as_mut().ok_or(StoreError::Closed)
 }
 
 fn limit(n: usize) -> i64 {
@@ -283,12 +192,12 @@ impl Store for SqliteStore {
     async fn tenant(&self, id_scope: &IdScope) -> StoreResult<Option<Tenant>> {
         let key = id_scope.key();
         let query = sqlx::query(sql::TENANT_BY_SCOPE).bind(key.clone());
-        self.one(Entity::Tenant, &key, query).await
+        self.readers.one(Entity::Tenant, &key, query).await
     }
 
     async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
         let query = sqlx::query(sql::TENANT_BY_NAME).bind(name.to_owned());
-        self.one(Entity::Tenant, name, query).await
+        self.readers.one(Entity::Tenant, name, query).await
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
@@ -331,13 +240,24 @@ impl Store for SqliteStore {
         id_scope: &IdScope,
         registration_id: &RegistrationId,
     ) -> StoreResult<Option<IndividualEnrollment>> {
-        self.get_record(
-            &sql::ENROLLMENTS,
-            Entity::Enrollment,
-            id_scope,
-            registration_id.key(),
-        )
-        .await
+        self.readers
+            .get_record(
+                &sql::ENROLLMENTS,
+                Entity::Enrollment,
+                id_scope,
+                registration_id.key(),
+            )
+            .await
+    }
+
+    async fn enrollment_with_registration(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Option<(IndividualEnrollment, Option<RegistrationRecord>)>> {
+        self.readers
+            .enrollment_with_registration(id_scope, registration_id)
+            .await
     }
 
     async fn put_enrollment(
@@ -378,7 +298,8 @@ impl Store for SqliteStore {
         id_scope: &IdScope,
         page: &PageRequest,
     ) -> StoreResult<Page<IndividualEnrollment>> {
-        self.page_records(&sql::ENROLLMENTS, Entity::Enrollment, id_scope, page)
+        self.readers
+            .page_records(&sql::ENROLLMENTS, Entity::Enrollment, id_scope, page)
             .await
     }
 
@@ -397,13 +318,14 @@ impl Store for SqliteStore {
         id_scope: &IdScope,
         group_id: &EnrollmentGroupId,
     ) -> StoreResult<Option<EnrollmentGroup>> {
-        self.get_record(
-            &sql::GROUPS,
-            Entity::EnrollmentGroup,
-            id_scope,
-            group_id.key(),
-        )
-        .await
+        self.readers
+            .get_record(
+                &sql::GROUPS,
+                Entity::EnrollmentGroup,
+                id_scope,
+                group_id.key(),
+            )
+            .await
     }
 
     async fn put_enrollment_group(
@@ -433,13 +355,15 @@ impl Store for SqliteStore {
         id_scope: &IdScope,
         page: &PageRequest,
     ) -> StoreResult<Page<EnrollmentGroup>> {
-        self.page_records(&sql::GROUPS, Entity::EnrollmentGroup, id_scope, page)
+        self.readers
+            .page_records(&sql::GROUPS, Entity::EnrollmentGroup, id_scope, page)
             .await
     }
 
     async fn all_enrollment_groups(&self, id_scope: &IdScope) -> StoreResult<Vec<EnrollmentGroup>> {
         let query = sqlx::query(sql::GROUPS.all).bind(id_scope.key());
         Ok(self
+            .readers
             .page(Entity::EnrollmentGroup, usize::MAX, query)
             .await?
             .items)
@@ -454,7 +378,7 @@ impl Store for SqliteStore {
         let query = sqlx::query(sql::REGISTRATION)
             .bind(id_scope.key())
             .bind(key.clone());
-        self.one(Entity::Registration, &key, query).await
+        self.readers.one(Entity::Registration, &key, query).await
     }
 
     async fn commit_registration(
@@ -481,7 +405,8 @@ impl Store for SqliteStore {
         let query = sqlx::query(sql::OPERATION)
             .bind(id_scope.key())
             .bind(operation_id.to_owned());
-        self.one(Entity::RegistrationOperation, operation_id, query)
+        self.readers
+            .one(Entity::RegistrationOperation, operation_id, query)
             .await
     }
 
@@ -508,7 +433,7 @@ impl Store for SqliteStore {
             .bind(group_id.key())
             .bind(page.after_key().unwrap_or("").to_owned())
             .bind(limit(size + 1));
-        self.page(Entity::Registration, size, query).await
+        self.readers.page(Entity::Registration, size, query).await
     }
 
     async fn count_registrations(&self, id_scope: &IdScope) -> StoreResult<u64> {
