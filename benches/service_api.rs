@@ -26,6 +26,8 @@
 //! * `DPS_BENCH_CREATES` enrollments created over HTTP (default 20,000)
 //! * `DPS_BENCH_GETS` enrollment reads over HTTP (default 60,000)
 //! * `DPS_BENCH_CONCURRENCY` keep-alive clients (default 32)
+//! * `DPS_BENCH_STORAGE` overrides the storage URL (e.g. `memory://`, to see
+//!   what the store costs, or a `postgres://` URL)
 //!
 //! Targets (issue): ≥ 5,000 creates/s and ≥ 15,000 reads/s.
 
@@ -252,8 +254,9 @@ async fn query_phase(api: &Api, client: &reqwest::Client, page_size: usize) -> R
 
 async fn start() -> Result<(RunningServer, Api, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
-    let server =
-        dps_service::server::start(system::server_config(&dir.path().join("data"), None)).await?;
+    let mut config = system::server_config(&dir.path().join("data"), None);
+    config.storage_url = std::env::var("DPS_BENCH_STORAGE").ok();
+    let server = dps_service::server::start(config).await?;
     let tenant = system::tenant("admin-bench", SERVICE_HOST, None);
     let owner = tenant
         .access_policies
@@ -289,8 +292,9 @@ fn main() -> Result<()> {
             .context("tenant")?
             .id_scope;
         println!(
-            "dps service API on {} (SQLite), {} cores; SAS token of policy {OWNER_POLICY}; api-version {SERVICE_API_VERSION}",
+            "dps service API on {} ({}), {} cores; SAS token of policy {OWNER_POLICY}; api-version {SERVICE_API_VERSION}",
             server.service_addr,
+            std::env::var("DPS_BENCH_STORAGE").unwrap_or_else(|_| "SQLite".to_owned()),
             dps_benches::cores()
         );
         let seconds = system::import_typical(server.store.as_ref(), &scope, seeded, seeded_id).await?;

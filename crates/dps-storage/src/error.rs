@@ -152,6 +152,15 @@ pub enum StoreError {
         #[source]
         source: Arc<sqlx::Error>,
     },
+    /// An SQLite statement run directly (not through sqlx) failed.
+    #[error("SQLite error while {context}")]
+    Sqlite {
+        /// What the store was doing.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: Arc<rusqlite::Error>,
+    },
     /// The store was closed (or its writer task ended) before the call completed.
     #[error("the store is closed")]
     Closed,

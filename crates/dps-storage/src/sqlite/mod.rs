@@ -1,7 +1,9 @@
 //! The SQLite backend: one file, durable, embedded (no server to install).
 //!
-//! * **Reads** go to a set of read-only connections (`read_connections`,
-//!   default 4; [`readers`]); WAL mode lets them run while the writer writes.
+//! * **Reads** go to read-only connections (`read_connections` of each
+//!   kind, default 4); WAL mode lets them run while the writer writes. Point
+//!   reads of one record run on plain SQLite handles in the calling task
+//!   ([`point_reads`]); scans run on sqlx connections ([`readers`]).
 //! * **Writes** go to one writer task owning the only read-write connection
 //!   ([`writer`]), which batches concurrent writes into one transaction
 //!   (group commit) and answers each caller only after the commit.
@@ -20,6 +22,7 @@
 mod bulk;
 mod checkpoint;
 mod options;
+mod point_reads;
 mod readers;
 mod rows;
 mod schema;
@@ -46,6 +49,7 @@ use tokio::task::JoinHandle;
 
 use self::checkpoint::Checkpointer;
 pub use self::options::{SqliteOptions, Synchronous};
+use self::point_reads::PointReaders;
 use self::readers::{connection, decode_column, Readers};
 use self::rows::{BillingRow, RegistrationCommit};
 use self::writer::{Job, Reply};
@@ -62,6 +66,7 @@ use crate::token::{Page, PageRequest};
 pub struct SqliteStore {
     path: PathBuf,
     readers: Readers,
+    points: PointReaders,
     writer: mpsc::Sender<Job>,
     writer_task: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
@@ -114,6 +119,10 @@ impl SqliteStore {
         let readers = Readers::open(&base.read_only(true), options.read_connections)
             .await
             .map_err(open_error)?;
+        let points = PointReaders::open(&path, &options).map_err(|source| StoreError::Sqlite {
+            context: "opening the point-read connections",
+            source: Arc::new(source),
+        })?;
 
         let checkpointer = match options.checkpoint_interval_ms {
             0 => None,
@@ -130,6 +139,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             readers,
+            points,
             writer,
             writer_task: Mutex::new(Some(writer_task)),
             checkpointer: Mutex::new(checkpointer),
@@ -157,6 +167,14 @@ impl SqliteStore {
             }
         }
         self.readers.close().await;
+        self.points.close();
+    }
+
+    /// The point readers, after this task's turn: their reads never wait, so
+    /// without this a task reading in a loop would never let others run.
+    async fn point(&self) -> &PointReaders {
+        tokio::task::consume_budget().await;
+        &self.points
     }
 
     /// Hand a write to the writer and wait for its committed answer.
@@ -191,13 +209,15 @@ impl Store for SqliteStore {
 
     async fn tenant(&self, id_scope: &IdScope) -> StoreResult<Option<Tenant>> {
         let key = id_scope.key();
-        let query = sqlx::query(sql::TENANT_BY_SCOPE).bind(key.clone());
-        self.readers.one(Entity::Tenant, &key, query).await
+        self.point()
+            .await
+            .one(Entity::Tenant, &key, sql::TENANT_BY_SCOPE, &[&key])
     }
 
     async fn tenant_by_name(&self, name: &str) -> StoreResult<Option<Tenant>> {
-        let query = sqlx::query(sql::TENANT_BY_NAME).bind(name.to_owned());
-        self.readers.one(Entity::Tenant, name, query).await
+        self.point()
+            .await
+            .one(Entity::Tenant, name, sql::TENANT_BY_NAME, &[name])
     }
 
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
@@ -240,14 +260,13 @@ impl Store for SqliteStore {
         id_scope: &IdScope,
         registration_id: &RegistrationId,
     ) -> StoreResult<Option<IndividualEnrollment>> {
-        self.readers
-            .get_record(
-                &sql::ENROLLMENTS,
-                Entity::Enrollment,
-                id_scope,
-                registration_id.key(),
-            )
-            .await
+        let key = registration_id.key();
+        self.point().await.one(
+            Entity::Enrollment,
+            &key,
+            sql::ENROLLMENTS.get,
+            &[&id_scope.key(), &key],
+        )
     }
 
     async fn enrollment_with_registration(
@@ -255,9 +274,9 @@ impl Store for SqliteStore {
         id_scope: &IdScope,
         registration_id: &RegistrationId,
     ) -> StoreResult<Option<(IndividualEnrollment, Option<RegistrationRecord>)>> {
-        self.readers
-            .enrollment_with_registration(id_scope, registration_id)
+        self.point()
             .await
+            .enrollment_with_registration(&id_scope.key(), &registration_id.key())
     }
 
     async fn put_enrollment(
@@ -318,14 +337,13 @@ impl Store for SqliteStore {
         id_scope: &IdScope,
         group_id: &EnrollmentGroupId,
     ) -> StoreResult<Option<EnrollmentGroup>> {
-        self.readers
-            .get_record(
-                &sql::GROUPS,
-                Entity::EnrollmentGroup,
-                id_scope,
-                group_id.key(),
-            )
-            .await
+        let key = group_id.key();
+        self.point().await.one(
+            Entity::EnrollmentGroup,
+            &key,
+            sql::GROUPS.get,
+            &[&id_scope.key(), &key],
+        )
     }
 
     async fn put_enrollment_group(
@@ -375,10 +393,12 @@ impl Store for SqliteStore {
         registration_id: &RegistrationId,
     ) -> StoreResult<Option<RegistrationRecord>> {
         let key = registration_id.key();
-        let query = sqlx::query(sql::REGISTRATION)
-            .bind(id_scope.key())
-            .bind(key.clone());
-        self.readers.one(Entity::Registration, &key, query).await
+        self.point().await.one(
+            Entity::Registration,
+            &key,
+            sql::REGISTRATION,
+            &[&id_scope.key(), &key],
+        )
     }
 
     async fn commit_registration(
@@ -402,12 +422,12 @@ impl Store for SqliteStore {
         id_scope: &IdScope,
         operation_id: &str,
     ) -> StoreResult<Option<RegistrationOperation>> {
-        let query = sqlx::query(sql::OPERATION)
-            .bind(id_scope.key())
-            .bind(operation_id.to_owned());
-        self.readers
-            .one(Entity::RegistrationOperation, operation_id, query)
-            .await
+        self.point().await.one(
+            Entity::RegistrationOperation,
+            operation_id,
+            sql::OPERATION,
+            &[&id_scope.key(), operation_id],
+        )
     }
 
     async fn delete_registration(

@@ -19,7 +19,8 @@ pub enum Synchronous {
 pub struct SqliteOptions {
     /// Durability of commits (default `normal`).
     pub synchronous: Synchronous,
-    /// Read-only connections in the read pool (default 4, at least 1).
+    /// Read-only connections of each kind, point reads and scans (default 4
+    /// each, at least 1).
     pub read_connections: u32,
     /// How long a statement waits for a lock held by another process, in ms (default 5000).
     pub busy_timeout_ms: u64,

@@ -1,20 +1,21 @@
-//! The read connections: a fixed set, handed out without a round trip, and
-//! the reads that run on them.
+//! The scan connections (pages, lists, counts, reports): a fixed set, handed
+//! out without a round trip, and the reads that run on them. Point reads of
+//! one record go to [`super::point_reads`] instead.
 //!
 //! sqlx's pool pings a connection every time one is returned to it, which
-//! doubles the cost of a point read (each statement is a hand-off to the
+//! doubles the cost of a read (each statement is a hand-off to the
 //! connection's own thread). These connections are read-only and only ever
 //! run single `SELECT`s, so a plain set of locks is enough.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use dps_model::{IdScope, IndividualEnrollment, RegistrationId, RegistrationRecord};
+use dps_model::IdScope;
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteRow};
 use sqlx::{Connection, Row, Sqlite, SqliteConnection};
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::sql::{self, RecordTable};
+use super::sql::RecordTable;
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::rules;
 use crate::token::{Page, PageRequest};
@@ -59,24 +60,6 @@ impl Readers {
         self.connections[start % count].lock().await
     }
 
-    /// The JSON body in the first column of the row `query` finds, decoded.
-    pub(crate) async fn one<'q, T: DeserializeOwned>(
-        &self,
-        entity: Entity,
-        key: &str,
-        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
-    ) -> StoreResult<Option<T>> {
-        let mut lent = self.get().await;
-        let row = query
-            .fetch_optional(connection(&mut lent)?)
-            .await
-            .map_err(StoreError::database("reading a record"))?;
-        match row {
-            Some(row) => decode_column(entity, key, &row, 0).map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// `(key, body)` rows, one more than the page holds, as a page.
     pub(crate) async fn page<'q, T: DeserializeOwned>(
         &self,
@@ -100,19 +83,6 @@ impl Readers {
         Ok(Page::from_overfetch(items, size))
     }
 
-    pub(crate) async fn get_record<T: DeserializeOwned>(
-        &self,
-        table: &RecordTable,
-        entity: Entity,
-        id_scope: &IdScope,
-        key: String,
-    ) -> StoreResult<Option<T>> {
-        let query = sqlx::query(table.get)
-            .bind(id_scope.key())
-            .bind(key.clone());
-        self.one(entity, &key, query).await
-    }
-
     pub(crate) async fn page_records<T: DeserializeOwned>(
         &self,
         table: &RecordTable,
@@ -126,33 +96,6 @@ impl Readers {
             .bind(page.after_key().unwrap_or("").to_owned())
             .bind(super::limit(size + 1));
         self.page(entity, size, query).await
-    }
-
-    /// An enrollment and the registration record of the same id, in one
-    /// statement (one hand-off to the connection's thread instead of two).
-    pub(crate) async fn enrollment_with_registration(
-        &self,
-        id_scope: &IdScope,
-        registration_id: &RegistrationId,
-    ) -> StoreResult<Option<(IndividualEnrollment, Option<RegistrationRecord>)>> {
-        let key = registration_id.key();
-        let mut lent = self.get().await;
-        let row = sqlx::query(sql::ENROLLMENT_WITH_REGISTRATION)
-            .bind(id_scope.key())
-            .bind(key.clone())
-            .fetch_optional(connection(&mut lent)?)
-            .await
-            .map_err(StoreError::database("reading a record"))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let (enrollment, record): (&str, Option<&str>) = (
-            row.try_get(0)
-                .map_err(StoreError::database("reading a record"))?,
-            row.try_get(1)
-                .map_err(StoreError::database("reading a record"))?,
-        );
-        rules::decode_enrollment_with_registration(&key, enrollment, record).map(Some)
     }
 
     /// Close every connection (waiting for readers in progress).

@@ -1,5 +1,9 @@
 //! SQLite-only behaviour.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::Utc;
 use dps_model::{OperationKind, OperationRecord, Precondition, RegistrationId};
 use dps_storage::conformance::{enrollment, registration, tenant};
@@ -187,4 +191,57 @@ fn options_deserialize_with_defaults() {
     assert_eq!(options.max_batch, SqliteOptions::default().max_batch);
     let err = serde_json::from_value::<SqliteOptions>(serde_json::json!({"synchronus": "full"}));
     assert!(err.is_err(), "unknown fields are refused");
+}
+
+/// Point reads never wait on anything, so they must still give other tasks
+/// their turn: a task reading in a loop on a one-thread runtime would
+/// otherwise starve the timer that tells it to stop. The scenario runs on a
+/// thread of its own so that a starved runtime fails the test instead of
+/// hanging it.
+#[test]
+fn reading_in_a_loop_lets_other_tasks_run() {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _ = done.send(runtime.block_on(read_until_told_to_stop()));
+    });
+    let reads = outcome
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the reading task stopped when told (the runtime was not starved)");
+    assert!(reads > 0);
+}
+
+async fn read_until_told_to_stop() -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&dir.path().join("dps.db")).await);
+    let scope = store
+        .create_tenant(tenant("contoso", "0ne00000A0A"))
+        .await
+        .unwrap()
+        .id_scope;
+    store
+        .put_enrollment(&scope, enrollment("dev-1"), Precondition::None)
+        .await
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let id = RegistrationId::new("dev-1").unwrap();
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                assert!(store.enrollment(&scope, &id).await.unwrap().is_some());
+                reads += 1;
+            }
+            reads
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.store(true, Ordering::Relaxed);
+    let reads = reader.await.unwrap();
+    store.close().await;
+    reads
 }
