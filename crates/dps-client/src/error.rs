@@ -76,6 +76,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The service's answer broke the protocol in the way `reason` says.
+    pub(crate) fn protocol(reason: impl Into<String>) -> Self {
+        ClientError::Protocol {
+            reason: reason.into(),
+        }
+    }
+
     /// True for failures worth retrying later (network, throttling, 5xx).
     pub fn is_transient(&self) -> bool {
         match self {

@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use dps_attestation::sas::unix_now;
-use dps_model::{
-    DeviceRegistrationResult, ErrorBody, RegistrationOperationStatus, RegistrationStatus,
-};
+use dps_model::{ErrorBody, RegistrationOperationStatus, RegistrationStatus};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
@@ -124,68 +122,27 @@ impl Exchange<'_> {
         &self,
         status: RegistrationOperationStatus,
     ) -> Result<Registration, ClientError> {
-        let state = status.registration_state.clone();
-        match status.status {
-            RegistrationStatus::Assigned => {
-                let state = state.ok_or_else(|| protocol("assigned without registrationState"))?;
-                if let (Credential::Tpm(_), Some(tpm)) = (&self.client.credential, &state.tpm) {
-                    self.import(&tpm.authentication_key).await?;
-                }
-                self.assigned(status.operation_id, state)
+        if status.status == RegistrationStatus::Assigned {
+            let tpm = status
+                .registration_state
+                .as_ref()
+                .and_then(|s| s.tpm.as_ref());
+            if let (Credential::Tpm(_), Some(tpm)) = (&self.client.credential, tpm) {
+                self.import(&tpm.authentication_key).await?;
             }
-            RegistrationStatus::Failed => Err(ClientError::RegistrationFailed {
-                error_code: state.as_ref().and_then(|s| s.error_code),
-                message: state
-                    .and_then(|s| s.error_message)
-                    .unwrap_or_else(|| "no message".to_owned()),
-            }),
-            RegistrationStatus::Disabled => Err(ClientError::Disabled),
-            other => Err(protocol(format!(
-                "unexpected terminal status {}",
-                other.as_str()
-            ))),
         }
-    }
-
-    fn assigned(
-        &self,
-        operation_id: String,
-        state: DeviceRegistrationResult,
-    ) -> Result<Registration, ClientError> {
-        let assigned_hub = state
-            .assigned_hub
-            .clone()
-            .ok_or_else(|| protocol("assigned without assignedHub"))?;
-        let device_id = state
-            .device_id
-            .clone()
-            .ok_or_else(|| protocol("assigned without deviceId"))?;
-        let hub_connection_string = match &self.client.credential {
-            Credential::SymmetricKey(key) => Some(format!(
-                "HostName={assigned_hub};DeviceId={device_id};SharedAccessKey={}",
-                key.to_base64()
-            )),
-            _ => None,
-        };
-        Ok(Registration {
-            registration_id: state.registration_id.clone(),
-            assigned_hub,
-            device_id,
-            substatus: state.substatus,
-            payload: state.payload.clone(),
-            operation_id,
-            hub_connection_string,
-            raw: state,
-        })
+        Registration::from_status(status, &self.client.credential)
     }
 
     async fn import(&self, blob_b64: &str) -> Result<(), ClientError> {
         let Credential::Tpm(tpm) = &self.client.credential else {
-            return Err(protocol("a TPM challenge for a device without a TPM"));
+            return Err(ClientError::protocol(
+                "a TPM challenge for a device without a TPM",
+            ));
         };
         let blob = BASE64
             .decode(blob_b64)
-            .map_err(|_| protocol("authenticationKey is not base64"))?;
+            .map_err(|_| ClientError::protocol("authenticationKey is not base64"))?;
         let tpm = tpm.clone();
         blocking(move || tpm.import_activation_blob(&blob)).await
     }
@@ -256,16 +213,7 @@ impl Exchange<'_> {
     }
 
     async fn wait(&self, duration: Duration) -> Result<(), ClientError> {
-        if duration.is_zero() {
-            return Ok(());
-        }
-        if Instant::now() + duration > self.deadline {
-            return Err(ClientError::Timeout {
-                seconds: self.client.timeout.as_secs(),
-            });
-        }
-        tokio::time::sleep(duration).await;
-        Ok(())
+        self.client.pause(self.deadline, duration).await
     }
 }
 
@@ -290,8 +238,8 @@ async fn parse<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, 
     let bytes = response
         .bytes()
         .await
-        .map_err(|e| protocol(e.to_string()))?;
-    dps_model::from_json(&bytes).map_err(|e| protocol(e.to_string()))
+        .map_err(|e| ClientError::protocol(e.to_string()))?;
+    dps_model::from_json(&bytes).map_err(|e| ClientError::protocol(e.to_string()))
 }
 
 async fn error_of(response: Response) -> ClientError {
@@ -318,12 +266,6 @@ fn error_from(status: u16, text: &str) -> ClientError {
             error_code,
             message,
         }
-    }
-}
-
-fn protocol(reason: impl Into<String>) -> ClientError {
-    ClientError::Protocol {
-        reason: reason.into(),
     }
 }
 

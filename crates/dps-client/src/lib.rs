@@ -169,6 +169,25 @@ impl ProvisioningClient {
         .run()
         .await
     }
+
+    /// Sleep `duration` between requests of a registration that must end by
+    /// `deadline`; the timeout error, without sleeping, if it would not.
+    pub(crate) async fn pause(
+        &self,
+        deadline: Instant,
+        duration: Duration,
+    ) -> Result<(), ClientError> {
+        if duration.is_zero() {
+            return Ok(());
+        }
+        if Instant::now() + duration > deadline {
+            return Err(ClientError::Timeout {
+                seconds: self.timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(duration).await;
+        Ok(())
+    }
 }
 
 /// Builder of a [`ProvisioningClient`].

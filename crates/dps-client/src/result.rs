@@ -1,8 +1,14 @@
 //! What a successful provisioning returns.
 
-use dps_model::{DeviceRegistrationResult, RegistrationSubstatus};
+use dps_model::{
+    DeviceRegistrationResult, RegistrationOperationStatus, RegistrationStatus,
+    RegistrationSubstatus,
+};
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::credential::Credential;
+use crate::ClientError;
 
 /// A device assigned to a hub.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -25,4 +31,58 @@ pub struct Registration {
     pub hub_connection_string: Option<String>,
     /// The full answer of the service.
     pub raw: DeviceRegistrationResult,
+}
+
+impl Registration {
+    /// What a finished operation means, over any transport: the device's
+    /// registration when assigned (with a hub connection string for a
+    /// symmetric-key `credential`), else the error its status stands for.
+    pub(crate) fn from_status(
+        status: RegistrationOperationStatus,
+        credential: &Credential,
+    ) -> Result<Registration, ClientError> {
+        let state = status.registration_state;
+        match status.status {
+            RegistrationStatus::Assigned => {
+                let state = state
+                    .ok_or_else(|| ClientError::protocol("assigned without registrationState"))?;
+                let assigned_hub = state
+                    .assigned_hub
+                    .clone()
+                    .ok_or_else(|| ClientError::protocol("assigned without assignedHub"))?;
+                let device_id = state
+                    .device_id
+                    .clone()
+                    .ok_or_else(|| ClientError::protocol("assigned without deviceId"))?;
+                let hub_connection_string = match credential {
+                    Credential::SymmetricKey(key) => Some(format!(
+                        "HostName={assigned_hub};DeviceId={device_id};SharedAccessKey={}",
+                        key.to_base64()
+                    )),
+                    _ => None,
+                };
+                Ok(Registration {
+                    registration_id: state.registration_id.clone(),
+                    assigned_hub,
+                    device_id,
+                    substatus: state.substatus,
+                    payload: state.payload.clone(),
+                    operation_id: status.operation_id,
+                    hub_connection_string,
+                    raw: state,
+                })
+            }
+            RegistrationStatus::Failed => Err(ClientError::RegistrationFailed {
+                error_code: state.as_ref().and_then(|s| s.error_code),
+                message: state
+                    .and_then(|s| s.error_message)
+                    .unwrap_or_else(|| "no message".to_owned()),
+            }),
+            RegistrationStatus::Disabled => Err(ClientError::Disabled),
+            other => Err(ClientError::protocol(format!(
+                "unexpected terminal status {}",
+                other.as_str()
+            ))),
+        }
+    }
 }

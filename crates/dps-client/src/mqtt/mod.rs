@@ -35,8 +35,8 @@ use tokio_tungstenite::WebSocketStream;
 mod protocol;
 
 use self::protocol::{
-    encode, error_of, finish, is_transient, kind, parse_reply_topic, parse_status, protocol,
-    refusal, split_host_port, uuid_like,
+    encode, error_of, is_transient, kind, parse_reply_topic, parse_status, refusal,
+    split_host_port, uuid_like,
 };
 use crate::credential::Credential;
 use crate::{ClientError, ProvisioningClient, Registration};
@@ -188,7 +188,7 @@ impl Exchange<'_> {
                 _ => return Err(error_of(&answer)),
             }
         }
-        finish(c, status)
+        Registration::from_status(status, &c.credential)
     }
 
     /// TCP, TLS, WebSocket when asked, CONNECT and SUBSCRIBE.
@@ -253,7 +253,11 @@ impl Exchange<'_> {
                     ..
                 }) => {}
                 Packet::ConnAck(ConnAck { code, .. }) => return Err(refusal(code)),
-                other => return Err(protocol(format!("expected CONNACK, got {other:?}"))),
+                other => {
+                    return Err(ClientError::protocol(format!(
+                        "expected CONNACK, got {other:?}"
+                    )))
+                }
             }
             let pkid = link.packet_id();
             let mut subscribe = Subscribe::new(REPLY_FILTER, QoS::AtLeastOnce);
@@ -265,13 +269,18 @@ impl Exchange<'_> {
                 match link.receive().await.map_err(|e| network(e.to_string()))? {
                     Packet::SubAck(ack) if ack.pkid == pkid => {
                         if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
-                            return Err(protocol("the service refused the reply subscription"));
+                            return Err(ClientError::protocol(
+                                "the service refused the reply subscription",
+                            ));
                         }
                         return Ok(link);
                     }
                     Packet::PingResp => {}
                     other => {
-                        return Err(protocol(format!("expected SUBACK, got {}", kind(&other))))
+                        return Err(ClientError::protocol(format!(
+                            "expected SUBACK, got {}",
+                            kind(&other)
+                        )))
                     }
                 }
             }
@@ -320,7 +329,7 @@ impl Exchange<'_> {
                     }
                     Packet::PubAck(_) | Packet::PingResp => {}
                     other => {
-                        return Err(protocol(format!(
+                        return Err(ClientError::protocol(format!(
                             "unexpected {} from the service",
                             kind(&other)
                         )))
@@ -367,16 +376,7 @@ impl Exchange<'_> {
 
     /// Wait exactly `duration` (the caller's own poll interval, zero included).
     async fn wait_exactly(&self, duration: Duration) -> Result<(), ClientError> {
-        if duration.is_zero() {
-            return Ok(());
-        }
-        if Instant::now() + duration > self.deadline {
-            return Err(ClientError::Timeout {
-                seconds: self.client.timeout.as_secs(),
-            });
-        }
-        tokio::time::sleep(duration).await;
-        Ok(())
+        self.client.pause(self.deadline, duration).await
     }
 
     fn username(&self) -> String {

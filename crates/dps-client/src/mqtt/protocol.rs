@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use dps_model::{ErrorBody, RegistrationOperationStatus, RegistrationStatus};
+use dps_model::{ErrorBody, RegistrationOperationStatus};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
 
 use super::Answer;
-use crate::credential::Credential;
-use crate::{ClientError, ProvisioningClient, Registration};
+use crate::ClientError;
 
 /// A request id unique within the connection, shaped like the SDKs' UUIDs.
 pub(super) fn uuid_like(n: u16) -> String {
@@ -35,55 +34,7 @@ pub(super) fn parse_reply_topic(topic: &str) -> Option<(u16, &str, Option<Durati
 }
 
 pub(super) fn parse_status(body: &[u8]) -> Result<RegistrationOperationStatus, ClientError> {
-    dps_model::from_json(body).map_err(|e| protocol(e.to_string()))
-}
-
-pub(super) fn finish(
-    client: &ProvisioningClient,
-    status: RegistrationOperationStatus,
-) -> Result<Registration, ClientError> {
-    let state = status.registration_state;
-    match status.status {
-        RegistrationStatus::Assigned => {
-            let state = state.ok_or_else(|| protocol("assigned without registrationState"))?;
-            let assigned_hub = state
-                .assigned_hub
-                .clone()
-                .ok_or_else(|| protocol("assigned without assignedHub"))?;
-            let device_id = state
-                .device_id
-                .clone()
-                .ok_or_else(|| protocol("assigned without deviceId"))?;
-            let hub_connection_string = match &client.credential {
-                Credential::SymmetricKey(key) => Some(format!(
-                    "HostName={assigned_hub};DeviceId={device_id};SharedAccessKey={}",
-                    key.to_base64()
-                )),
-                _ => None,
-            };
-            Ok(Registration {
-                registration_id: state.registration_id.clone(),
-                assigned_hub,
-                device_id,
-                substatus: state.substatus,
-                payload: state.payload.clone(),
-                operation_id: status.operation_id,
-                hub_connection_string,
-                raw: state,
-            })
-        }
-        RegistrationStatus::Failed => Err(ClientError::RegistrationFailed {
-            error_code: state.as_ref().and_then(|s| s.error_code),
-            message: state
-                .and_then(|s| s.error_message)
-                .unwrap_or_else(|| "no message".to_owned()),
-        }),
-        RegistrationStatus::Disabled => Err(ClientError::Disabled),
-        other => Err(protocol(format!(
-            "unexpected terminal status {}",
-            other.as_str()
-        ))),
-    }
+    dps_model::from_json(body).map_err(|e| ClientError::protocol(e.to_string()))
 }
 
 pub(super) fn is_transient(status: u16) -> bool {
@@ -129,7 +80,7 @@ pub(super) fn refusal(code: ConnectReturnCode) -> ClientError {
             error_code: None,
             message: "the service refused the MQTT connection (ServiceUnavailable)".to_owned(),
         },
-        other => protocol(format!(
+        other => ClientError::protocol(format!(
             "the service refused the MQTT connection ({other:?})"
         )),
     }
@@ -151,12 +102,6 @@ pub(super) fn kind(packet: &Packet) -> &'static str {
         Packet::PingReq => "PINGREQ",
         Packet::PingResp => "PINGRESP",
         Packet::Disconnect => "DISCONNECT",
-    }
-}
-
-pub(super) fn protocol(reason: impl Into<String>) -> ClientError {
-    ClientError::Protocol {
-        reason: reason.into(),
     }
 }
 

@@ -4,29 +4,21 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use dps_model::{ETag, OperationKind, Precondition, RegistrationId};
+use dps_model::{ETag, OperationKind, Precondition};
 
 use super::assert_err;
-use super::fixtures::{enrollment, registration, tenant};
+use super::fixtures::{enrollment, reg, registration, scope_of, tenant};
 use super::registrations::rows_by_subject;
 use crate::{Entity, Store, StoreError};
-
-fn reg(id: &str) -> RegistrationId {
-    RegistrationId::new(id).unwrap()
-}
 
 /// `enrollment_with_registration` gives exactly what the two separate reads
 /// give: the enrollment alone, then with the device's record once it
 /// registered, never another tenant's record, nothing for a record without
 /// an enrollment.
 pub async fn enrollment_read_with_its_registration(store: Arc<dyn Store>) {
-    let scope = store
-        .create_tenant(tenant("fabrikam", "0ne00000F0F"))
-        .await
-        .unwrap()
-        .id_scope;
+    let scope = scope_of(&store).await;
     let other = store
-        .create_tenant(tenant("contoso", "0ne00000C0C"))
+        .create_tenant(tenant("fabrikam", "0ne00000F0F"))
         .await
         .unwrap()
         .id_scope;
@@ -98,11 +90,7 @@ pub async fn enrollment_read_with_its_registration(store: Arc<dyn Store>) {
 /// row, the etag precondition applies to the enrollment, and an enrollment
 /// without a record is deleted all the same.
 pub async fn delete_enrollment_takes_its_registration(store: Arc<dyn Store>) {
-    let scope = store
-        .create_tenant(tenant("fabrikam", "0ne00000F0F"))
-        .await
-        .unwrap()
-        .id_scope;
+    let scope = scope_of(&store).await;
     let written = store
         .put_enrollment(&scope, enrollment("Dev-1"), Precondition::None)
         .await

@@ -4,23 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Duration;
-use dps_model::{ETag, EnrollmentGroupId, IdScope, OperationKind, Precondition, RegistrationId};
+use dps_model::{ETag, EnrollmentGroupId, IdScope, OperationKind, Precondition};
 
 use super::assert_err;
-use super::fixtures::{enrollment, group, tenant};
+use super::fixtures::{enrollment, group, reg, scope_of};
 use crate::{Entity, PageRequest, Store, StoreError, WriteOutcome};
-
-async fn scope_of(store: &Arc<dyn Store>) -> IdScope {
-    store
-        .create_tenant(tenant("contoso", "0ne00000A0A"))
-        .await
-        .unwrap()
-        .id_scope
-}
-
-fn reg(id: &str) -> RegistrationId {
-    RegistrationId::new(id).unwrap()
-}
 
 fn grp(id: &str) -> EnrollmentGroupId {
     EnrollmentGroupId::new(id).unwrap()

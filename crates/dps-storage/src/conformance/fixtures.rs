@@ -1,5 +1,7 @@
 //! Records the battery writes.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use dps_model::{
     AllocationPolicy, AttestationMechanism, AttestationType, ETag, EnrollmentGroup,
@@ -7,6 +9,22 @@ use dps_model::{
     RegistrationOperation, RegistrationOperationStatus, RegistrationRecord, RegistrationStatus,
     RegistrationSubstatus, Tenant,
 };
+
+use crate::Store;
+
+/// Create the tenant every single-tenant test uses; its ID scope.
+pub(crate) async fn scope_of(store: &Arc<dyn Store>) -> IdScope {
+    store
+        .create_tenant(tenant("contoso", "0ne00000A0A"))
+        .await
+        .unwrap()
+        .id_scope
+}
+
+/// A registration id known to be valid.
+pub(crate) fn reg(id: &str) -> RegistrationId {
+    RegistrationId::new(id).unwrap()
+}
 
 /// A tenant named `name` with ID scope `scope`.
 pub fn tenant(name: &str, scope: &str) -> Tenant {

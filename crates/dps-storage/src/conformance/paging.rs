@@ -2,18 +2,10 @@
 
 use std::sync::Arc;
 
-use dps_model::{IdScope, OperationKind, Precondition};
+use dps_model::{OperationKind, Precondition};
 
-use super::fixtures::{enrollment, group, tenant};
+use super::fixtures::{enrollment, group, scope_of};
 use crate::{ContinuationToken, PageRequest, Store};
-
-async fn scope_of(store: &Arc<dyn Store>) -> IdScope {
-    store
-        .create_tenant(tenant("contoso", "0ne00000A0A"))
-        .await
-        .unwrap()
-        .id_scope
-}
 
 /// 10,000 enrollments paged 97 at a time through client-echoed tokens: every
 /// record exactly once, in id order.

@@ -5,25 +5,13 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use dps_model::{
-    ETag, EnrollmentGroupId, IdScope, OperationKind, OperationRecord, Precondition, RegistrationId,
+    ETag, EnrollmentGroupId, IdScope, OperationKind, OperationRecord, Precondition,
     RegistrationStatus,
 };
 
 use super::assert_err;
-use super::fixtures::{registration, tenant};
+use super::fixtures::{reg, registration, scope_of, tenant};
 use crate::{Entity, PageRequest, Store, StoreError};
-
-async fn scope_of(store: &Arc<dyn Store>) -> IdScope {
-    store
-        .create_tenant(tenant("fabrikam", "0ne00000F0F"))
-        .await
-        .unwrap()
-        .id_scope
-}
-
-fn reg(id: &str) -> RegistrationId {
-    RegistrationId::new(id).unwrap()
-}
 
 fn bill(scope: &IdScope, kind: OperationKind, id: &str) -> Option<OperationRecord> {
     Some(OperationRecord::now(scope, kind, Some(id.to_owned())))

@@ -15,6 +15,21 @@ async fn open(path: &std::path::Path) -> SqliteStore {
         .expect("open")
 }
 
+/// A store holding tenant `contoso` (`0ne00000A0A`) with enrollment `dev-1`.
+async fn open_enrolled(path: &std::path::Path) -> (SqliteStore, dps_model::IdScope) {
+    let store = open(path).await;
+    let scope = store
+        .create_tenant(tenant("contoso", "0ne00000A0A"))
+        .await
+        .unwrap()
+        .id_scope;
+    store
+        .put_enrollment(&scope, enrollment("dev-1"), Precondition::None)
+        .await
+        .unwrap();
+    (store, scope)
+}
+
 #[tokio::test]
 async fn data_survives_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,18 +98,7 @@ async fn data_survives_close_and_reopen() {
 async fn dropping_without_close_keeps_acknowledged_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dps.db");
-    {
-        let store = open(&path).await;
-        let scope = store
-            .create_tenant(tenant("contoso", "0ne00000A0A"))
-            .await
-            .unwrap()
-            .id_scope;
-        store
-            .put_enrollment(&scope, enrollment("dev-1"), Precondition::None)
-            .await
-            .unwrap();
-    }
+    drop(open_enrolled(&path).await);
     let store = open(&path).await;
     let scope = dps_model::IdScope::new("0ne00000A0A").unwrap();
     let found = store
@@ -216,16 +220,8 @@ fn reading_in_a_loop_lets_other_tasks_run() {
 
 async fn read_until_told_to_stop() -> u64 {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(open(&dir.path().join("dps.db")).await);
-    let scope = store
-        .create_tenant(tenant("contoso", "0ne00000A0A"))
-        .await
-        .unwrap()
-        .id_scope;
-    store
-        .put_enrollment(&scope, enrollment("dev-1"), Precondition::None)
-        .await
-        .unwrap();
+    let (store, scope) = open_enrolled(&dir.path().join("dps.db")).await;
+    let store = Arc::new(store);
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (store, stop) = (store.clone(), stop.clone());
