@@ -4,11 +4,15 @@ use std::time::Duration;
 
 use dps_model::{AllocationPolicy, ErrorCode};
 
+use crate::egress::EgressRefusal;
+
 /// Why no hub could be chosen. Each variant maps to a 6-digit DPS error code
 /// ([`AllocationError::error_code`]) and its `Display` text is the message a
 /// device (and an operator reading the registration record) sees, so it names
 /// the cause and the offending value. Webhook URLs are never quoted in full:
-/// their query string carries the function key; only the host appears.
+/// their query string carries the function key; only the host appears. Nor
+/// is anything the webhook answered: the URL is the tenant's choice, so the
+/// answer may come from a service the tenant must not read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AllocationError {
@@ -66,44 +70,55 @@ pub enum AllocationError {
         /// Why (the URL itself is not repeated: it may carry a key).
         reason: String,
     },
-    /// The webhook did not answer within the configured time.
-    #[error("custom allocation failed: the webhook at {host} did not answer within {} ms", timeout.as_millis())]
-    WebhookTimeout {
+    /// The egress policy refused the webhook's address or scheme, before
+    /// any byte was sent to it.
+    #[error(
+        "custom allocation failed: the webhook at {host} is refused by the egress policy: {reason}"
+    )]
+    WebhookEgressRefused {
+        /// Host (and port) of the webhook.
+        host: String,
+        /// Which rule refused it.
+        reason: EgressRefusal,
+    },
+    /// No answer from the webhook: no connection (refused, unresolvable
+    /// name, TLS failure) or no complete answer within the limit. These are
+    /// deliberately one failure with one text: telling "connection refused"
+    /// from "timed out" would make the webhook a port scanner of whatever
+    /// networks the operator allows. The cause is logged at DEBUG.
+    #[error("custom allocation failed: could not reach the webhook at {host} (no connection, or no answer within {} ms)", timeout.as_millis())]
+    WebhookUnreachable {
         /// Host (and port) of the webhook.
         host: String,
         /// The configured limit.
         timeout: Duration,
     },
-    /// No connection to the webhook (refused, DNS failure, TLS failure…).
-    #[error("custom allocation failed: could not connect to the webhook at {host}: {cause}")]
-    WebhookUnreachable {
-        /// Host (and port) of the webhook.
-        host: String,
-        /// The underlying error chain, e.g. "Connection refused (os error 111)".
-        cause: String,
-    },
     /// The webhook answered 401 or 403.
-    #[error("custom allocation failed: the webhook at {host} refused the call with status code {status} (check the function key in webhookUrl){}", excerpt_suffix(body_excerpt))]
+    #[error("custom allocation failed: the webhook at {host} refused the call with status code {status} (check the function key in webhookUrl)")]
     WebhookUnauthorized {
         /// Host (and port) of the webhook.
         host: String,
         /// 401 or 403.
         status: u16,
-        /// The start of the response body (at most 200 characters).
-        body_excerpt: String,
     },
-    /// The webhook answered another non-2xx status.
-    #[error(
-        "Custom allocation failed with status code: {status} (webhook at {host}){}",
-        excerpt_suffix(body_excerpt)
-    )]
+    /// The webhook answered with a redirect, which is never followed: the
+    /// target would escape the egress check.
+    #[error("custom allocation failed: the webhook at {host} answered with a redirect (status code {status}), which is not followed")]
+    WebhookRedirected {
+        /// Host (and port) of the webhook.
+        host: String,
+        /// The 3xx status.
+        status: u16,
+    },
+    /// The webhook answered another non-2xx status. The text starts like
+    /// the cloud's; the body is never part of it (it could be anything the
+    /// URL points at), only of a DEBUG log.
+    #[error("Custom allocation failed with status code: {status} (webhook at {host})")]
     WebhookStatus {
         /// Host (and port) of the webhook.
         host: String,
         /// The HTTP status.
         status: u16,
-        /// The start of the response body (at most 200 characters).
-        body_excerpt: String,
     },
     /// The webhook's 2xx answer is not the expected JSON.
     #[error(
@@ -112,7 +127,8 @@ pub enum AllocationError {
     WebhookMalformedResponse {
         /// Host (and port) of the webhook.
         host: String,
-        /// The parse error, naming the field where it applies.
+        /// What is wrong, in fixed words plus the field path where it
+        /// applies; never a value from the body.
         cause: String,
     },
     /// The webhook's answer is larger than the configured limit.
@@ -160,8 +176,8 @@ impl AllocationError {
     ///
     /// Webhook failures use the three custom-allocation codes of the spec
     /// (400207 failed, 400208 no/invalid hub, 400209 unauthorized); the
-    /// variant and the message tell timeouts, refused connections, bad
-    /// statuses and bad bodies apart. Hubs that are not (or no longer)
+    /// variant and the message tell egress refusals, unreachable webhooks,
+    /// redirects, bad statuses and bad bodies apart. Hubs that are not (or no longer)
     /// linked are 404210 LinkedHubNotFound; an enrollment whose hub settings
     /// cannot work is 400004 ArgumentInvalid.
     pub fn error_code(&self) -> ErrorCode {
@@ -175,8 +191,9 @@ impl AllocationError {
             AllocationError::StaticHubCount { .. } => ErrorCode::ARGUMENT_INVALID,
             AllocationError::CustomDefinitionMissing
             | AllocationError::WebhookUrlInvalid { .. }
-            | AllocationError::WebhookTimeout { .. }
+            | AllocationError::WebhookEgressRefused { .. }
             | AllocationError::WebhookUnreachable { .. }
+            | AllocationError::WebhookRedirected { .. }
             | AllocationError::WebhookStatus { .. }
             | AllocationError::WebhookMalformedResponse { .. }
             | AllocationError::WebhookResponseTooLarge { .. } => {
@@ -197,13 +214,5 @@ fn describe_names(named: &[String]) -> String {
     match named {
         [] => "none".to_owned(),
         names => format!("{} ({})", names.len(), names.join(", ")),
-    }
-}
-
-fn excerpt_suffix(excerpt: &str) -> String {
-    if excerpt.is_empty() {
-        String::new()
-    } else {
-        format!(": {excerpt}")
     }
 }

@@ -59,9 +59,12 @@
 //! takes typed values), and knows no HTTP status codes of its own API —
 //! errors carry a DPS [`ErrorCode`](dps_model::ErrorCode) via
 //! [`AllocationError::error_code`] and the service renders them. The only
-//! I/O is the webhook call and the optional latency prober.
+//! I/O is the webhook call and the optional latency prober. It follows no
+//! redirect and uses no proxy for the webhook: either would take the call
+//! past the egress policy.
 
 mod allocator;
+pub mod egress;
 mod error;
 mod hash;
 mod hubs;

@@ -29,6 +29,14 @@ impl Cidr {
         self.prefix
     }
 
+    /// Is the range one address (`/32` or `/128`)?
+    pub fn is_single_host(&self) -> bool {
+        match self.network {
+            IpAddr::V4(_) => self.prefix == 32,
+            IpAddr::V6(_) => self.prefix == 128,
+        }
+    }
+
     /// Does the range hold `addr`? IPv4-mapped IPv6 addresses
     /// (`::ffff:10.1.2.3`, how dual-stack sockets report IPv4 peers) match
     /// IPv4 ranges.

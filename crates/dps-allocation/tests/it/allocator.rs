@@ -10,12 +10,14 @@ use dps_allocation::{
 use dps_model::enrollment::EnrollmentRef;
 use dps_model::{AllocationPolicy, ErrorCode};
 
-use crate::support::{first_linked_hub_webhook, hubs, individual, linked, reg};
+use crate::support::{
+    first_linked_hub_webhook, hubs, individual, linked, loopback_allocator_config, reg,
+};
 
 #[tokio::test]
 async fn dispatches_by_the_requests_policy() {
     let table = HubTable::new(&[linked("a.net"), linked("b.net"), linked("c.net")]).unwrap();
-    let allocator = Allocator::new(AllocatorConfig::default()).unwrap();
+    let allocator = Allocator::new(loopback_allocator_config()).unwrap();
     let id = reg("dev-1");
 
     let hashed = individual("");

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use dps_allocation::{
     AllocationRequest, GeoLatencyPolicy, HashedPolicy, HubTable, LatencyTable, Policy,
-    StaticPolicy, WebhookConfig, WebhookPolicy,
+    StaticPolicy, WebhookPolicy,
 };
 use dps_model::enrollment::EnrollmentRef;
 use dps_model::{AllocationPolicy, IndividualEnrollment};
 
-use crate::support::{first_linked_hub_webhook, individual, located, reg};
+use crate::support::{first_linked_hub_webhook, individual, located, loopback_webhooks, reg};
 
 /// The hubs every battery run uses; the spelling is mixed on purpose.
 fn table() -> HubTable {
@@ -123,6 +123,6 @@ async fn static_passes_the_battery() {
 #[tokio::test]
 async fn custom_passes_the_battery() {
     let webhook = first_linked_hub_webhook().await;
-    let policy = WebhookPolicy::new(WebhookConfig::default()).unwrap();
+    let policy = WebhookPolicy::new(loopback_webhooks()).unwrap();
     battery(&policy, &webhook.url).await;
 }

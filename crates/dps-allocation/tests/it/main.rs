@@ -3,6 +3,7 @@
 mod allocator;
 mod battery;
 mod candidates;
+mod egress;
 mod geo;
 mod hashing;
 mod reprovision;

@@ -9,6 +9,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::routing::post;
 use axum::Router;
+use dps_allocation::egress::EgressPolicy;
+use dps_allocation::{AllocatorConfig, WebhookConfig};
 use dps_model::{EnrollmentGroup, IndividualEnrollment, LinkedHub, RegistrationId};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -93,9 +95,35 @@ struct Mock {
     received: Arc<Mutex<Vec<Received>>>,
 }
 
+/// The egress policy an operator sets for on-premises webhooks on this
+/// host: loopback allowed, plain http too. Tests of anything but the policy
+/// itself use it, since their webhooks listen on 127.0.0.1.
+pub(crate) fn loopback_egress() -> EgressPolicy {
+    let loopback = "127.0.0.0/8".parse().expect("valid CIDR");
+    EgressPolicy::default()
+        .allow_network(loopback)
+        .allow_http(loopback)
+}
+
+/// Webhook settings with [`loopback_egress`].
+pub(crate) fn loopback_webhooks() -> WebhookConfig {
+    WebhookConfig {
+        egress: loopback_egress(),
+        ..WebhookConfig::default()
+    }
+}
+
+/// An engine whose webhook may call loopback.
+pub(crate) fn loopback_allocator_config() -> AllocatorConfig {
+    AllocatorConfig {
+        webhook: loopback_webhooks(),
+        ..AllocatorConfig::default()
+    }
+}
+
 /// A webhook on 127.0.0.1 whose answer `reply` computes from the request body.
 pub(crate) struct Webhook {
-    /// `http://127.0.0.1:{port}/api/allocate?code=SECRET-KEY`.
+    /// `http://{ip}:{port}/api/allocate?code=SECRET-KEY`.
     pub(crate) url: String,
     received: Arc<Mutex<Vec<Received>>>,
     connections: Arc<AtomicUsize>,
@@ -158,15 +186,24 @@ async fn handle(
     (StatusCode::from_u16(status).expect("valid status"), text)
 }
 
-/// Start a plain-HTTP webhook.
+/// Start a plain-HTTP webhook on 127.0.0.1.
 pub(crate) async fn start_webhook(
+    reply: impl Fn(&Value) -> (u16, String) + Send + Sync + 'static,
+    delay: Duration,
+) -> Webhook {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve_webhook(listener, reply, delay)
+}
+
+/// Serve a plain-HTTP webhook on `listener`.
+pub(crate) fn serve_webhook(
+    listener: TcpListener,
     reply: impl Fn(&Value) -> (u16, String) + Send + Sync + 'static,
     delay: Duration,
 ) -> Webhook {
     use axum::serve::ListenerExt;
     let (router, received) = router(Arc::new(reply), delay);
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let addr = listener.local_addr().expect("addr");
     let connections = Arc::new(AtomicUsize::new(0));
     let counter = connections.clone();
     let listener = listener.tap_io(move |_| {
@@ -176,7 +213,7 @@ pub(crate) async fn start_webhook(
         let _ = axum::serve(listener, router).await;
     });
     Webhook {
-        url: format!("http://127.0.0.1:{port}/api/allocate?code={WEBHOOK_KEY}"),
+        url: format!("http://{addr}/api/allocate?code={WEBHOOK_KEY}"),
         received,
         connections,
         task,
