@@ -26,6 +26,15 @@ pub enum AttestationError {
         /// The verifier's clock, Unix seconds.
         now: u64,
     },
+    /// The token's expiry lies further ahead than the verifier allows (a
+    /// token meant to be replayed for a long time, or forever).
+    #[error("token expiry {expiry} lies more than {max_lifetime_secs} s ahead")]
+    TokenLifetimeTooLong {
+        /// `se` of the token, Unix seconds.
+        expiry: u64,
+        /// The longest lifetime the verifier accepts, in seconds.
+        max_lifetime_secs: u64,
+    },
     /// The signature matches none of the candidate keys.
     #[error("token signature does not match")]
     BadSignature,

@@ -27,7 +27,7 @@
 //! let token = create_token("0ne00000A0A/registrations/dev1", &key, 2_000_000_000, Some("registration"));
 //! let parsed = SasToken::parse(&token).unwrap();
 //! parsed
-//!     .verify(&Audience("0ne00000a0a/registrations/dev1"), &[&key], &ExpiryPolicy::at(1_900_000_000))
+//!     .verify(&Audience("0ne00000a0a/registrations/dev1"), &[&key], &ExpiryPolicy::at(1_999_999_000))
 //!     .unwrap();
 //!
 //! let group_key = SymmetricKey::from_bytes(vec![7u8; 64]);
@@ -36,7 +36,7 @@
 //! let candidates = [derive_device_key(&group_key, "dev2")];
 //! SasToken::parse(&token)
 //!     .unwrap()
-//!     .verify(&Audience("0ne00000A0A/registrations/dev2"), &[&candidates[0]], &ExpiryPolicy::at(1_900_000_000))
+//!     .verify(&Audience("0ne00000A0A/registrations/dev2"), &[&candidates[0]], &ExpiryPolicy::at(1_999_999_000))
 //!     .unwrap();
 //! ```
 //!

@@ -37,6 +37,13 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 /// The clock-skew allowance applied to `se` unless configured otherwise.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
+/// The longest time ahead a token's `se` may lie unless configured otherwise:
+/// two days. The official device SDKs sign for 30 s (aziot), 40 min to 1 h
+/// (C, Node, Python, Java) and 1 day (C#), so twice the longest leaves room
+/// for a device clock that runs ahead, while a token signed once for an
+/// absurd expiry (`se = 2^64-1`) cannot be replayed forever.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(2 * 24 * 3600);
+
 /// A decoded symmetric key (the bytes behind a base64 key string).
 ///
 /// The HMAC-SHA256 key schedule (the inner and outer padded key blocks) is
@@ -208,17 +215,29 @@ impl SasToken {
         }
     }
 
-    /// Expired when `se + skew < now`.
+    /// Expired when `se + skew < now`; too long-lived when
+    /// `se > now + max_lifetime + skew` (the skew forgives a signer whose
+    /// clock runs ahead). Saturating arithmetic: any `u64` is judged, none
+    /// overflows.
     pub fn check_expiry(&self, policy: &ExpiryPolicy) -> Result<(), AttestationError> {
         let now = policy.now();
-        if self.expiry.saturating_add(policy.clock_skew.as_secs()) < now {
-            Err(AttestationError::TokenExpired {
+        let skew = policy.clock_skew.as_secs();
+        if self.expiry.saturating_add(skew) < now {
+            return Err(AttestationError::TokenExpired {
                 expiry: self.expiry,
                 now,
-            })
-        } else {
-            Ok(())
+            });
         }
+        if let Some(max) = policy.max_lifetime {
+            let latest = now.saturating_add(max.as_secs()).saturating_add(skew);
+            if self.expiry > latest {
+                return Err(AttestationError::TokenLifetimeTooLong {
+                    expiry: self.expiry,
+                    max_lifetime_secs: max.as_secs(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Constant-time comparison against each candidate key; the index of the
@@ -253,11 +272,15 @@ impl SasToken {
 #[derive(Clone, Copy, Debug)]
 pub struct Audience<'a>(pub &'a str);
 
-/// How expiry is judged: the allowed clock skew and the clock itself.
+/// How expiry is judged: the allowed clock skew, the longest lifetime left
+/// to a token, and the clock itself.
 #[derive(Clone, Debug)]
 pub struct ExpiryPolicy {
     /// Added to `se` before comparing with now.
     pub clock_skew: Duration,
+    /// How far ahead of now (plus the skew) `se` may lie; `None` accepts any
+    /// future expiry (only for verifiers that mint their own tokens).
+    pub max_lifetime: Option<Duration>,
     /// A fixed "now" in Unix seconds (tests and known-answer vectors), or the system clock.
     pub fixed_now: Option<u64>,
 }
@@ -266,6 +289,7 @@ impl Default for ExpiryPolicy {
     fn default() -> Self {
         ExpiryPolicy {
             clock_skew: DEFAULT_CLOCK_SKEW,
+            max_lifetime: Some(DEFAULT_MAX_LIFETIME),
             fixed_now: None,
         }
     }
@@ -277,6 +301,14 @@ impl ExpiryPolicy {
         ExpiryPolicy {
             fixed_now: Some(now_unix),
             ..ExpiryPolicy::default()
+        }
+    }
+
+    /// The same policy with another lifetime cap (`None`: uncapped).
+    pub fn with_max_lifetime(self, max_lifetime: Option<Duration>) -> Self {
+        ExpiryPolicy {
+            max_lifetime,
+            ..self
         }
     }
 
@@ -423,6 +455,102 @@ mod tests {
             Err(AttestationError::BadSignature)
         );
         assert_eq!(token.check_signature(&[&other, &key]), Ok(1));
+    }
+
+    #[test]
+    fn expiry_beyond_the_lifetime_cap_is_refused() {
+        let key = SymmetricKey::from_bytes(vec![1u8; 32]);
+        let now = 1_800_000_000;
+        let policy = ExpiryPolicy::at(now);
+        let cap = DEFAULT_MAX_LIFETIME.as_secs() + DEFAULT_CLOCK_SKEW.as_secs();
+        let at = |se: u64| SasToken::parse(&create_token("hub.example", &key, se, None)).unwrap();
+        // The C# device SDK signs for one day: well inside the default cap.
+        assert_eq!(at(now + 24 * 3600).check_expiry(&policy), Ok(()));
+        assert_eq!(at(now + cap).check_expiry(&policy), Ok(()));
+        assert_eq!(
+            at(now + cap + 1).check_expiry(&policy),
+            Err(AttestationError::TokenLifetimeTooLong {
+                expiry: now + cap + 1,
+                max_lifetime_secs: DEFAULT_MAX_LIFETIME.as_secs(),
+            })
+        );
+        // `verify` applies the cap before the signature.
+        assert!(matches!(
+            at(u64::MAX).verify(&Audience("hub.example"), &[&key], &policy),
+            Err(AttestationError::TokenLifetimeTooLong {
+                expiry: u64::MAX,
+                ..
+            })
+        ));
+        // A verifier may lift the cap, and tighten it.
+        let uncapped = ExpiryPolicy::at(now).with_max_lifetime(None);
+        assert_eq!(at(u64::MAX).check_expiry(&uncapped), Ok(()));
+        let hour = ExpiryPolicy::at(now).with_max_lifetime(Some(Duration::from_secs(3600)));
+        assert_eq!(at(now + 3600 + 300).check_expiry(&hour), Ok(()));
+        assert!(at(now + 3600 + 301).check_expiry(&hour).is_err());
+    }
+
+    #[test]
+    fn the_largest_se_parses_and_is_refused_without_overflow() {
+        let token = SasToken::parse(
+            "SharedAccessSignature sr=a&sig=b&se=18446744073709551615&skn=registration",
+        )
+        .unwrap();
+        assert_eq!(token.expiry, u64::MAX);
+        for now in [0, 1_800_000_000, u64::MAX / 2] {
+            assert!(matches!(
+                token.check_expiry(&ExpiryPolicy::at(now)),
+                Err(AttestationError::TokenLifetimeTooLong { .. })
+            ));
+        }
+        // One more digit does not fit in u64: malformed, not a panic.
+        assert!(matches!(
+            SasToken::parse("SharedAccessSignature sr=a&sig=b&se=18446744073709551616"),
+            Err(AttestationError::MalformedToken { .. })
+        ));
+    }
+
+    proptest::proptest! {
+        /// For every `se`, every clock and every cap, the verdict is exactly
+        /// the interval rule, computed here in u128 where nothing saturates.
+        #[test]
+        fn expiry_verdict_is_the_interval_rule(
+            se in proptest::prop_oneof![
+                proptest::prelude::any::<u64>(),
+                1_700_000_000u64..1_900_000_000,
+                proptest::prelude::Just(u64::MAX),
+            ],
+            now in proptest::prop_oneof![
+                proptest::prelude::any::<u64>(),
+                1_750_000_000u64..1_850_000_000,
+            ],
+            skew in 0u64..100_000,
+            cap in proptest::option::of(0u64..10_000_000),
+        ) {
+            let token = SasToken::parse(&format!("SharedAccessSignature sr=a&sig=b&se={se}"))
+                .unwrap();
+            let policy = ExpiryPolicy {
+                clock_skew: Duration::from_secs(skew),
+                max_lifetime: cap.map(Duration::from_secs),
+                fixed_now: Some(now),
+            };
+            let verdict = token.check_expiry(&policy);
+            let (se, now, skew) = (u128::from(se), u128::from(now), u128::from(skew));
+            let saturated = |v: u128| v.min(u128::from(u64::MAX));
+            if saturated(se + skew) < now {
+                proptest::prop_assert!(
+                    matches!(verdict, Err(AttestationError::TokenExpired { .. })),
+                    "{verdict:?}"
+                );
+            } else if cap.is_some_and(|cap| se > saturated(now + u128::from(cap) + skew)) {
+                proptest::prop_assert!(
+                    matches!(verdict, Err(AttestationError::TokenLifetimeTooLong { .. })),
+                    "{verdict:?}"
+                );
+            } else {
+                proptest::prop_assert_eq!(verdict, Ok(()));
+            }
+        }
     }
 
     #[test]
