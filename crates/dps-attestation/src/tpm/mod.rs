@@ -9,6 +9,10 @@
 //! and signs its registration SAS token with TPM2_HMAC; the service verifies
 //! the token in software with the same key.
 //!
+//! [`ChallengeKeys`] makes that key fresh per challenge (bound to its issue
+//! second, expiring after [`CHALLENGE_LIFETIME_SECS`]) yet verifiable by any
+//! replica without shared state; `freshness.rs` explains why.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), dps_attestation::AttestationError> {
 //! # let (ek, srk) = ("", "");
@@ -21,6 +25,7 @@
 
 mod challenge;
 mod crypto;
+mod freshness;
 mod marshal;
 mod public;
 
@@ -29,6 +34,9 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 pub use challenge::{TpmChallenge, ID_KEY_ATTRIBUTES};
+pub use freshness::{
+    ChallengeKeys, CHALLENGE_CLOCK_TOLERANCE_SECS, CHALLENGE_LIFETIME_SECS, MAX_ISSUE_AHEAD_SECS,
+};
 use public::RsaPublicArea;
 
 use crate::AttestationError;
