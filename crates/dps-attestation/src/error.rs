@@ -141,6 +141,67 @@ pub enum AttestationError {
         /// Subject of the would-be issuer.
         subject: String,
     },
+    /// The client presented more certificates than a chain may have; nothing
+    /// was parsed or verified.
+    #[error("the client presented {presented} certificates; at most {max} are accepted")]
+    ChainTooLong {
+        /// How many certificates the client presented, leaf included.
+        presented: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// Every path to a trust anchor needs more intermediates than allowed.
+    #[error("no path to a trusted CA within {max} intermediate certificates")]
+    PathTooDeep {
+        /// The maximum number of intermediates between leaf and anchor.
+        max: usize,
+    },
+    /// Verification stopped because its signature-check budget was spent (a
+    /// chain crafted to make path building expensive, or too many candidates).
+    #[error("certificate chain verification stopped after {checks} signature checks")]
+    VerificationBudgetExhausted {
+        /// Signature checks performed before stopping.
+        checks: usize,
+    },
+    /// A CA's basicConstraints pathLenConstraint allows fewer intermediates
+    /// below it than the path has.
+    #[error(
+        "certificate {subject:?} allows {path_len} intermediate certificates below it; the path has {below}"
+    )]
+    PathLengthExceeded {
+        /// Subject of the constrained CA.
+        subject: String,
+        /// Its pathLenConstraint.
+        path_len: u32,
+        /// Intermediates between it and the leaf on the refused path.
+        below: usize,
+    },
+    /// A certificate's names lie outside the name constraints of a CA above
+    /// it (directoryName constraints are not implemented and refuse every name).
+    #[error("certificate names violate the name constraints of {constrained_by:?}")]
+    NameConstraintViolation {
+        /// Subject of the CA whose constraints were violated.
+        constrained_by: String,
+    },
+    /// A certificate carries a critical extension the verifier does not
+    /// process (RFC 5280 §4.2: such a certificate must be refused).
+    #[error("certificate {subject:?} carries the unsupported critical extension {oid}")]
+    UnsupportedCriticalExtension {
+        /// Subject of the certificate.
+        subject: String,
+        /// The extension's OID, dotted.
+        oid: String,
+    },
+    /// A certificate breaks an RFC 5280 rule that no more specific variant names
+    /// (a CA certificate as the device's, a version-1 certificate in a group
+    /// chain, mismatched signature algorithms…).
+    #[error("certificate {subject:?} is refused: {reason}")]
+    CertificateRejected {
+        /// Subject of the certificate, when known (else the leaf's).
+        subject: String,
+        /// What rule it breaks.
+        reason: String,
+    },
     /// A proof-of-possession certificate does not carry the verification code as its CN.
     #[error(
         "proof-of-possession certificate CN {actual:?} is not the verification code {expected:?}"

@@ -2,11 +2,14 @@
 //! parsed once so that the service can cache them between registrations.
 
 use dps_model::X509CertificateInfo;
-use x509_parser::der_parser::oid::Oid;
+use rustls_pki_types::{CertificateDer, Der};
+use x509_parser::certificate::X509Certificate;
 
-use super::certificate::{can_issue, check_period, info_of, parse_der, to_der};
+use super::certificate::{
+    can_issue, check_period, info_of, parse_der, path_len_constraint, to_der,
+};
+use super::der::content_of;
 use super::name::format_name;
-use super::signature::{key_kind, IssuerKey, KeyKind};
 use crate::AttestationError;
 
 /// A certificate that ends a group chain: an enrollment group's signing
@@ -24,13 +27,13 @@ pub struct TrustAnchor {
     der: Vec<u8>,
     subject: String,
     subject_raw: Vec<u8>,
-    key_kind: KeyKind,
-    key_bytes: Vec<u8>,
-    key_algorithm: Oid<'static>,
     not_before: i64,
     not_after: i64,
     can_issue: bool,
+    path_len: Option<u32>,
     info: X509CertificateInfo,
+    /// Subject, key and name constraints as rustls-webpki takes them.
+    webpki: rustls_pki_types::TrustAnchor<'static>,
 }
 
 impl TrustAnchor {
@@ -45,18 +48,16 @@ impl TrustAnchor {
         let which = format!("trust anchor {name:?}");
         let der = to_der(certificate.as_ref(), &which)?.into_owned();
         let cert = parse_der(&der, &which)?;
-        let spki = cert.public_key();
         let anchor = TrustAnchor {
             verified,
             subject: format_name(cert.subject()),
             subject_raw: cert.subject().as_raw().to_vec(),
-            key_kind: key_kind(spki),
-            key_bytes: spki.subject_public_key.data.to_vec(),
-            key_algorithm: spki.algorithm.algorithm.to_owned(),
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             can_issue: can_issue(&cert),
+            path_len: path_len_constraint(&cert),
             info: info_of(&der, &cert),
+            webpki: webpki_anchor(&der, &cert, &which)?,
             name,
             der: Vec::new(),
         };
@@ -91,16 +92,36 @@ impl TrustAnchor {
         &self.subject_raw
     }
 
-    pub(crate) fn key(&self) -> IssuerKey<'_> {
-        IssuerKey {
-            kind: self.key_kind,
-            bytes: &self.key_bytes,
-            algorithm: &self.key_algorithm,
+    pub(crate) fn can_issue(&self) -> bool {
+        self.can_issue
+    }
+
+    /// basicConstraints pathLenConstraint: most intermediates allowed below.
+    pub(crate) fn path_len(&self) -> Option<u32> {
+        self.path_len
+    }
+
+    /// The anchor as rustls-webpki takes it, borrowing from `self`.
+    pub(crate) fn webpki(&self) -> rustls_pki_types::TrustAnchor<'_> {
+        rustls_pki_types::TrustAnchor {
+            subject: Der::from(self.webpki.subject.as_ref()),
+            subject_public_key_info: Der::from(self.webpki.subject_public_key_info.as_ref()),
+            name_constraints: self
+                .webpki
+                .name_constraints
+                .as_ref()
+                .map(|nc| Der::from(nc.as_ref())),
         }
     }
 
-    pub(crate) fn can_issue(&self) -> bool {
-        self.can_issue
+    /// Whether the anchor certificate carries name constraints.
+    pub(crate) fn has_name_constraints(&self) -> bool {
+        self.webpki.name_constraints.is_some()
+    }
+
+    /// The bytes webpki reads this anchor's public key from.
+    pub(crate) fn webpki_key_bytes(&self) -> &[u8] {
+        self.webpki.subject_public_key_info.as_ref()
     }
 
     pub(crate) fn check_validity(&self, now: u64) -> Result<(), AttestationError> {
@@ -108,4 +129,30 @@ impl TrustAnchor {
             self.subject.clone()
         })
     }
+}
+
+/// webpki's view of an anchor certificate: its subject, key and name
+/// constraints. webpki reads them from the certificate itself; should it
+/// refuse one that x509-parser took (an administrator's CA is trusted as
+/// uploaded, whatever else it carries), the subject and key alone do.
+fn webpki_anchor(
+    der: &[u8],
+    cert: &X509Certificate<'_>,
+    which: &str,
+) -> Result<rustls_pki_types::TrustAnchor<'static>, AttestationError> {
+    let certificate = CertificateDer::from(der);
+    if let Ok(anchor) = webpki::anchor_from_trusted_cert(&certificate) {
+        return Ok(anchor.to_owned());
+    }
+    let malformed = || AttestationError::MalformedCertificate {
+        which: which.to_owned(),
+        reason: "subject or public key is not DER".to_owned(),
+    };
+    let subject = content_of(cert.subject().as_raw()).ok_or_else(malformed)?;
+    let spki = content_of(cert.public_key().raw).ok_or_else(malformed)?;
+    Ok(rustls_pki_types::TrustAnchor {
+        subject: Der::from(subject.to_vec()),
+        subject_public_key_info: Der::from(spki.to_vec()),
+        name_constraints: None,
+    })
 }

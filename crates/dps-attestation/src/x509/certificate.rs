@@ -192,6 +192,15 @@ pub(crate) fn can_issue(cert: &X509Certificate<'_>) -> bool {
     is_ca && may_sign_certificates
 }
 
+/// basicConstraints pathLenConstraint of a CA: how many intermediates may
+/// follow it towards the leaf.
+pub(crate) fn path_len_constraint(cert: &X509Certificate<'_>) -> Option<u32> {
+    match cert.basic_constraints() {
+        Ok(Some(bc)) if bc.value.ca => bc.value.path_len_constraint,
+        _ => None,
+    }
+}
+
 /// `2024-05-01T12:00:00Z`.
 pub(crate) fn rfc3339(unix: i64) -> String {
     match DateTime::from_timestamp(unix, 0) {

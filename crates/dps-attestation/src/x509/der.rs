@@ -31,6 +31,14 @@ fn element(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
+/// The content of the one DER element that `bytes` holds (nothing after it).
+pub(crate) fn content_of(bytes: &[u8]) -> Option<&[u8]> {
+    match element(bytes)? {
+        (_, content, []) => Some(content),
+        _ => None,
+    }
+}
+
 /// The bytes of the element at the start of `bytes`.
 fn whole(bytes: &[u8], after: &[u8]) -> Option<usize> {
     bytes.len().checked_sub(after.len())

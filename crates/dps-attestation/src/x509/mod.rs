@@ -13,27 +13,34 @@
 //! * [`decode_certificate`], [`certificate_info`], [`leaf_common_name`]: parsing.
 //! * [`verify_individual`]: the leaf must be the enrollment's primary or
 //!   secondary certificate, valid at `now`, with CN = registration id.
-//! * [`TrustAnchor`] + [`verify_group`]: a chain from the leaf through the
-//!   presented intermediates to a verified group signing / CA certificate, every
-//!   signature, validity period and CA flag checked.
+//! * [`TrustAnchor`] + [`verify_groups`] (one tenant's groups at once) or
+//!   [`verify_group`]: a chain from the leaf through the presented
+//!   intermediates to a verified group signing / CA certificate, built by
+//!   rustls-webpki within [`ChainLimits`] (certificates presented, path depth,
+//!   signature checks): signatures, validity periods, CA flags, path-length
+//!   and name constraints, unknown critical extensions.
 //! * [`generate_verification_code`], [`verify_proof_of_possession`]: CA verification.
 //!
-//! Not done here: revocation (CRL/OCSP), name and path-length constraints, and
-//! extended key usage — DPS does not check them either as far as is known.
+//! Not done here: revocation (CRL/OCSP) and extended key usage — DPS does not
+//! check them either as far as is known.
 
 mod anchor;
 mod certificate;
 mod chain;
 mod der;
+mod diagnose;
 mod individual;
+mod limits;
+mod meter;
 mod name;
 mod proof;
 mod signature;
 
 pub use anchor::TrustAnchor;
 pub use certificate::{certificate_info, decode_certificate, leaf_common_name};
-pub use chain::verify_group;
+pub use chain::{verify_group, verify_groups, GroupMatch};
 pub use individual::verify_individual;
+pub use limits::{ChainLimits, MAX_PATH_DEPTH};
 pub use proof::{generate_verification_code, verify_proof_of_possession, VERIFICATION_CODE_LEN};
 
 /// What a successful X.509 verification established about the device.
@@ -44,7 +51,7 @@ pub struct VerifiedDevice {
     pub registration_id: String,
     /// Which certificate the leaf was accepted by: for [`verify_individual`]
     /// 0 = primary, 1 = secondary; for [`verify_group`] the index of the
-    /// matching anchor.
+    /// matching anchor (for [`verify_groups`], within its group).
     pub matched: usize,
     /// Details of the leaf, for `registrationState.x509.certificateInfo`.
     pub leaf: dps_model::X509CertificateInfo,

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use rcgen::{
     date_time_ymd, BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair,
-    KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384,
+    KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519,
 };
 use rsa::pkcs8::EncodePrivateKey as _;
 
@@ -17,6 +17,7 @@ pub(crate) const NOW: u64 = 1_780_000_000;
 pub(crate) enum Alg {
     P256,
     P384,
+    Ed25519,
     /// RSA-2048; `usize` picks one of a few keys generated once per process.
     Rsa(usize),
 }
@@ -41,6 +42,7 @@ pub(crate) fn key(alg: Alg) -> KeyPair {
     match alg {
         Alg::P256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
         Alg::P384 => KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap(),
+        Alg::Ed25519 => KeyPair::generate_for(&PKCS_ED25519).unwrap(),
         Alg::Rsa(slot) => KeyPair::try_from(rsa_pkcs8(slot)).unwrap(),
     }
 }
@@ -70,6 +72,8 @@ pub(crate) struct Spec<'a> {
     /// Validity as (from year, to year), 1 January 00:00 UTC each.
     pub(crate) years: (i32, i32),
     pub(crate) serial: Option<&'a [u8]>,
+    /// Last changes to the parameters (extensions, constraints, names).
+    pub(crate) tweak: Option<&'a dyn Fn(&mut CertificateParams)>,
 }
 
 impl<'a> Spec<'a> {
@@ -81,6 +85,7 @@ impl<'a> Spec<'a> {
             ca: true,
             years: (2020, 2040),
             serial: None,
+            tweak: None,
         }
     }
 
@@ -103,6 +108,13 @@ impl<'a> Spec<'a> {
         Spec { ca: false, ..self }
     }
 
+    pub(crate) fn tweaked(self, tweak: &'a dyn Fn(&mut CertificateParams)) -> Self {
+        Spec {
+            tweak: Some(tweak),
+            ..self
+        }
+    }
+
     fn params(&self) -> CertificateParams {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         let mut name = DistinguishedName::new();
@@ -122,6 +134,9 @@ impl<'a> Spec<'a> {
                 KeyUsagePurpose::KeyCertSign,
                 KeyUsagePurpose::DigitalSignature,
             ];
+        }
+        if let Some(tweak) = self.tweak {
+            tweak(&mut params);
         }
         params
     }
@@ -165,4 +180,23 @@ impl Chain {
     pub(crate) fn presented(&self) -> Vec<Vec<u8>> {
         vec![self.leaf.der(), self.intermediate.der()]
     }
+}
+
+/// The chain bomb of issue #15: `cas` Ed25519 CA certificates that all bear
+/// one subject, each signed by the next (the last self-signed), and a leaf
+/// `common_name` signed by the first; presented leaf first, then the CAs in
+/// reverse, so that a builder trying every same-named candidate in order
+/// finds each real issuer last (about cas²/2 signature checks).
+pub(crate) fn same_subject_bomb(cas: usize, common_name: &str) -> Vec<Vec<u8>> {
+    let mut issued: Vec<Issued> = Vec::with_capacity(cas);
+    issued.push(Spec::ca("bomb", Alg::Ed25519).self_signed());
+    for _ in 1..cas {
+        let next = Spec::ca("bomb", Alg::Ed25519).signed_by(issued.last().expect("one"));
+        issued.push(next);
+    }
+    // issued[cas-1] signs nothing; the leaf hangs below it.
+    let leaf = Spec::leaf(common_name, Alg::Ed25519).signed_by(issued.last().expect("one"));
+    let mut presented = vec![leaf.der()];
+    presented.extend(issued.iter().map(Issued::der));
+    presented
 }

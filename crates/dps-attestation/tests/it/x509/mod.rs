@@ -1,5 +1,6 @@
 //! X.509 attestation against certificates generated with rcgen.
 
+mod bounds;
 mod fuzz;
 mod group;
 mod individual;
