@@ -23,8 +23,10 @@
 mod bootstrap;
 pub mod config;
 pub mod device;
+mod endpoint_names;
 mod error;
 pub mod listener;
+pub mod operator_key;
 pub mod pipeline;
 pub mod respond;
 pub mod server;

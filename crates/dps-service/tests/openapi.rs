@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::Router;
-use dps_attestation::sas::{create_token, unix_now, SymmetricKey};
+use dps_attestation::sas::{create_token, unix_now, ExpiryPolicy, SymmetricKey};
 use dps_model::{AccessRight, SharedAccessPolicy, Tenant};
 use dps_service::pipeline::TenantCache;
-use dps_service::service_api::{router, ServiceApi};
+use dps_service::service_api::{router, ServiceApi, ServiceAuth};
 use dps_storage::{MemoryStore, Store};
 use http::{header, Method, Request, StatusCode};
 use serde_json::Value;
@@ -151,6 +151,8 @@ const OPENAPI_METHODS: [&str; 8] = [
 ];
 
 const TENANT_HOST: &str = "acme.example.test";
+/// The name operator tokens are signed for.
+const OPERATOR_HOST: &str = "dps.example.test";
 
 /// The service router over a memory store holding one tenant whose
 /// policies are, for every right R, `only-R` (just R) and `except-R`
@@ -182,7 +184,11 @@ impl Fixture {
         let api = ServiceApi::new(
             store,
             Arc::new(TenantCache::default()),
-            operator.to_base64(),
+            ServiceAuth {
+                operator_key: operator.clone(),
+                operator_audience: vec![OPERATOR_HOST.to_owned()],
+                expiry: ExpiryPolicy::default(),
+            },
             "localhost".to_owned(),
         );
         Fixture {
@@ -206,7 +212,7 @@ impl Fixture {
 
     fn operator_token(&self) -> String {
         create_token(
-            "anything",
+            OPERATOR_HOST,
             &self.operator,
             unix_now() + 3600,
             Some("operator"),

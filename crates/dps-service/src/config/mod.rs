@@ -12,10 +12,15 @@ use crate::tls::TlsSettings;
 use crate::ServiceError;
 
 mod allocation;
+mod credentials;
 
 pub use allocation::{
     AllocationConfig, GeoLatencyConfig, LatencyProbeConfig, LatencyRange, LatencyRoundTrip,
     LatencyTableSettings,
+};
+pub use credentials::{
+    operator_key, DEFAULT_DEVICE_TOKEN_LIFETIME_SECS, DEFAULT_SERVICE_TOKEN_LIFETIME_SECS,
+    MIN_OPERATOR_KEY_BYTES,
 };
 
 /// Everything `dps-server` needs. Every field has a default, so an empty file
@@ -125,8 +130,13 @@ impl Default for ServiceConfig {
 pub struct DeviceEndpointConfig {
     /// Listen address.
     pub listen: SocketAddr,
-    /// Host name written into `Location` headers (default: the request's Host).
+    /// Host (`name[:port]`) written into `Location` headers. Default: the
+    /// first DNS or IP name of the server certificate, with the listener's
+    /// port unless 443 — never the request's `Host`.
     pub public_host: Option<String>,
+    /// How far ahead a device token's `se` may lie, in seconds (symmetric
+    /// key and TPM); beyond it the token is refused.
+    pub max_token_lifetime_seconds: u64,
     /// `Retry-After` seconds on `202 assigning` (HTTPS header, MQTT `retry-after`).
     pub retry_after_seconds: u64,
     /// The MQTT device endpoint (`[device.mqtt]`).
@@ -138,6 +148,7 @@ impl Default for DeviceEndpointConfig {
         DeviceEndpointConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_host: None,
+            max_token_lifetime_seconds: DEFAULT_DEVICE_TOKEN_LIFETIME_SECS,
             retry_after_seconds: 1,
             mqtt: MqttConfig::default(),
         }
@@ -203,6 +214,13 @@ pub struct ServiceEndpointConfig {
     pub listen: SocketAddr,
     /// Suffix of generated tenant host names: `{tenant}.{suffix}`.
     pub host_suffix: String,
+    /// How far ahead a service-API token's `se` may lie, in seconds (tenant
+    /// policies and the operator).
+    pub max_token_lifetime_seconds: u64,
+    /// Host names an operator token's `sr` may name (any `:port` ignored).
+    /// Empty: the server certificate's DNS and IP names and the service
+    /// listen address.
+    pub operator_audience: Vec<String>,
 }
 
 impl Default for ServiceEndpointConfig {
@@ -210,6 +228,8 @@ impl Default for ServiceEndpointConfig {
         ServiceEndpointConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9443)),
             host_suffix: "localhost".to_owned(),
+            max_token_lifetime_seconds: DEFAULT_SERVICE_TOKEN_LIFETIME_SECS,
+            operator_audience: Vec::new(),
         }
     }
 }
@@ -285,6 +305,7 @@ impl ServiceConfig {
                 });
             }
         }
+        self.validate_credentials()?;
         self.allocation.geo_latency.validate()
     }
 

@@ -25,19 +25,18 @@ use crate::respond::{self, json_response, ApiError, LimitedBody};
 struct DeviceApi {
     pipeline: Arc<Pipeline>,
     retry_after_seconds: u64,
-    public_host: Option<String>,
+    /// `host[:port]` of `Location` headers: from configuration or the
+    /// server certificate, never from the request.
+    location: Arc<str>,
 }
 
-/// The device endpoint's router.
-pub fn router(
-    pipeline: Arc<Pipeline>,
-    retry_after_seconds: u64,
-    public_host: Option<String>,
-) -> Router {
+/// The device endpoint's router; `location` is the `host[:port]` its
+/// `Location` headers name (see `[device] public_host`).
+pub fn router(pipeline: Arc<Pipeline>, retry_after_seconds: u64, location: String) -> Router {
     let api = DeviceApi {
         pipeline,
         retry_after_seconds,
-        public_host,
+        location: location.into(),
     };
     Router::new()
         .route(
@@ -135,19 +134,11 @@ async fn register(
                 header::RETRY_AFTER,
                 HeaderValue::from(api.retry_after_seconds),
             );
-            let host = api
-                .public_host
-                .clone()
-                .or_else(|| {
-                    headers
-                        .get(header::HOST)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| "localhost".to_owned());
+            // Never the request's `Host`: a client must not choose where
+            // this server's answers point.
             let location = format!(
-                "https://{host}/{}/registrations/{}/register",
-                request.id_scope, request.registration_id
+                "https://{}/{}/registrations/{}/register",
+                api.location, request.id_scope, request.registration_id
             );
             if let Ok(v) = HeaderValue::from_str(&location) {
                 h.insert(header::LOCATION, v);

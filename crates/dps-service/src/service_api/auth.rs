@@ -4,7 +4,11 @@
 //! The tenant is chosen by the token's `sr` host (case-insensitive, any
 //! `:port` ignored); when several tenants share a host, the one whose policy
 //! named by `skn` verifies the signature is the caller. Primary then secondary
-//! key; 5-minute clock skew. Every refusal is a 401 with the Azure body
+//! key; 5-minute clock skew; a token whose `se` lies further ahead than
+//! `[service] max_token_lifetime_seconds` is refused. Operator tokens
+//! (`skn=operator`) are checked the same way, their audience against the
+//! names of this service (`[service] operator_audience`, by default the
+//! server certificate's names). Every refusal is a 401 with the Azure body
 //! (401002) and no `Retry-After`.
 //!
 //! Tenant keys are kept in a host table (decoded keys, rights) reloaded from
@@ -68,25 +72,42 @@ impl HostTable {
     }
 }
 
+/// What the service API accepts as credentials.
+#[derive(Clone, Debug)]
+pub struct ServiceAuth {
+    /// The operator key, decoded and checked by
+    /// [`crate::config::operator_key`] (at least 32 bytes).
+    pub operator_key: SymmetricKey,
+    /// Host names an operator token's `sr` may name: compared
+    /// case-insensitively, any `:port` ignored, a leading `*.` matching one
+    /// label.
+    pub operator_audience: Vec<String>,
+    /// Expiry and lifetime rules of every service token.
+    pub expiry: ExpiryPolicy,
+}
+
 /// Verifies service-API tokens.
 pub(crate) struct Authorizer {
     store: Arc<dyn Store>,
     operator_key: SymmetricKey,
+    operator_audience: Vec<String>,
     expiry: ExpiryPolicy,
     table: RwLock<Arc<HostTable>>,
     reload: tokio::sync::Mutex<()>,
 }
 
 impl Authorizer {
-    /// An authorizer over the tenants of `store`. The operator key is base64
-    /// (as generated); any other text is used as raw key bytes.
-    pub(crate) fn new(store: Arc<dyn Store>, operator_key: &str, expiry: ExpiryPolicy) -> Self {
-        let operator_key = SymmetricKey::from_base64(operator_key)
-            .unwrap_or_else(|_| SymmetricKey::from_bytes(operator_key.as_bytes().to_vec()));
+    /// An authorizer over the tenants of `store`.
+    pub(crate) fn new(store: Arc<dyn Store>, auth: ServiceAuth) -> Self {
         Authorizer {
             store,
-            operator_key,
-            expiry,
+            operator_key: auth.operator_key,
+            operator_audience: auth
+                .operator_audience
+                .iter()
+                .map(|host| host_key(host))
+                .collect(),
+            expiry: auth.expiry,
             table: RwLock::new(Arc::new(HostTable::default())),
             reload: tokio::sync::Mutex::new(()),
         }
@@ -161,6 +182,20 @@ impl Authorizer {
             return Err(ApiError::unauthorized(
                 "Unauthorized: tenant management needs an operator token (skn=operator).",
             ));
+        }
+        // Like a tenant token names its tenant's host, an operator token
+        // names this service: one signed for another deployment sharing the
+        // key (or for any other resource) is not accepted here.
+        let host = token_host(&token.resource);
+        if !self
+            .operator_audience
+            .iter()
+            .any(|name| host_matches(&host, name))
+        {
+            tracing::debug!(audience = %host, "operator token for another audience refused");
+            return Err(ApiError::unauthorized(format!(
+                "Unauthorized: the operator token's audience {host:?} is not a name of this service."
+            )));
         }
         token
             .check_signature(&[&self.operator_key])
@@ -249,6 +284,17 @@ fn token_host(resource: &str) -> String {
     host_key(host)
 }
 
+/// `host` (already a [`host_key`]) against one audience entry (also one);
+/// `*.suffix` matches exactly one label before `suffix`.
+fn host_matches(host: &str, name: &str) -> bool {
+    match name.strip_prefix("*.") {
+        Some(suffix) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        None => host == name,
+    }
+}
+
 /// A host name as the table keys it: lower-case, without `:port`.
 pub(crate) fn host_key(host: &str) -> String {
     let host = host.trim();
@@ -266,6 +312,93 @@ pub(crate) fn host_key(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dps_attestation::sas::{create_token, unix_now};
+    use dps_storage::MemoryStore;
+
+    const SERVICE: &str = "dps.example.test";
+    const TENANT: &str = "acme.example.test";
+
+    async fn fixture(now: u64) -> (Authorizer, SymmetricKey, SymmetricKey) {
+        let store = Arc::new(MemoryStore::new());
+        let tenant = Tenant::new("acme", TENANT).unwrap();
+        let owner = SymmetricKey::from_base64(&tenant.access_policies[0].primary_key).unwrap();
+        store.create_tenant(tenant).await.unwrap();
+        let operator = SymmetricKey::from_bytes(vec![5; 32]);
+        let auth = Authorizer::new(
+            store,
+            ServiceAuth {
+                operator_key: operator.clone(),
+                operator_audience: vec!["DPS.example.test".to_owned(), "*.ops.test".to_owned()],
+                expiry: ExpiryPolicy::at(now)
+                    .with_max_lifetime(Some(Duration::from_secs(24 * 3600))),
+            },
+        );
+        (auth, operator, owner)
+    }
+
+    async fn check(auth: &Authorizer, token: &str, access: Access) -> Result<Caller, String> {
+        auth.authorize(Some(token), access)
+            .await
+            .map_err(|e| e.message)
+    }
+
+    #[tokio::test]
+    async fn operator_tokens_must_name_this_service() {
+        let now = unix_now();
+        let (auth, operator, _) = fixture(now).await;
+        let signed = |sr: &str| create_token(sr, &operator, now + 3600, Some("operator"));
+        for accepted in [
+            SERVICE,
+            "dps.example.test:9443",
+            "https://DPS.example.test/",
+            "a.ops.test",
+        ] {
+            assert_eq!(
+                check(&auth, &signed(accepted), Access::Operator).await,
+                Ok(Caller::Operator),
+                "{accepted}"
+            );
+        }
+        for refused in [
+            "anything",
+            TENANT,
+            "evil.example",
+            "a.b.ops.test",
+            "ops.test",
+        ] {
+            let message = check(&auth, &signed(refused), Access::Operator)
+                .await
+                .unwrap_err();
+            assert!(message.contains("audience"), "{refused}: {message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn service_tokens_beyond_the_lifetime_cap_are_refused() {
+        let now = unix_now();
+        let (auth, operator, owner) = fixture(now).await;
+        let right = Access::Right(AccessRight::EnrollmentRead);
+        let tenant = |se: u64| create_token(TENANT, &owner, se, Some("provisioningserviceowner"));
+        assert!(check(&auth, &tenant(now + 3600), right).await.is_ok());
+        // The cap plus the 5-minute skew is the last second accepted.
+        let last = now + 24 * 3600 + 300;
+        assert!(check(&auth, &tenant(last), right).await.is_ok());
+        for se in [last + 1, now + 365 * 24 * 3600, u64::MAX] {
+            let message = check(&auth, &tenant(se), right).await.unwrap_err();
+            assert!(
+                message.contains("lies more than 86400 s ahead"),
+                "{se}: {message}"
+            );
+            let operator_token = create_token(SERVICE, &operator, se, Some("operator"));
+            let message = check(&auth, &operator_token, Access::Operator)
+                .await
+                .unwrap_err();
+            assert!(
+                message.contains("lies more than 86400 s ahead"),
+                "{se}: {message}"
+            );
+        }
+    }
 
     #[test]
     fn host_keys() {

@@ -26,11 +26,11 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use dps_attestation::sas::ExpiryPolicy;
 use dps_model::{IdScope, OperationKind, OperationRecord};
 use dps_storage::Store;
 use http::{header, HeaderValue, StatusCode};
 
+pub use self::auth::ServiceAuth;
 use self::auth::{Authorizer, Caller};
 use self::enrollments::Record;
 use self::routes::Endpoint;
@@ -51,21 +51,17 @@ pub struct ServiceApi {
 }
 
 impl ServiceApi {
-    /// The API over this store; `operator_key` (base64) guards tenant
-    /// management, `host_suffix` makes default tenant host names
-    /// (`{name}.{host_suffix}`).
+    /// The API over this store; `auth` says which tokens it accepts (the
+    /// operator key guards tenant management), `host_suffix` makes default
+    /// tenant host names (`{name}.{host_suffix}`).
     pub fn new(
         store: Arc<dyn Store>,
         tenants: Arc<TenantCache>,
-        operator_key: String,
+        auth: ServiceAuth,
         host_suffix: String,
     ) -> Self {
         ServiceApi {
-            auth: Arc::new(Authorizer::new(
-                store.clone(),
-                &operator_key,
-                ExpiryPolicy::default(),
-            )),
+            auth: Arc::new(Authorizer::new(store.clone(), auth)),
             store,
             tenants,
             host_suffix: host_suffix.into(),
