@@ -118,14 +118,16 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         })?,
     );
     let tenants = Arc::new(TenantCache::default());
-    let pipeline = Arc::new(Pipeline::new(
+    let pipeline = Pipeline::new(
         store.clone(),
         hubs,
         allocator,
         tenants.clone(),
         config.device_token_policy(),
         &config.throttling,
-    ));
+    )
+    .with_attestation_limits(&config.attestation);
+    let pipeline = Arc::new(pipeline);
     let device_latency = pipeline.latency();
     let operator_key = crate::operator_key::load(&config)?;
 

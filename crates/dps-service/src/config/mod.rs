@@ -12,12 +12,14 @@ use crate::tls::TlsSettings;
 use crate::ServiceError;
 
 mod allocation;
+mod attestation;
 mod credentials;
 
 pub use allocation::{
     AllocationConfig, GeoLatencyConfig, LatencyProbeConfig, LatencyRange, LatencyRoundTrip,
     LatencyTableSettings,
 };
+pub use attestation::AttestationLimits;
 pub use credentials::{
     operator_key, DEFAULT_DEVICE_TOKEN_LIFETIME_SECS, DEFAULT_SERVICE_TOKEN_LIFETIME_SECS,
     MIN_OPERATOR_KEY_BYTES,
@@ -48,6 +50,8 @@ pub struct ServiceConfig {
     pub operator_key: Option<String>,
     /// Tenants created at start when missing (their listed hubs are linked).
     pub tenants: Vec<TenantBootstrap>,
+    /// X.509 chain verification: its bounds and thread pool (`[attestation]`).
+    pub attestation: AttestationLimits,
     /// Device registration limits per tenant (429 with `Retry-After` beyond).
     pub throttling: ThrottlingConfig,
 }
@@ -118,6 +122,7 @@ impl Default for ServiceConfig {
             allocation: AllocationConfig::default(),
             operator_key: None,
             tenants: Vec::new(),
+            attestation: AttestationLimits::default(),
             throttling: ThrottlingConfig::default(),
         }
     }
@@ -306,6 +311,7 @@ impl ServiceConfig {
             }
         }
         self.validate_credentials()?;
+        self.attestation.validate()?;
         self.allocation.geo_latency.validate()
     }
 

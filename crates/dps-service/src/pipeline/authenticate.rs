@@ -6,6 +6,8 @@
 //! Every refusal is the same 401 whatever the reason an enrollment was not
 //! found, so a caller learns nothing about other devices or tenants.
 
+use std::sync::Arc;
+
 use dps_attestation::sas::{Audience, ExpiryPolicy, SasToken, SymmetricKey};
 use dps_attestation::{keys, tpm, x509, AttestationError};
 use dps_model::registration::TpmRegistrationRequest;
@@ -14,7 +16,9 @@ use dps_model::{
     RegistrationId, TpmAttestation, X509CertificateInfo,
 };
 use dps_storage::Store;
+use rustls::pki_types::CertificateDer;
 
+use super::attest_pool::AttestPool;
 use super::tenants::TenantView;
 use super::DeviceCredentials;
 use crate::respond::ApiError;
@@ -87,6 +91,8 @@ pub(crate) struct Authenticator<'a> {
     /// The individual enrollment lookup, when a recent one stands in for
     /// the store's (see `recent.rs`).
     pub(crate) known_individual: Option<&'a Option<IndividualEnrollment>>,
+    /// Where X.509 chains are verified, and within which limits.
+    pub(crate) attest: &'a AttestPool,
 }
 
 impl Authenticator<'_> {
@@ -204,9 +210,9 @@ impl Authenticator<'_> {
         Err(unauthorized())
     }
 
-    async fn by_certificate<C: AsRef<[u8]>>(
+    async fn by_certificate(
         &self,
-        chain: &[C],
+        chain: &Arc<Vec<CertificateDer<'static>>>,
     ) -> Result<AuthenticatedDevice, ApiError> {
         let common_name = x509::leaf_common_name(chain)
             .map_err(|e| refused(format!("Invalid certificate: {e}.")))?;
@@ -246,45 +252,53 @@ impl Authenticator<'_> {
         // Groups authenticate the chain; an individual enrollment of another
         // type with this id still decides the outcome (the documented way to
         // block one device of a group is a disabled individual enrollment).
-        let mut last_error = None;
-        for (group, anchors) in self.view.x509_groups.iter().zip(&self.view.x509_anchors) {
-            let anchor_refs: Vec<&x509::TrustAnchor> = anchors.iter().collect();
-            if anchor_refs.is_empty() {
-                continue;
-            }
-            match x509::verify_group(
-                chain,
-                &anchor_refs,
-                Some(self.registration_id.as_str()),
-                now,
-            ) {
-                Ok(verified) => {
-                    let signing = anchor_refs.get(verified.matched).map(|a| a.info().clone());
-                    let enrollment = match individual {
-                        Some(individual) if !individual.provisioning_status_enabled() => {
-                            MatchedEnrollment::Individual(Box::new(individual))
-                        }
-                        Some(_) => return Err(unauthorized()),
-                        None => MatchedEnrollment::Group(Box::new(group.clone())),
-                    };
-                    return Ok(AuthenticatedDevice {
-                        enrollment,
-                        evidence: Evidence::X509 {
-                            leaf: verified.leaf,
-                            signing,
-                        },
-                    });
-                }
-                Err(err) => {
-                    if last_error.as_ref().is_none_or(|e| rank(e) < rank(&err)) {
-                        last_error = Some(err);
-                    }
-                }
-            }
+        if self.view.x509_anchors.iter().all(Vec::is_empty) {
+            return Err(unauthorized());
         }
-        Err(match last_error {
-            Some(err) => certificate_refusal(err),
-            None => unauthorized(),
+        // One search over every group, on the attestation pool, within the
+        // configured limits; a chain over the length cap costs nothing.
+        let limits = *self.attest.limits();
+        if chain.len() > limits.max_chain_certificates {
+            return Err(certificate_refusal(AttestationError::ChainTooLong {
+                presented: chain.len(),
+                max: limits.max_chain_certificates,
+            }));
+        }
+        let job = {
+            let chain = Arc::clone(chain);
+            let anchors = Arc::clone(&self.view.x509_anchors);
+            let registration_id = self.registration_id.as_str().to_owned();
+            move || {
+                x509::verify_groups(
+                    chain.as_slice(),
+                    anchors.as_slice(),
+                    Some(&registration_id),
+                    now,
+                    &limits,
+                )
+            }
+        };
+        let found = self.attest.run(job).await?.map_err(|err| {
+            tracing::debug!(registration = %self.registration_id, %err, "X.509 chain refused");
+            certificate_refusal(err)
+        })?;
+        let group = &self.view.x509_groups[found.group];
+        let signing = self.view.x509_anchors[found.group]
+            .get(found.device.matched)
+            .map(|a| a.info().clone());
+        let enrollment = match individual {
+            Some(individual) if !individual.provisioning_status_enabled() => {
+                MatchedEnrollment::Individual(Box::new(individual))
+            }
+            Some(_) => return Err(unauthorized()),
+            None => MatchedEnrollment::Group(Box::new(group.clone())),
+        };
+        Ok(AuthenticatedDevice {
+            enrollment,
+            evidence: Evidence::X509 {
+                leaf: found.device.leaf,
+                signing,
+            },
         })
     }
 
@@ -358,18 +372,6 @@ fn enrollment_keys(
         .and_then(|k| SymmetricKey::from_base64(k).ok())
         .unwrap_or_else(|| primary.clone());
     Some((primary, secondary))
-}
-
-/// Which chain failure tells the device most: one that reached a group's
-/// certificate beats one that did not.
-fn rank(err: &AttestationError) -> u8 {
-    match err {
-        AttestationError::ChainDoesNotReachAnchor { .. } => 0,
-        AttestationError::CaNotVerified { .. } => 3,
-        AttestationError::CertificateExpired { .. }
-        | AttestationError::CertificateNotYetValid { .. } => 2,
-        _ => 1,
-    }
 }
 
 fn certificate_refusal(err: AttestationError) -> ApiError {

@@ -8,6 +8,7 @@
 //! first poll already finds the final state.
 
 mod assign;
+mod attest_pool;
 mod authenticate;
 mod latency;
 mod recent;
@@ -103,6 +104,8 @@ pub struct Pipeline {
     locks: Vec<Mutex<()>>,
     recent: RecentOperations,
     latency: Arc<PipelineLatency>,
+    /// X.509 chain verification, off the async workers.
+    attest: attest_pool::AttestPool,
 }
 
 const LOCK_SHARDS: usize = 256;
@@ -127,6 +130,7 @@ impl Pipeline {
             locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
             recent: RecentOperations::default(),
             latency: Arc::default(),
+            attest: attest_pool::AttestPool::default(),
         }
     }
 
@@ -160,6 +164,7 @@ impl Pipeline {
             registration_id,
             expiry: &self.expiry,
             known_individual,
+            attest: &self.attest,
         }
         .authenticate(
             &request.credentials,

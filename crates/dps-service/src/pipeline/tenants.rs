@@ -27,8 +27,9 @@ pub struct TenantView {
     pub symmetric_key_groups: Vec<EnrollmentGroup>,
     /// X.509 groups, in id order (tried by chain).
     pub x509_groups: Vec<EnrollmentGroup>,
-    /// Parsed trust anchors of each X.509 group (same order as `x509_groups`).
-    pub x509_anchors: Vec<Vec<TrustAnchor>>,
+    /// Parsed trust anchors of each X.509 group (same order as `x509_groups`),
+    /// shared with the verification threads.
+    pub x509_anchors: Arc<Vec<Vec<TrustAnchor>>>,
     loaded: Instant,
 }
 
@@ -71,10 +72,12 @@ impl TenantCache {
                     }
                     (sym, x509)
                 });
-        let x509_anchors = x509_groups
-            .iter()
-            .map(|group| group_anchors(&tenant, group))
-            .collect();
+        let x509_anchors = Arc::new(
+            x509_groups
+                .iter()
+                .map(|group| group_anchors(&tenant, group))
+                .collect(),
+        );
         let view = Arc::new(TenantView {
             tenant,
             hubs,

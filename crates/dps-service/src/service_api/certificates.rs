@@ -1,8 +1,15 @@
 //! Verified CA certificates (right `ServiceConfig`): upload (PEM or base64
-//! DER, optionally declared verified), list, read, delete, and proof of
-//! possession — a verification code, then a certificate with CN = that code
-//! signed by the CA's key marks the CA verified. Each certificate has its own
-//! etag, which `If-Match` is compared with.
+//! DER), list, read, delete, and proof of possession — a verification code,
+//! then a certificate with CN = that code signed by the CA's key marks the CA
+//! verified. Each certificate has its own etag, which `If-Match` is compared
+//! with.
+//!
+//! An upload cannot declare a CA verified (issue #15 finding 11): a policy
+//! with `ServiceConfig` would otherwise make any CA trusted for the tenant's
+//! X.509 groups without holding its key. (Azure accepts `isVerified: true`
+//! only through its resource manager, from the subscription owner.)
+//! `isVerified: true` is accepted only where it restates an earlier proof for
+//! the same certificate: a GET–edit–PUT round trip of a verified CA.
 
 use axum::response::Response;
 use chrono::Utc;
@@ -63,11 +70,12 @@ pub(crate) async fn handle(
                     Some(existing) => check_if_match(&precondition, &existing.etag)?,
                     None => check_if_match_absent(&precondition)?,
                 }
+                let is_verified = body.is_verified && already_proven(existing, &info, &name)?;
                 let ca = CaCertificate {
                     name: existing.map_or_else(|| name.clone(), |c| c.name.clone()),
                     certificate: body.certificate.clone(),
                     info: Some(info.clone()),
-                    is_verified: body.is_verified,
+                    is_verified,
                     verification_code: None,
                     etag: ETag::generate(),
                     created: existing.map_or(now, |c| c.created),
@@ -155,6 +163,32 @@ pub(crate) async fn handle(
             "certificates::handle called for {other:?}"
         ))),
     }
+}
+
+/// Whether `existing` is this very certificate, verified by proof of
+/// possession; otherwise `isVerified: true` is refused with 400.
+fn already_proven(
+    existing: Option<&CaCertificate>,
+    uploaded: &X509CertificateInfo,
+    name: &str,
+) -> Result<bool, ApiError> {
+    let proven = existing.is_some_and(|ca| {
+        ca.is_verified
+            && certificate_info(ca.certificate.as_bytes())
+                .is_ok_and(|info| info.sha256_thumbprint == uploaded.sha256_thumbprint)
+    });
+    if proven {
+        return Ok(true);
+    }
+    tracing::info!(
+        certificate = name,
+        "CA upload declaring isVerified refused: only a proof of possession verifies a CA"
+    );
+    Err(invalid(
+        "isVerified",
+        "true",
+        "an upload cannot declare a CA verified: call generateVerificationCode, then verify with a certificate signed by the CA's key",
+    ))
 }
 
 fn find_mut<'a>(
