@@ -2,9 +2,13 @@
 //! in-process IoT hub emulator (its devices kept in the data directory), a
 //! `default` tenant with that hub linked, and a sample device provisioned
 //! through `dps-client` so the whole path is seen working.
+//!
+//! Secrets (the tenant's connection string, a sample device's key) are
+//! printed only by the start that created them: start-up output ends up in
+//! logs, and later starts say where to fetch them instead.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use dps_client::{Credential, ProvisioningClient};
@@ -51,11 +55,13 @@ pub(crate) async fn start_hub_emulator(
     Ok(hubs)
 }
 
-/// Print how to reach the service and provision a sample device.
+/// Print how to reach the service and provision a sample device; `started`
+/// is when this start began (what was created since is new).
 pub(crate) async fn show(
     server: &RunningServer,
     hubs: &RunningHubSim,
     data_dir: &std::path::Path,
+    started: SystemTime,
 ) -> anyhow::Result<()> {
     let Some(tenant) = server.tenants.first() else {
         return Ok(());
@@ -64,15 +70,25 @@ pub(crate) async fn show(
     println!("device endpoint:    https://{}", server.device_addr);
     println!("service endpoint:   https://{}", server.service_addr);
     println!("ID scope:           {}", tenant.id_scope);
-    println!(
-        "service connection: {}",
-        tenant
-            .connection_string(dps_model::tenant::OWNER_POLICY)
-            .unwrap_or_default()
-    );
+    let started_ms = started
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    if tenant.created.timestamp_millis() >= started_ms {
+        println!(
+            "service connection: {} (shown only now)",
+            tenant
+                .connection_string(dps_model::tenant::OWNER_POLICY)
+                .unwrap_or_default()
+        );
+    } else {
+        println!(
+            "service connection: POST /tenants/{}/listKeys with the operator key",
+            tenant.name
+        );
+    }
     println!("trust this CA:      {}", ca_file.display());
 
-    let first_key = enroll(server, tenant, "sample-device-1").await?;
+    let (first_key, _) = enroll(server, tenant, "sample-device-1").await?;
     let started = Instant::now();
     let registration = ProvisioningClient::builder(
         server.device_addr.to_string(),
@@ -101,20 +117,30 @@ pub(crate) async fn show(
             "no"
         },
     );
-    let second_key = enroll(server, tenant, "sample-device-2").await?;
+    let (second_key, created) = enroll(server, tenant, "sample-device-2").await?;
+    let key = if created {
+        second_key
+    } else {
+        "<primaryKey of GET /enrollments/sample-device-2>".to_owned()
+    };
     println!("provision another device:");
     println!(
         "  cargo run --release -p dps-device -- register --endpoint {} --id-scope {} --registration-id sample-device-2 --key {} --ca {}",
         server.device_addr,
         tenant.id_scope,
-        second_key,
+        key,
         ca_file.display()
     );
     Ok(())
 }
 
-/// A symmetric-key enrollment (created once; its key is reused on later starts).
-async fn enroll(server: &RunningServer, tenant: &Tenant, id: &str) -> anyhow::Result<String> {
+/// A symmetric-key enrollment (created once; its key is reused on later
+/// starts): the key, and whether this call created it.
+async fn enroll(
+    server: &RunningServer,
+    tenant: &Tenant,
+    id: &str,
+) -> anyhow::Result<(String, bool)> {
     let registration_id = dps_model::RegistrationId::new(id)?;
     if let Some(existing) = server
         .store
@@ -127,7 +153,7 @@ async fn enroll(server: &RunningServer, tenant: &Tenant, id: &str) -> anyhow::Re
             .as_ref()
             .and_then(|k| k.primary_key.clone())
         {
-            return Ok(key);
+            return Ok((key, false));
         }
     }
     let key = dps_attestation::keys::generate_key();
@@ -144,5 +170,5 @@ async fn enroll(server: &RunningServer, tenant: &Tenant, id: &str) -> anyhow::Re
         .store
         .put_enrollment(&tenant.id_scope, enrollment, Precondition::None)
         .await?;
-    Ok(key)
+    Ok((key, true))
 }

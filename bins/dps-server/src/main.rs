@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use dps_service::operator_key::OperatorKeyOrigin;
 use dps_service::ServiceConfig;
 
 mod embedded;
@@ -31,7 +32,8 @@ struct Args {
     /// Service operations endpoint address.
     #[arg(long, env = "DPS_SERVICE_LISTEN")]
     service_listen: Option<SocketAddr>,
-    /// Operator key for tenant management (generated and printed when absent).
+    /// Operator key for tenant management: base64 of at least 32 bytes
+    /// (generated into the data directory when absent, and printed once).
     #[arg(long, env = "DPS_OPERATOR_KEY")]
     operator_key: Option<String>,
     /// Run the in-process IoT hub emulator and link it to a `default`
@@ -83,15 +85,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         } else {
             None
         };
-        let operator_key_given = config.operator_key.is_some();
         let data_dir = config.data_dir.clone();
         let declared_tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
+        let started = std::time::SystemTime::now();
         let server = dps_service::server::start(config).await?;
-        if !operator_key_given {
-            println!("operator key:       {}", server.operator_key);
-        }
+        show_operator_key(&server);
         match &hubs {
-            Some(hubs) => embedded::show(&server, hubs, &data_dir).await?,
+            Some(hubs) => embedded::show(&server, hubs, &data_dir, started).await?,
             None => {
                 println!("device endpoint:    https://{}", server.device_addr);
                 println!("service endpoint:   https://{}", server.service_addr);
@@ -114,6 +114,22 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+/// The operator key is shown only by the start that generated it; start-up
+/// output ends up in logs, so later starts name the file instead.
+fn show_operator_key(server: &dps_service::server::RunningServer) {
+    match &server.operator_key_origin {
+        OperatorKeyOrigin::Generated { path } => println!(
+            "operator key:       {} (generated; shown only now, kept in {})",
+            server.operator_key,
+            path.display()
+        ),
+        OperatorKeyOrigin::Stored { path } => {
+            println!("operator key:       in {}", path.display())
+        }
+        _ => println!("operator key:       as configured"),
+    }
 }
 
 pub(crate) async fn wait_for_signal() {

@@ -1,0 +1,208 @@
+//! The `dps-server` command itself, run as a child process: what it prints at
+//! start (the operator key only on the start that generated it, tenant and
+//! device secrets only on the start that created them) and which operator
+//! keys it refuses to start with (not base64, or fewer than 32 bytes),
+//! naming the setting at fault and never echoing the key.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::Command;
+
+/// How long one start may take to print its banner (it provisions a sample
+/// device through the in-process hub emulator).
+const BANNER_DEADLINE: Duration = Duration::from_secs(60);
+
+fn server() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_dps-server"));
+    command
+        .env("RUST_LOG", "info")
+        .env_remove("DPS_CONFIG")
+        .env_remove("DPS_OPERATOR_KEY")
+        .env_remove("DPS_DATA_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Start the development setup (no configuration file) on `data_dir`, with
+/// both endpoints on ephemeral loopback ports, and return everything it
+/// printed (stdout and stderr) up to the end of its banner; then stop it.
+async fn embedded_banner(data_dir: &Path, service_ip: &str) -> Result<String> {
+    let mut child = server()
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--device-listen", "127.0.0.1:0"])
+        .args(["--service-listen", &format!("{service_ip}:0")])
+        .spawn()
+        .context("spawning dps-server")?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let mut printed = String::new();
+    let read = async {
+        // The banner ends with the command line that provisions another device.
+        let mut seen_last_heading = false;
+        loop {
+            tokio::select! {
+                line = stdout.next_line() => {
+                    let Some(line) = line? else { bail!("dps-server exited:\n{printed}") };
+                    printed.push_str(&line);
+                    printed.push('\n');
+                    if seen_last_heading && line.contains("dps-device") {
+                        return Ok(());
+                    }
+                    seen_last_heading |= line.starts_with("provision another device");
+                }
+                line = stderr.next_line() => {
+                    if let Some(line) = line? {
+                        printed.push_str(&line);
+                        printed.push('\n');
+                    }
+                }
+            }
+        }
+    };
+    let outcome = tokio::time::timeout(BANNER_DEADLINE, read).await;
+    child.start_kill()?;
+    child.wait().await?;
+    match outcome {
+        Ok(Ok(())) => Ok(printed),
+        Ok(Err(err)) => Err(err),
+        Err(_) => bail!("no banner within {BANNER_DEADLINE:?}:\n{printed}"),
+    }
+}
+
+/// The value after `prefix` on the first line that has it, up to a space.
+fn value_after<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let rest = &line[line.find(prefix)? + prefix.len()..];
+        rest.split_whitespace().next()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_key_is_printed_only_by_the_start_that_generated_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let key_file = data_dir.join("operator.key");
+
+    let first = embedded_banner(&data_dir, "127.0.0.2").await?;
+    let operator_key = std::fs::read_to_string(&key_file)?.trim().to_owned();
+    assert!(
+        first.contains(&format!("operator key:       {operator_key}")),
+        "the first start shows the key it generated:\n{first}"
+    );
+    // The tenant and the sample device are created by this start: their
+    // secrets are shown once.
+    let owner_key =
+        value_after(&first, "SharedAccessKey=").context("the first start's connection string")?;
+    let device_key = value_after(&first, "--key ").context("the sample device's key")?;
+
+    let second = embedded_banner(&data_dir, "127.0.0.2").await?;
+    assert_eq!(
+        std::fs::read_to_string(&key_file)?.trim(),
+        operator_key,
+        "the key file is kept"
+    );
+    assert!(
+        second.contains(&format!("operator key:       in {}", key_file.display())),
+        "a later start names the key file:\n{second}"
+    );
+    for (secret, what) in [
+        (operator_key.as_str(), "operator key"),
+        (owner_key, "tenant owner key"),
+        (device_key, "sample device key"),
+    ] {
+        assert!(
+            !second.contains(secret),
+            "the second start printed the {what}:\n{second}"
+        );
+    }
+    assert!(!second.contains("SharedAccessKey="), "{second}");
+    assert!(
+        second.contains("POST /tenants/default/listKeys"),
+        "a later start says where the keys are:\n{second}"
+    );
+    Ok(())
+}
+
+/// Run `dps-server` expecting it to refuse to start; its stderr.
+async fn refused_start(command: &mut Command) -> Result<String> {
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .context("dps-server did not exit")??;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "dps-server started with a bad operator key: {stderr}"
+    );
+    Ok(stderr)
+}
+
+fn config_file(dir: &Path, operator_key: Option<&str>) -> Result<std::path::PathBuf> {
+    let path = dir.join("dps.toml");
+    let mut text = format!("data_dir = {:?}\n", dir.join("data").display().to_string());
+    if let Some(key) = operator_key {
+        text.push_str(&format!("operator_key = {key:?}\n"));
+    }
+    text.push_str("[device]\nlisten = \"127.0.0.1:0\"\n[service]\nlisten = \"127.0.0.3:0\"\n");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_and_non_base64_operator_keys_are_refused_at_start() -> Result<()> {
+    let short = "YSBrZXkgb2YgMjAgYnl0ZXMhISE="; // 20 bytes once decoded
+    let not_base64 = "an operator password, not a key";
+
+    // In the configuration file.
+    for (key, says) in [(short, "decodes to 20 bytes"), (not_base64, "not base64")] {
+        let dir = tempfile::tempdir()?;
+        let config = config_file(dir.path(), Some(key))?;
+        let stderr = refused_start(server().arg("--config").arg(&config)).await?;
+        assert!(
+            stderr.contains("operator_key") && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(key), "the key was echoed: {stderr}");
+    }
+
+    // As a flag (the same setting).
+    let dir = tempfile::tempdir()?;
+    let config = config_file(dir.path(), None)?;
+    let stderr = refused_start(
+        server()
+            .arg("--config")
+            .arg(&config)
+            .args(["--operator-key", short]),
+    )
+    .await?;
+    assert!(
+        stderr.contains("operator_key") && stderr.contains("--operator-key"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(short), "the key was echoed: {stderr}");
+
+    // In the data directory's key file, written by hand.
+    let dir = tempfile::tempdir()?;
+    let config = config_file(dir.path(), None)?;
+    let key_file = dir.path().join("data").join("operator.key");
+    std::fs::create_dir_all(key_file.parent().context("data dir")?)?;
+    std::fs::write(&key_file, format!("{short}\n"))?;
+    let stderr = refused_start(server().arg("--config").arg(&config)).await?;
+    assert!(
+        stderr.contains(&key_file.display().to_string()) && stderr.contains("20 bytes"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key_file)?,
+        format!("{short}\n"),
+        "a refused key file is left alone"
+    );
+    Ok(())
+}
