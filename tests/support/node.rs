@@ -1,13 +1,13 @@
 //! Running the official Azure IoT Node.js SDKs as real clients.
 //!
 //! The packages are installed once per target directory from the npm
-//! registry (an exclusive file lock serialises parallel tests), and each
-//! scenario runs as its own `node` child process with a timeout: an SDK
-//! defect (a crash in a socket callback, an endless poll loop) then costs one
-//! test, not the run.
+//! registry by [`crate::npm`] (keyed on the exact package list, with a time
+//! limit), and each scenario runs as its own `node` child process with a
+//! timeout: an SDK defect (a crash in a socket callback, an endless poll
+//! loop) then costs one test, not the run.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,44 +24,10 @@ pub const PACKAGES: &[&str] = &[
     "azure-iothub@1.16.6",
 ];
 
-/// Where the packages live: `<target>/node-interop`.
-pub fn install_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("node-interop")
-}
-
-/// Install the SDK packages unless already present; returns the directory
-/// holding `node_modules`.
+/// Install the SDK packages unless already present (through [`crate::npm`]);
+/// returns the directory holding `node_modules`.
 pub fn ensure_installed() -> Result<PathBuf> {
-    let dir = install_dir();
-    std::fs::create_dir_all(&dir)?;
-    let lock = std::fs::File::create(dir.join(".lock"))?;
-    lock.lock().context("locking the npm install directory")?;
-    let marker = dir.join(format!(".installed-{}", PACKAGES.join(",").len()));
-    if !marker.exists() {
-        if !dir.join("package.json").exists() {
-            std::fs::write(
-                dir.join("package.json"),
-                "{\"name\":\"dps-node-interop\",\"private\":true}\n",
-            )?;
-        }
-        let output = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .args(PACKAGES)
-            .current_dir(&dir)
-            .output()
-            .context("running npm (is Node.js installed?)")?;
-        if !output.status.success() {
-            bail!(
-                "npm install failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        std::fs::write(&marker, "")?;
-    }
-    Ok(dir)
+    crate::npm::ensure_installed(PACKAGES)
 }
 
 /// One Node.js scenario: a script, environment, and a time limit.

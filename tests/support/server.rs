@@ -68,6 +68,7 @@ impl Default for SystemOptions<'_> {
 impl TestSystem {
     /// Start the emulator and the server, and create the tenant.
     pub async fn start(options: SystemOptions<'_>) -> Result<TestSystem> {
+        crate::ports::require_port_443()?;
         let dir = tempfile::tempdir()?;
         let hubs = HubSim::start(HubSimConfig::new(
             SocketAddr::from(([127, 0, 0, 1], 0)),

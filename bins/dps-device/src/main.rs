@@ -6,7 +6,7 @@ mod swarm;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Device simulator for dps (or Azure IoT Hub DPS).
 #[derive(Parser, Debug)]
@@ -23,6 +23,28 @@ enum Command {
     /// Provision many devices, each over its own TLS connection, and report
     /// throughput, latency percentiles and the per-hub distribution.
     Swarm(swarm::SwarmArgs),
+}
+
+/// `--transport` of `register` and `swarm`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum TransportArg {
+    /// HTTPS (port 443 unless the endpoint names one).
+    #[default]
+    Https,
+    /// MQTT 3.1.1 over TLS (port 8883 unless the endpoint names one).
+    Mqtt,
+    /// MQTT over WebSocket over TLS (port 443 unless the endpoint names one).
+    MqttWs,
+}
+
+impl From<TransportArg> for dps_client::Transport {
+    fn from(arg: TransportArg) -> Self {
+        match arg {
+            TransportArg::Https => dps_client::Transport::Https,
+            TransportArg::Mqtt => dps_client::Transport::Mqtt,
+            TransportArg::MqttWs => dps_client::Transport::MqttWs,
+        }
+    }
 }
 
 fn main() -> ExitCode {

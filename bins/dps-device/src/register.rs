@@ -15,9 +15,12 @@ use serde_json::{json, Value};
 #[command(group(clap::ArgGroup::new("credential").required(true)
     .args(["key", "group_key", "cert", "tpm"])))]
 pub(crate) struct RegisterArgs {
-    /// Device endpoint, HOST[:PORT] (port 443 by default).
+    /// Device endpoint, HOST[:PORT] (default port: 443, or 8883 for --transport mqtt).
     #[arg(long, env = "DPS_ENDPOINT")]
     endpoint: String,
+    /// How the device talks to the service.
+    #[arg(long, value_enum, default_value_t)]
+    transport: crate::TransportArg,
     /// The tenant's ID scope.
     #[arg(long, env = "DPS_ID_SCOPE")]
     id_scope: String,
@@ -57,6 +60,7 @@ pub(crate) async fn run(args: RegisterArgs) -> Result<ExitCode> {
     let (credential, registration_id) = credential(&args)?;
     let mut builder = ProvisioningClient::builder(&args.endpoint, &args.id_scope, &registration_id)
         .credential(credential)
+        .transport(args.transport.into())
         .timeout(Duration::from_secs(args.timeout));
     if let Some(path) = &args.ca {
         builder = builder.trust_ca_pem(read(path)?);

@@ -1,6 +1,7 @@
 //! `dps-device swarm`: many devices, a progress bar, a summary.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,15 +11,18 @@ use anyhow::{Context as _, Result};
 use clap::Args;
 use dps_client::service::ServiceClient;
 use dps_client::swarm::{self, Mix, PlanOptions, SwarmConfig, SwarmPlan, SwarmProgress};
-use dps_client::TlsTrust;
+use dps_client::{ClientError, TlsTrust};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Flags of `swarm`.
 #[derive(Args, Debug)]
 pub(crate) struct SwarmArgs {
-    /// Device endpoint, HOST[:PORT] (port 443 by default).
+    /// Device endpoint, HOST[:PORT] (default port: 443, or 8883 for --transport mqtt).
     #[arg(long, env = "DPS_ENDPOINT")]
     endpoint: String,
+    /// How the devices talk to the service.
+    #[arg(long, value_enum, default_value_t)]
+    transport: crate::TransportArg,
     /// The tenant's ID scope.
     #[arg(long, env = "DPS_ID_SCOPE")]
     id_scope: String,
@@ -43,7 +47,13 @@ pub(crate) struct SwarmArgs {
     /// Create the enrollments (and groups) through the service API first.
     #[arg(long, requires = "service_connection_string")]
     create_enrollments: bool,
-    /// Service API endpoint, HOST[:PORT] (default: the connection string's HostName).
+    /// After the run, delete what --create-enrollments created: the
+    /// enrollments and groups, and the registration records of the group
+    /// members (device identities on the hubs stay).
+    #[arg(long, requires = "create_enrollments")]
+    cleanup: bool,
+    /// Service API endpoint, HOST[:PORT] (default: the connection string's
+    /// HostName on port 443; dps-server's own default is 127.0.0.1:9443).
     #[arg(long)]
     service_endpoint: Option<String>,
     /// Service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…).
@@ -56,6 +66,9 @@ pub(crate) struct SwarmArgs {
     #[arg(long)]
     write_certs: Option<PathBuf>,
     /// Poll every N ms instead of honouring Retry-After (0: poll at once).
+    /// dps finishes a registration before it answers 202, so with its
+    /// default Retry-After of 1 s every device waits a second it need not:
+    /// use 0 to measure the server, leave it out to measure what devices see.
     #[arg(long)]
     poll_interval_ms: Option<u64>,
     /// Start at most this many devices per second.
@@ -64,6 +77,14 @@ pub(crate) struct SwarmArgs {
     /// Give up on a device after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Write one CSV row per device (registration id, kind, outcome, hub,
+    /// error, start and latency in ms) to FILE.
+    #[arg(long, value_name = "FILE")]
+    latency_csv: Option<PathBuf>,
+    /// Write an HdrHistogram interval log of the latencies (µs, one
+    /// histogram per second) to FILE.
+    #[arg(long, value_name = "FILE")]
+    histogram_log: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -95,20 +116,37 @@ pub(crate) async fn run(args: SwarmArgs) -> Result<ExitCode> {
             dir.display()
         );
     }
-    if args.create_enrollments {
+    let service = if args.create_enrollments {
         let connection = args
             .service_connection_string
             .as_deref()
             .context("--create-enrollments needs --service-connection-string")?;
-        let service = ServiceClient::from_connection_string(
+        Some(Arc::new(ServiceClient::from_connection_string(
             connection,
             args.service_endpoint.as_deref(),
             &trust,
-        )?;
-        let written = swarm::create_enrollments(Arc::new(service), &plan, 16)
-            .await
-            .context("creating the enrollments")?;
-        eprintln!("created {written} enrollments and groups");
+        )?))
+    } else {
+        None
+    };
+    if let Some(service) = &service {
+        match swarm::create_enrollments(service.clone(), &plan, SERVICE_CONCURRENCY).await {
+            Ok(written) => eprintln!("created {written} enrollments and groups"),
+            Err(error) => {
+                let hint = service_hint(&error, args.service_endpoint.is_some());
+                // Undo what was created before the refusal; a failure here
+                // must not hide the refusal itself.
+                if args.cleanup {
+                    if let Err(cleanup_error) = cleanup(service, &plan).await {
+                        eprintln!("dps-device: {cleanup_error:#}");
+                    }
+                }
+                return Err(anyhow::Error::new(error).context(format!(
+                    "creating the enrollments{}",
+                    hint.unwrap_or_default()
+                )));
+            }
+        }
     } else if plan.ca().is_some() {
         eprintln!(
             "note: X.509 devices use a CA generated for this run; without --create-enrollments \
@@ -121,6 +159,8 @@ pub(crate) async fn run(args: SwarmArgs) -> Result<ExitCode> {
     config.timeout = Duration::from_secs(args.timeout);
     config.poll_interval = args.poll_interval_ms.map(Duration::from_millis);
     config.rate = args.rate;
+    config.transport = args.transport.into();
+    config.keep_samples = args.latency_csv.is_some() || args.histogram_log.is_some();
     let progress = Arc::new(SwarmProgress::default());
     let bar = progress_bar(args.count, args.quiet);
     let ticker = {
@@ -136,9 +176,19 @@ pub(crate) async fn run(args: SwarmArgs) -> Result<ExitCode> {
             }
         })
     };
-    let report = swarm::run(&config, Arc::new(plan), progress).await;
+    let plan = Arc::new(plan);
+    let report = swarm::run(&config, plan.clone(), progress).await;
     ticker.abort();
     bar.finish_and_clear();
+    if let Some(path) = &args.latency_csv {
+        write_file(path, |out| report.write_latency_csv(out))?;
+    }
+    if let Some(path) = &args.histogram_log {
+        write_file(path, |out| report.write_histogram_log(out))?;
+    }
+    if let (Some(service), true) = (&service, args.cleanup) {
+        cleanup(service, &plan).await?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
@@ -149,6 +199,42 @@ pub(crate) async fn run(args: SwarmArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Service API requests in flight while creating or deleting enrollments.
+const SERVICE_CONCURRENCY: usize = 16;
+
+async fn cleanup(service: &Arc<ServiceClient>, plan: &SwarmPlan) -> Result<()> {
+    let removed = swarm::delete_enrollments(service.clone(), plan, SERVICE_CONCURRENCY)
+        .await
+        .context("deleting the swarm's enrollments (--cleanup)")?;
+    eprintln!(
+        "deleted {} enrollments, {} groups and {} group members' registration records",
+        removed.enrollments, removed.groups, removed.registrations
+    );
+    Ok(())
+}
+
+/// Why the service API could not be reached, when the likely cause is the
+/// connection string's host name without a port.
+fn service_hint(error: &ClientError, endpoint_given: bool) -> Option<&'static str> {
+    (matches!(error, ClientError::Network { .. }) && !endpoint_given).then_some(
+        " (without --service-endpoint the connection string's HostName is dialled on \
+         port 443; give --service-endpoint HOST:PORT, e.g. 127.0.0.1:9443 for \
+         dps-server's default)",
+    )
+}
+
+fn write_file(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    write(&mut out)
+        .and_then(|()| out.flush())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn progress_bar(count: u64, quiet: bool) -> ProgressBar {
@@ -170,4 +256,29 @@ fn rand_suffix() -> u32 {
         .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
         .unwrap_or(0)
         & 0xFF_FFFF
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_service_api_without_endpoint_names_the_flag() {
+        let network = ClientError::Network {
+            endpoint: "127.0.0.1".to_owned(),
+            reason: "connection refused".to_owned(),
+        };
+        let hint = service_hint(&network, false).expect("a hint");
+        assert!(
+            hint.contains("--service-endpoint") && hint.contains("9443"),
+            "{hint}"
+        );
+        assert_eq!(service_hint(&network, true), None);
+        let refused = ClientError::Authentication {
+            status: 401,
+            error_code: Some(401002),
+            message: String::new(),
+        };
+        assert_eq!(service_hint(&refused, false), None);
+    }
 }

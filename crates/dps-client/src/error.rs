@@ -7,7 +7,7 @@
 pub enum ClientError {
     /// The service refused the device's credentials (HTTP 401): wrong key,
     /// expired token, untrusted certificate, unknown enrollment or ID scope.
-    #[error("authentication refused ({status}, code {error_code:?}): {message}")]
+    #[error("authentication refused ({status}{}): {message}", code_suffix(*error_code))]
     Authentication {
         /// HTTP status.
         status: u16,
@@ -27,7 +27,7 @@ pub enum ClientError {
     },
     /// The service answered with an error other than 401 (bad request,
     /// not found, throttling beyond the deadline, server errors).
-    #[error("service error ({status}, code {error_code:?}): {message}")]
+    #[error("service error ({status}{}): {message}", code_suffix(*error_code))]
     Service {
         /// HTTP status.
         status: u16,
@@ -37,7 +37,7 @@ pub enum ClientError {
         message: String,
     },
     /// The registration ran and failed (allocation or hub), as the service reported.
-    #[error("registration failed (code {error_code:?}): {message}")]
+    #[error("registration failed{}: {message}", registration_code(*error_code))]
     RegistrationFailed {
         /// The service's 6-digit code.
         error_code: Option<i32>,
@@ -115,6 +115,62 @@ impl ClientError {
             | ClientError::Service { error_code, .. }
             | ClientError::RegistrationFailed { error_code, .. } => *error_code,
             _ => None,
+        }
+    }
+}
+
+/// `", code 404000"`, or nothing when the service sent no code: the
+/// message is read by people, so no `Some(…)`/`None` from Rust's `Debug`.
+fn code_suffix(error_code: Option<i32>) -> String {
+    error_code
+        .map(|code| format!(", code {code}"))
+        .unwrap_or_default()
+}
+
+/// `" (code 400207)"`, or nothing.
+fn registration_code(error_code: Option<i32>) -> String {
+    error_code
+        .map(|code| format!(" (code {code})"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_show_the_code_as_a_number_or_not_at_all() {
+        let service = |error_code| ClientError::Service {
+            status: 404,
+            error_code,
+            message: "Not found.".to_owned(),
+        };
+        assert_eq!(
+            service(Some(404000)).to_string(),
+            "service error (404, code 404000): Not found."
+        );
+        assert_eq!(service(None).to_string(), "service error (404): Not found.");
+        let refused = ClientError::Authentication {
+            status: 401,
+            error_code: Some(401002),
+            message: "Unauthorized".to_owned(),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "authentication refused (401, code 401002): Unauthorized"
+        );
+        let failed = |error_code| ClientError::RegistrationFailed {
+            error_code,
+            message: "no hub".to_owned(),
+        };
+        assert_eq!(
+            failed(Some(400207)).to_string(),
+            "registration failed (code 400207): no hub"
+        );
+        assert_eq!(failed(None).to_string(), "registration failed: no hub");
+        for error in [service(Some(1)), service(None), refused, failed(None)] {
+            let text = error.to_string();
+            assert!(!text.contains("Some(") && !text.contains("None"), "{text}");
         }
     }
 }

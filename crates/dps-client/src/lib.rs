@@ -277,17 +277,13 @@ impl ProvisioningClientBuilder {
         let credential = self
             .credential
             .ok_or_else(|| config("a credential is required".to_owned()))?;
-        let mqtt_tls = match self.transport {
-            Transport::Https => None,
-            Transport::Mqtt | Transport::MqttWs => Some(mqtt::tls_config(
-                &self.trusted_ca_pems,
-                self.system_roots,
-                &credential,
-            )?),
-        };
         let trust = match self.trust {
             Some(trust) => trust,
             None => TlsTrust::new(self.system_roots, &self.trusted_ca_pems)?,
+        };
+        let mqtt_tls = match self.transport {
+            Transport::Https => None,
+            Transport::Mqtt | Transport::MqttWs => Some(mqtt::tls_config(&trust, &credential)?),
         };
         let identity = match &credential {
             Credential::X509 { chain_pem, key_pem } => Some((chain_pem.as_str(), key_pem.as_str())),

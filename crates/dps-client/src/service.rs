@@ -1,5 +1,6 @@
-//! Just enough of the service operations API (spec §4) to prepare a swarm:
-//! create or replace individual enrollments and enrollment groups, with a
+//! Just enough of the service operations API (spec §4) to prepare a swarm
+//! and clean up after it: create, replace or delete individual enrollments
+//! and enrollment groups, delete registration records, with a
 //! SAS token made from the service connection string — the documented Azure
 //! routes, so it works against dps and the cloud service alike.
 
@@ -102,7 +103,45 @@ impl ServiceClient {
             .await
     }
 
+    /// `DELETE /enrollments/{registrationId}` (with the registration record
+    /// of that id); `false` when there was no such enrollment.
+    pub async fn delete_enrollment(&self, registration_id: &str) -> Result<bool, ClientError> {
+        self.delete(&format!("enrollments/{}", encode(registration_id)))
+            .await
+    }
+
+    /// `DELETE /enrollmentGroups/{enrollmentGroupId}`; `false` when there was
+    /// no such group. Registration records made through it stay.
+    pub async fn delete_enrollment_group(&self, group_id: &str) -> Result<bool, ClientError> {
+        self.delete(&format!("enrollmentGroups/{}", encode(group_id)))
+            .await
+    }
+
+    /// `DELETE /registrations/{registrationId}` (the registration record
+    /// only); `false` when there was none.
+    pub async fn delete_registration(&self, registration_id: &str) -> Result<bool, ClientError> {
+        self.delete(&format!("registrations/{}", encode(registration_id)))
+            .await
+    }
+
+    async fn delete(&self, path: &str) -> Result<bool, ClientError> {
+        match self.send(reqwest::Method::DELETE, path, None).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Service { status: 404, .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
     async fn put(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
         let url = format!(
             "https://{}/{path}?api-version={SERVICE_API_VERSION}",
             self.endpoint
@@ -113,18 +152,18 @@ impl ServiceClient {
             unix_now() + TOKEN_LIFETIME.as_secs(),
             Some(&self.key_name),
         );
-        let response = self
+        let mut request = self
             .http
-            .put(&url)
+            .request(method, &url)
             .header("authorization", token)
-            .header("accept", "application/json")
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| ClientError::Network {
-                endpoint: self.endpoint.clone(),
-                reason: e.to_string(),
-            })?;
+            .header("accept", "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Network {
+            endpoint: self.endpoint.clone(),
+            reason: e.to_string(),
+        })?;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap_or_default();
         let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);

@@ -1,6 +1,6 @@
 //! The `dps-device` binary against a real dps server with the hub emulator.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use anyhow::Result;
 use dps_attestation::keys::generate_key;
@@ -9,14 +9,21 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use dps_model::{IndividualEnrollment, Precondition};
 use serde_json::{json, Value};
 
-/// Run the binary; its exit success and stdout parsed as JSON.
-async fn dps_device(args: Vec<String>) -> Result<(bool, Value)> {
-    let output = tokio::task::spawn_blocking(move || {
+mod transports;
+
+/// Run the binary to its end.
+async fn dps_device_raw(args: Vec<String>) -> Result<Output> {
+    Ok(tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_dps-device"))
             .args(&args)
             .output()
     })
-    .await??;
+    .await??)
+}
+
+/// Run the binary; its exit success and stdout parsed as JSON.
+async fn dps_device(args: Vec<String>) -> Result<(bool, Value)> {
+    let output = dps_device_raw(args).await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let value = serde_json::from_str(&stdout).map_err(|e| {
         anyhow::anyhow!(

@@ -21,8 +21,8 @@ use rumqttc::mqttbytes::v4::{
     SubscribeReasonCode,
 };
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -39,7 +39,7 @@ use self::protocol::{
     split_host_port, uuid_like,
 };
 use crate::credential::Credential;
-use crate::{ClientError, ProvisioningClient, Registration};
+use crate::{ClientError, ProvisioningClient, Registration, TlsTrust};
 
 /// How a [`ProvisioningClient`] talks to the service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -74,50 +74,27 @@ const MAX_INCOMING_PACKET: usize = 1024 * 1024;
 /// The WebSocket path of the official SDKs.
 const WEBSOCKET_PATH: &str = "/$iothub/websocket";
 
-/// The TLS configuration of an MQTT client: trusted roots, and the X.509
-/// credential as the client certificate.
+/// The TLS configuration of an MQTT client: the trusted roots (the same
+/// [`TlsTrust`] the HTTPS transport uses, so a swarm's shared trust applies
+/// to every transport), and the X.509 credential as the client certificate.
 pub(crate) fn tls_config(
-    trusted_ca_pems: &[String],
-    system_roots: bool,
+    trust: &TlsTrust,
     credential: &Credential,
 ) -> Result<Arc<ClientConfig>, ClientError> {
-    use rustls::pki_types::pem::PemObject as _;
-    let config_error = |reason: String| ClientError::Config { reason };
-    let mut roots = RootCertStore::empty();
-    if system_roots {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
-    for pem in trusted_ca_pems {
-        for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-            let certificate = certificate.map_err(|e| config_error(format!("trusted CA: {e}")))?;
-            roots
-                .add(certificate)
-                .map_err(|e| config_error(format!("trusted CA: {e}")))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| config_error(format!("TLS: {e}")))?
-        .with_root_certificates(roots);
-    let config = match credential {
-        Credential::X509 { chain_pem, key_pem } => {
-            let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| config_error(format!("X.509 chain: {e}")))?;
-            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-                .map_err(|e| config_error(format!("X.509 key: {e}")))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| config_error(format!("X.509 identity: {e}")))?
-        }
-        Credential::SymmetricKey(_) => builder.with_no_client_auth(),
+    let identity = match credential {
+        Credential::X509 { chain_pem, key_pem } => Some((chain_pem.as_str(), key_pem.as_str())),
+        Credential::SymmetricKey(_) => None,
         Credential::Tpm(_) => {
-            return Err(config_error(
-                "TPM attestation is not available over MQTT; use Transport::Https".to_owned(),
-            ))
+            return Err(ClientError::Config {
+                reason: "TPM attestation is not available over MQTT; use Transport::Https"
+                    .to_owned(),
+            })
         }
     };
+    let mut config = trust.client_config(identity)?;
+    // No ALPN: MQTT has none, and the WebSocket upgrade relies on the
+    // server's HTTP/1.1 default, as the SDKs' connections do.
+    config.alpn_protocols.clear();
     Ok(Arc::new(config))
 }
 

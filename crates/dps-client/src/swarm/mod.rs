@@ -1,6 +1,10 @@
 //! Provision many devices at once, each as a real device would: its own
 //! client, its own TLS connection, register then poll — for load tests,
-//! benchmarks and the `dps-device swarm` command.
+//! benchmarks and the `dps-device swarm` command. Any [`Transport`] (HTTPS,
+//! MQTT, MQTT over WebSocket); per-device samples on request, exported as CSV
+//! or an HdrHistogram interval log ([`SwarmReport::write_latency_csv`],
+//! [`SwarmReport::write_histogram_log`]); [`delete_enrollments`] undoes
+//! [`create_enrollments`].
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), dps_client::ClientError> {
@@ -15,18 +19,20 @@
 //! # Ok(()) }
 //! ```
 
+mod export;
 mod plan;
 mod report;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+pub use export::{SampleOutcome, SwarmSample};
 pub use plan::{DeviceKind, Mix, PlanOptions, SwarmCa, SwarmDevice, SwarmPlan};
 pub use report::SwarmReport;
 
 use crate::service::ServiceClient;
-use crate::{ClientError, ProvisioningClient, TlsTrust};
+use crate::{ClientError, ProvisioningClient, TlsTrust, Transport};
 
 /// How a swarm runs.
 #[derive(Clone, Debug)]
@@ -48,10 +54,18 @@ pub struct SwarmConfig {
     /// Start at most this many devices per second (open loop); `None`: as
     /// fast as `concurrency` allows.
     pub rate: Option<f64>,
+    /// How the devices talk to the service; the endpoint's port, when
+    /// absent, is the transport's usual one.
+    pub transport: Transport,
+    /// Keep one [`SwarmSample`] per device in the report (for the CSV and
+    /// HdrHistogram exports); off by default, as a million devices' samples
+    /// take tens of megabytes.
+    pub keep_samples: bool,
 }
 
 impl SwarmConfig {
-    /// Defaults: 64 devices at a time, 60 s per device, honour `Retry-After`, no rate limit.
+    /// Defaults: 64 devices at a time, 60 s per device, honour `Retry-After`,
+    /// no rate limit, HTTPS, no samples.
     pub fn new(endpoint: impl Into<String>, id_scope: impl Into<String>, trust: TlsTrust) -> Self {
         SwarmConfig {
             endpoint: endpoint.into(),
@@ -61,6 +75,8 @@ impl SwarmConfig {
             timeout: Duration::from_secs(60),
             poll_interval: None,
             rate: None,
+            transport: Transport::Https,
+            keep_samples: false,
         }
     }
 }
@@ -82,6 +98,7 @@ pub async fn run(
     progress: Arc<SwarmProgress>,
 ) -> SwarmReport {
     let next = Arc::new(AtomicU64::new(0));
+    let started_at = SystemTime::now();
     let started = Instant::now();
     let workers: Vec<_> = (0..config.concurrency.max(1))
         .map(|_| {
@@ -100,6 +117,9 @@ pub async fn run(
         }
     }
     report.elapsed = started.elapsed();
+    report.started_at = started_at;
+    report.honoured_retry_after = config.poll_interval.is_none();
+    report.samples.sort_by_key(|sample| sample.device);
     report
 }
 
@@ -124,12 +144,29 @@ async fn worker(
             tokio::time::sleep_until(due.into()).await;
         }
         let device_started = Instant::now();
-        match register(config, device).await {
-            Ok(hub) => report.record_success(device.kind, &hub, device_started.elapsed()),
+        let outcome = match register(config, device).await {
+            Ok(hub) => {
+                report.record_success(device.kind, &hub, device_started.elapsed());
+                SampleOutcome::Assigned { hub }
+            }
             Err(error) => {
                 progress.failed.fetch_add(1, Ordering::Relaxed);
                 report.record_failure(&device.registration_id, &error);
+                SampleOutcome::Failed {
+                    class: error.class(),
+                    error_code: error.error_code(),
+                }
             }
+        };
+        if config.keep_samples {
+            report.samples.push(SwarmSample {
+                device: index as usize,
+                registration_id: device.registration_id.clone(),
+                kind: device.kind,
+                started: device_started.duration_since(started),
+                latency: device_started.elapsed(),
+                outcome,
+            });
         }
         progress.done.fetch_add(1, Ordering::Relaxed);
     }
@@ -143,6 +180,7 @@ async fn register(config: &SwarmConfig, device: &SwarmDevice) -> Result<String, 
     )
     .credential(device.credential.clone())
     .trust(config.trust.clone())
+    .transport(config.transport)
     .timeout(config.timeout);
     if let Some(interval) = config.poll_interval {
         builder = builder.poll_interval(interval);
@@ -181,10 +219,87 @@ pub async fn create_enrollments(
             })
         })
         .collect();
+    join_all(workers).await?;
+    Ok(groups.len() + enrollments.len())
+}
+
+/// What [`delete_enrollments`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cleanup {
+    /// Individual enrollments deleted (each with its registration record).
+    pub enrollments: usize,
+    /// Enrollment groups deleted.
+    pub groups: usize,
+    /// Registration records of group members deleted.
+    pub registrations: usize,
+}
+
+/// Undo [`create_enrollments`]: delete the plan's individual enrollments
+/// (dps deletes each one's registration record with it), the registration
+/// records of its group members, then its groups, `concurrency` requests at
+/// a time. What is already gone is skipped, so a second run deletes nothing
+/// and fails nothing. The device identities on the hubs stay: DPS never
+/// deletes those.
+pub async fn delete_enrollments(
+    service: Arc<ServiceClient>,
+    plan: &SwarmPlan,
+    concurrency: usize,
+) -> Result<Cleanup, ClientError> {
+    // Members first: a group deleted first would leave records nobody
+    // recognises as the swarm's.
+    let devices: Arc<Vec<(bool, String)>> = Arc::new(
+        plan.devices
+            .iter()
+            .map(|d| (d.kind == DeviceKind::Symmetric, d.registration_id.clone()))
+            .collect(),
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let enrollments = Arc::new(AtomicU64::new(0));
+    let registrations = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (service, devices, next) = (service.clone(), devices.clone(), next.clone());
+            let (enrollments, registrations) = (enrollments.clone(), registrations.clone());
+            tokio::spawn(async move {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((individual, id)) =
+                        usize::try_from(index).ok().and_then(|i| devices.get(i))
+                    else {
+                        return Ok::<(), ClientError>(());
+                    };
+                    if *individual {
+                        if service.delete_enrollment(id).await? {
+                            enrollments.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else if service.delete_registration(id).await? {
+                        registrations.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    join_all(workers).await?;
+    let mut cleanup = Cleanup {
+        enrollments: enrollments.load(Ordering::Relaxed) as usize,
+        registrations: registrations.load(Ordering::Relaxed) as usize,
+        groups: 0,
+    };
+    for (group_id, _) in plan.enrollment_groups() {
+        if service.delete_enrollment_group(&group_id).await? {
+            cleanup.groups += 1;
+        }
+    }
+    Ok(cleanup)
+}
+
+async fn join_all(
+    workers: Vec<tokio::task::JoinHandle<Result<(), ClientError>>>,
+) -> Result<(), ClientError> {
     for worker in workers {
         worker.await.map_err(|e| ClientError::Config {
-            reason: format!("an enrollment worker failed: {e}"),
+            reason: format!("a service API worker failed: {e}"),
         })??;
     }
-    Ok(groups.len() + enrollments.len())
+    Ok(())
 }

@@ -2,16 +2,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use super::export::SwarmSample;
 use super::plan::DeviceKind;
 use crate::ClientError;
 
 /// Latencies are recorded in microseconds, up to 10 minutes.
-const HISTOGRAM_MAX_MICROS: u64 = 600_000_000;
+pub(super) const HISTOGRAM_MAX_MICROS: u64 = 600_000_000;
 
 pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HISTOGRAM_MAX_MICROS, 3)
@@ -38,6 +39,14 @@ pub struct SwarmReport {
     pub per_kind: BTreeMap<DeviceKind, u64>,
     /// Up to ten failure messages, for diagnosis.
     pub sample_errors: Vec<String>,
+    /// When the swarm started (wall clock; the HdrHistogram log's base time).
+    pub started_at: SystemTime,
+    /// Whether the devices waited the service's `Retry-After` between
+    /// register and poll (no poll interval given).
+    pub honoured_retry_after: bool,
+    /// One sample per device, in plan order, when
+    /// [`SwarmConfig::keep_samples`](super::SwarmConfig::keep_samples) is set.
+    pub samples: Vec<SwarmSample>,
 }
 
 impl SwarmReport {
@@ -51,6 +60,9 @@ impl SwarmReport {
             per_hub: BTreeMap::new(),
             per_kind: BTreeMap::new(),
             sample_errors: Vec::new(),
+            started_at: SystemTime::UNIX_EPOCH,
+            honoured_retry_after: false,
+            samples: Vec::new(),
         }
     }
 
@@ -94,6 +106,7 @@ impl SwarmReport {
                 self.sample_errors.push(message);
             }
         }
+        self.samples.extend(other.samples);
     }
 
     /// Devices that failed.
@@ -130,6 +143,25 @@ impl SwarmReport {
         worst
     }
 
+    /// A hint when the median latency is mostly time spent waiting for the
+    /// service's `Retry-After` (whole seconds, at least 1 s on dps) rather
+    /// than work: dps finishes a registration before it answers `202`, so
+    /// with the default poll the swarm measures the wait, not the server.
+    pub fn retry_after_hint(&self) -> Option<String> {
+        if !self.honoured_retry_after || self.succeeded == 0 {
+            return None;
+        }
+        let p50 = self.latency_ms(0.50);
+        let waited = (p50 / 1000.0).floor() * 1000.0;
+        (waited >= 1000.0 && waited >= 0.75 * p50).then(|| {
+            format!(
+                "p50 {p50:.0} ms is mostly the service's Retry-After (whole seconds before \
+                 each poll), not its work; rerun with --poll-interval-ms 0 to measure the \
+                 service (dps answers the first poll at once)"
+            )
+        })
+    }
+
     /// The report as JSON (for `--json`).
     pub fn to_json(&self) -> Value {
         json!({
@@ -148,6 +180,7 @@ impl SwarmReport {
             "perHub": self.per_hub,
             "perKind": self.per_kind.iter().map(|(k, v)| (k.as_str(), *v)).collect::<BTreeMap<_, _>>(),
             "sampleErrors": self.sample_errors,
+            "hints": self.retry_after_hint().into_iter().collect::<Vec<_>>(),
         })
     }
 }
@@ -192,6 +225,47 @@ impl fmt::Display for SwarmReport {
         for message in &self.sample_errors {
             writeln!(f, "  error     {message}")?;
         }
+        if let Some(hint) = self.retry_after_hint() {
+            writeln!(f, "hint        {hint}")?;
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(latencies_ms: &[u64], honoured: bool) -> SwarmReport {
+        let mut report = SwarmReport::empty();
+        report.honoured_retry_after = honoured;
+        for ms in latencies_ms {
+            report.record_success(DeviceKind::Symmetric, "hub", Duration::from_millis(*ms));
+        }
+        report
+    }
+
+    #[test]
+    fn the_hint_appears_only_when_retry_after_dominates() {
+        // About one Retry-After of waiting each: the hint, in text and JSON.
+        let waiting = report(&[1004, 1010, 1012, 1030, 1100], true);
+        let hint = waiting.retry_after_hint().expect("a hint");
+        assert!(hint.contains("--poll-interval-ms 0"), "{hint}");
+        assert!(
+            waiting.to_string().contains("hint        p50 1"),
+            "{waiting}"
+        );
+        assert_eq!(waiting.to_json()["hints"][0], hint.as_str());
+        // Fast answers, a slow server (1.8 s of work is not a 1 s wait), or
+        // a fixed poll interval: no hint.
+        for quiet in [
+            report(&[3, 4, 5, 6, 7], true),
+            report(&[1800, 1810, 1820], true),
+            report(&[1004, 1010, 1012], false),
+            report(&[], true),
+        ] {
+            assert_eq!(quiet.retry_after_hint(), None, "{quiet}");
+            assert_eq!(quiet.to_json()["hints"], serde_json::json!([]));
+        }
     }
 }

@@ -1,8 +1,8 @@
-//! Running official Node SDK scenarios: install npm packages once into a cache
-//! directory shared by all tests (and test runs), run one script per scenario in
-//! a child process with a timeout, read its JSON result from stdout.
-//!
-//! Self-contained so it can move to a shared test-support crate.
+//! Running official Node SDK scenarios: the packages come from the
+//! workspace's one npm installer (`tests/support/npm.rs`, shared with
+//! `dps-e2e`: keyed on the exact package list, with a time limit); each
+//! scenario runs as one script in a child process with a timeout, and its
+//! JSON result is read from stdout.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,80 +11,26 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use tokio::process::Command;
-use tokio::sync::Mutex;
 
-/// npm installs in this process are serialised (other processes are handled
-/// by the atomic rename).
-static INSTALL: Mutex<()> = Mutex::const_new(());
+// Included by path rather than through a dev-dependency on dps-e2e, which
+// would build the whole server for the emulator's tests; there its items are
+// public API, here they are private.
+#[allow(unreachable_pub)]
+#[path = "../../../../tests/support/npm.rs"]
+mod npm;
+
 static SCRIPT_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-const NPM_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// Where npm packages are cached: `$CARGO_TARGET_DIR/node-interop`, else the
-/// workspace's `target/node-interop`.
-pub(crate) fn cache_root() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("node-interop"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/node-interop"),
-    }
-}
-
 /// A directory whose `node_modules` holds exactly `packages` (`name@version`),
-/// installed on first use. Parallel installers (threads or processes) each
-/// install into a private directory and rename it into place; the loser of
-/// the race discards its copy.
+/// installed on first use (the installer blocks, so off the async workers).
 pub(crate) async fn npm_packages(packages: &[&str]) -> anyhow::Result<PathBuf> {
-    let name = packages
-        .iter()
-        .map(|p| p.replace(['/', '@'], "_"))
-        .collect::<Vec<_>>()
-        .join("+");
-    let root = cache_root();
-    let dir = root.join(&name);
-    let marker = dir.join(".installed");
-    if marker.exists() {
-        return Ok(dir);
-    }
-    let _guard = INSTALL.lock().await;
-    if marker.exists() {
-        return Ok(dir);
-    }
-    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let staging = root.join(format!(
-        ".{name}.staging-{}-{}",
-        std::process::id(),
-        SCRIPT_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)?;
-    std::fs::write(staging.join("package.json"), r#"{"private":true}"#)?;
-    let mut npm = Command::new("npm");
-    npm.arg("install")
-        .args(["--no-audit", "--no-fund", "--no-save", "--loglevel=error"])
-        .args(packages)
-        .current_dir(&staging)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(NPM_TIMEOUT, npm.output())
-        .await
-        .context("npm install timed out")?
-        .context("running npm (is Node.js installed?)")?;
-    if !output.status.success() {
-        let _ = std::fs::remove_dir_all(&staging);
-        bail!(
-            "npm install {packages:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    std::fs::write(staging.join(".installed"), b"")?;
-    if std::fs::rename(&staging, &dir).is_err() {
-        // Someone else finished first (or a stale partial dir is in the way).
-        let _ = std::fs::remove_dir_all(&staging);
-        if !marker.exists() {
-            bail!("{} exists but is not a completed install", dir.display());
-        }
-    }
-    Ok(dir)
+    let packages: Vec<String> = packages.iter().map(|p| (*p).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let packages: Vec<&str> = packages.iter().map(String::as_str).collect();
+        npm::ensure_installed(&packages)
+    })
+    .await
+    .context("the npm installer panicked")?
 }
 
 /// Run `script` with Node in `package_dir` (so `require` finds its
