@@ -6,8 +6,10 @@
 //! * [`keys`]: symmetric keys — group-derived device keys, generation, validation.
 //! * [`x509`]: certificates — decoding (PEM, base64 DER, DER) and
 //!   `X509CertificateInfo`, individual-enrollment matching, group chains to
-//!   cached [`x509::TrustAnchor`]s (signatures, validity, CA flags, verified
-//!   CAs), CA proof of possession.
+//!   cached [`x509::TrustAnchor`]s (path building by rustls-webpki: signatures,
+//!   validity, CA flags, path-length and name constraints, critical
+//!   extensions; dps's rules for verified CAs; bounded by
+//!   [`x509::ChainLimits`]), CA proof of possession.
 //! * [`tpm`]: TPM 2.0 — endorsement/storage-root key parsing and comparison,
 //!   the SDKs' default registration id, and the activation blob that seals a
 //!   fresh SAS key to one device's TPM.

@@ -18,8 +18,8 @@ use crate::AttestationError;
 /// Build it once per stored certificate ([`TrustAnchor::new`]) and reuse it;
 /// it keeps only what verification needs. `verified` says whether the
 /// certificate may be trusted: CA certificates are verified by proof of
-/// possession (or uploaded as verified); the service decides what applies to
-/// certificates uploaded directly into a group.
+/// possession; the service decides what applies to certificates uploaded
+/// directly into a group.
 #[derive(Clone, Debug)]
 pub struct TrustAnchor {
     name: String,
