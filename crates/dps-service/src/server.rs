@@ -167,16 +167,19 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         config.service.listen,
     );
     tracing::debug!(?operator_audience, "operator token audience");
-    let service_router = service_api::router(service_api::ServiceApi::new(
-        store.clone(),
-        tenants,
-        service_api::ServiceAuth {
-            operator_key: operator_key.key,
-            operator_audience,
-            expiry: config.service_token_policy(),
-        },
-        config.service.host_suffix.clone(),
-    ));
+    let service_router = service_api::router(
+        service_api::ServiceApi::new(
+            store.clone(),
+            tenants,
+            service_api::ServiceAuth {
+                operator_key: operator_key.key,
+                operator_audience,
+                expiry: config.service_token_policy(),
+            },
+            config.service.host_suffix.clone(),
+        )
+        .with_throttling(&config.throttling),
+    );
 
     let mqtt_listener = match &mqtt_endpoint {
         Some(_) => Some(bind(mqtt.listen_addr(config.device.listen)).await?),

@@ -14,6 +14,7 @@ use crate::ServiceError;
 mod allocation;
 mod attestation;
 mod credentials;
+mod throttling;
 
 pub use allocation::{
     AllocationConfig, GeoLatencyConfig, LatencyProbeConfig, LatencyRange, LatencyRoundTrip,
@@ -24,6 +25,7 @@ pub use credentials::{
     operator_key, DEFAULT_DEVICE_TOKEN_LIFETIME_SECS, DEFAULT_SERVICE_TOKEN_LIFETIME_SECS,
     MIN_OPERATOR_KEY_BYTES,
 };
+pub use throttling::ThrottlingConfig;
 
 /// Everything `dps-server` needs. Every field has a default, so an empty file
 /// (or none) runs the service with embedded defaults.
@@ -52,7 +54,7 @@ pub struct ServiceConfig {
     pub tenants: Vec<TenantBootstrap>,
     /// X.509 chain verification: its bounds and thread pool (`[attestation]`).
     pub attestation: AttestationLimits,
-    /// Device registration limits per tenant (429 with `Retry-After` beyond).
+    /// Request limits per tenant and per source address (429 with `Retry-After` beyond).
     pub throttling: ThrottlingConfig,
 }
 
@@ -89,25 +91,6 @@ pub struct LinkedHubBootstrap {
 
 fn one() -> u32 {
     1
-}
-
-/// Registration throttling (the cloud limits registrations per minute per unit).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ThrottlingConfig {
-    /// Register instructions per second per tenant (0 = unlimited).
-    pub registrations_per_second: u32,
-    /// Burst allowance above the rate.
-    pub burst: u32,
-}
-
-impl Default for ThrottlingConfig {
-    fn default() -> Self {
-        ThrottlingConfig {
-            registrations_per_second: 0,
-            burst: 100,
-        }
-    }
 }
 
 impl Default for ServiceConfig {
@@ -310,6 +293,7 @@ impl ServiceConfig {
                 });
             }
         }
+        self.throttling.validate()?;
         self.validate_credentials()?;
         self.attestation.validate()?;
         self.allocation.geo_latency.validate()

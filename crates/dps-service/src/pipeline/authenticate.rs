@@ -4,7 +4,9 @@
 //! get the endorsement-key challenge.
 //!
 //! Every refusal is the same 401 whatever the reason an enrollment was not
-//! found, so a caller learns nothing about other devices or tenants.
+//! found, so a caller learns nothing about other devices or tenants: the
+//! specific texts built here go only to the DEBUG log, and the pipeline's
+//! guard (`Pipeline::guarded`) answers every `401` with [`unauthorized`].
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use dps_storage::Store;
 use rustls::pki_types::CertificateDer;
 
 use super::attest_pool::AttestPool;
+use super::challenges::ChallengeSeconds;
 use super::tenants::TenantView;
 use super::DeviceCredentials;
 use crate::respond::ApiError;
@@ -93,6 +96,8 @@ pub(crate) struct Authenticator<'a> {
     pub(crate) known_individual: Option<&'a Option<IndividualEnrollment>>,
     /// Where X.509 chains are verified, and within which limits.
     pub(crate) attest: &'a AttestPool,
+    /// The TPM challenge seconds this replica handed out.
+    pub(crate) challenges: &'a ChallengeSeconds,
 }
 
 impl Authenticator<'_> {
@@ -173,10 +178,15 @@ impl Authenticator<'_> {
                         .tpm
                         .clone()
                         .ok_or_else(unauthorized)?;
-                    let key = SymmetricKey::from_bytes(
-                        self.challenge_key(&tpm.endorsement_key)?.to_vec(),
-                    );
-                    token.check_signature(&[&key]).map_err(|_| unauthorized())?;
+                    // Signed with the key of a challenge still alive (any
+                    // replica's: the keys derive from the tenant's secret).
+                    self.challenge_keys(&tpm.endorsement_key)?
+                        .find(self.expiry.now(), |key| {
+                            token.check_signature(&[key]).is_ok()
+                        })
+                        .ok_or_else(|| {
+                            refused("Unauthorized: no live TPM challenge key signed the token.")
+                        })?;
                     Evidence::Tpm(tpm)
                 }
                 _ => return Err(unauthorized()),
@@ -328,28 +338,33 @@ impl Authenticator<'_> {
                     "The TPM challenge needs tpm.storageRootKey.",
                 )
             })?;
-        let key = self.challenge_key(&enrolled.endorsement_key)?;
+        let issued_at = self.challenges.reserve(
+            &self.view.tenant.id_scope,
+            self.registration_id,
+            self.expiry.now(),
+        )?;
+        let key = self
+            .challenge_keys(&enrolled.endorsement_key)?
+            .key(issued_at);
+        tracing::debug!(registration = %self.registration_id, issued_at, "TPM challenge issued");
         let challenge =
             tpm::TpmChallenge::with_key(&tpm_request.endorsement_key, storage_root_key, key)
                 .map_err(|e| ApiError::new(ErrorCode::INVALID_ENDORSEMENT_KEY, format!("{e}.")))?;
         Ok(Authentication::TpmChallenge(challenge.authentication_key))
     }
 
-    /// The challenge key of this device: derived from the tenant's secret, so
-    /// any replica verifies the answer without session state.
-    fn challenge_key(&self, endorsement_key: &str) -> Result<[u8; 32], ApiError> {
+    /// The challenge keys of this device, one per issue second: derived from
+    /// the tenant's secret, so any replica verifies the answer without
+    /// session state, yet fresh per challenge and expiring (see
+    /// `dps_attestation::tpm::ChallengeKeys`).
+    fn challenge_keys(&self, endorsement_key: &str) -> Result<tpm::ChallengeKeys, ApiError> {
         let secret = SymmetricKey::from_base64(&self.view.tenant.challenge_secret)
             .map_err(|_| ApiError::internal("tenant challenge secret is not base64"))?;
-        let message = format!(
-            "tpm-challenge\n{}\n{}",
-            self.registration_id.key(),
-            endorsement_key.trim()
-        );
-        let derived = keys::derive_device_key(&secret, &message);
-        derived
-            .as_bytes()
-            .try_into()
-            .map_err(|_| ApiError::internal("derived challenge key is not 32 bytes"))
+        Ok(tpm::ChallengeKeys::new(
+            secret,
+            &self.registration_id.key(),
+            endorsement_key,
+        ))
     }
 }
 

@@ -10,11 +10,15 @@
 mod assign;
 mod attest_pool;
 mod authenticate;
+mod challenges;
 mod latency;
+mod locks;
+pub(crate) mod rate_limit;
 mod recent;
 mod tenants;
 mod throttle;
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -31,15 +35,17 @@ use dps_model::{
 };
 use dps_storage::Store;
 use rustls::pki_types::CertificateDer;
-use tokio::sync::Mutex;
 
 use self::assign::{Assigned, Assignment, Failure};
 use self::authenticate::{
     unauthorized, Authentication, Authenticator, Evidence, MatchedEnrollment,
 };
+use self::challenges::ChallengeSeconds;
 pub use self::latency::{LatencyHistogram, LatencySnapshot, PipelineLatency};
+use self::locks::DeviceLocks;
 use self::recent::{RecentOperation, RecentOperations};
 pub use self::tenants::{TenantCache, TenantView};
+pub(crate) use self::throttle::throttled;
 use self::throttle::Throttle;
 use crate::respond::ApiError;
 
@@ -101,14 +107,13 @@ pub struct Pipeline {
     tenants: Arc<TenantCache>,
     expiry: ExpiryPolicy,
     throttle: Throttle,
-    locks: Vec<Mutex<()>>,
+    locks: DeviceLocks,
+    challenges: ChallengeSeconds,
     recent: RecentOperations,
     latency: Arc<PipelineLatency>,
     /// X.509 chain verification, off the async workers.
     attest: attest_pool::AttestPool,
 }
-
-const LOCK_SHARDS: usize = 256;
 
 impl Pipeline {
     /// A pipeline over these parts.
@@ -127,7 +132,8 @@ impl Pipeline {
             tenants,
             expiry,
             throttle: Throttle::new(throttling),
-            locks: (0..LOCK_SHARDS).map(|_| Mutex::new(())).collect(),
+            locks: DeviceLocks::default(),
+            challenges: ChallengeSeconds::default(),
             recent: RecentOperations::default(),
             latency: Arc::default(),
             attest: attest_pool::AttestPool::default(),
@@ -138,14 +144,16 @@ impl Pipeline {
         &self,
         request: &DeviceRequest,
     ) -> Result<(Arc<TenantView>, RegistrationId), ApiError> {
-        // An unknown or malformed scope gets the same answer as a bad token.
+        // An unknown or malformed scope gets the same answer as a bad token;
+        // the registration id is checked first, so a malformed one gets the
+        // same 400 whether the scope exists or not.
+        let registration_id = RegistrationId::new(request.registration_id.as_str())?;
         let scope = IdScope::new(request.id_scope.as_str()).map_err(|_| unauthorized())?;
         let view = self
             .tenants
             .get(self.store.as_ref(), &scope)
             .await?
             .ok_or_else(unauthorized)?;
-        let registration_id = RegistrationId::new(request.registration_id.as_str())?;
         Ok((view, registration_id))
     }
 
@@ -165,6 +173,7 @@ impl Pipeline {
             expiry: &self.expiry,
             known_individual,
             attest: &self.attest,
+            challenges: &self.challenges,
         }
         .authenticate(
             &request.credentials,
@@ -187,9 +196,40 @@ impl Pipeline {
         force: bool,
     ) -> Result<RegisterAnswer, ApiError> {
         let started = std::time::Instant::now();
-        let answer = self.register_untimed(request, body, force).await;
+        let answer = self
+            .guarded(request, self.register_untimed(request, body, force))
+            .await;
         self.latency.register.record(started.elapsed());
         answer
+    }
+
+    /// Every device instruction runs inside this: an address that failed
+    /// too often is refused before any work, and every refusal (`401`)
+    /// leaves as the one generic refusal — the same bytes whether the scope,
+    /// the enrollment or the signature was wrong, and no clock — counted
+    /// against the address and the scope (see `throttle.rs`). The specific
+    /// reason goes to the DEBUG log for the operator.
+    async fn guarded<T>(
+        &self,
+        request: &DeviceRequest,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        self.throttle.check_address(request.peer)?;
+        match work.await {
+            Err(refusal) if refusal.code.http_status() == 401 => {
+                tracing::debug!(
+                    scope = ?request.id_scope,
+                    registration = ?request.registration_id,
+                    peer = %request.peer,
+                    reason = %refusal.message,
+                    "device refused"
+                );
+                Err(self
+                    .throttle
+                    .failed(request.peer, &request.id_scope, unauthorized()))
+            }
+            answer => answer,
+        }
     }
 
     async fn register_untimed(
@@ -199,20 +239,25 @@ impl Pipeline {
         _force: bool,
     ) -> Result<RegisterAnswer, ApiError> {
         let (view, registration_id) = self.view(request).await?;
-        self.throttle.admit(&view.tenant.id_scope)?;
         let device = match self
             .authenticate(&view, &registration_id, request, Some(&body), true, None)
             .await?
         {
             Authentication::TpmChallenge(blob) => {
+                self.throttle.unauthenticated(request.peer);
                 return Ok(RegisterAnswer::TpmChallenge {
                     authentication_key: blob,
-                })
+                });
             }
             Authentication::Device(device) => device,
         };
         let scope = &view.tenant.id_scope;
-        let _serialised = self.lock(&registration_id).await;
+        // Charged only once the device proved itself: strangers' requests
+        // never spend a tenant's budget.
+        self.throttle.admit_registration(scope)?;
+        // Held across the webhook and hub calls; only this very device (this
+        // scope, this id) can wait on it. See `locks.rs`.
+        let _serialised = self.locks.lock(scope.key(), registration_id.key()).await;
         let previous = self
             .store
             .registration(scope, &registration_id)
@@ -364,9 +409,12 @@ impl Pipeline {
     /// the same checks and the same refusals as the first step of every
     /// instruction (an unknown scope and a bad credential look alike).
     pub async fn authenticate_device(&self, request: &DeviceRequest) -> Result<(), ApiError> {
-        let (view, registration_id) = self.view(request).await?;
-        self.authenticated_device(&view, &registration_id, request, None)
-            .await
+        self.guarded(request, async {
+            let (view, registration_id) = self.view(request).await?;
+            self.authenticated_device(&view, &registration_id, request, None)
+                .await
+        })
+        .await
     }
 
     /// Poll (D2): the stored answer of an operation of this device.
@@ -376,7 +424,12 @@ impl Pipeline {
         operation_id: &str,
     ) -> Result<RegistrationOperationStatus, ApiError> {
         let started = std::time::Instant::now();
-        let answer = self.operation_status_untimed(request, operation_id).await;
+        let answer = self
+            .guarded(
+                request,
+                self.operation_status_untimed(request, operation_id),
+            )
+            .await;
         self.latency.poll.record(started.elapsed());
         answer
     }
@@ -400,10 +453,12 @@ impl Pipeline {
         {
             self.authenticated_device(&view, &registration_id, request, Some(&recent.individual))
                 .await?;
+            self.throttle.admit_poll(&view.tenant.id_scope)?;
             return Ok(recent.operation.status);
         }
         self.authenticated_device(&view, &registration_id, request, None)
             .await?;
+        self.throttle.admit_poll(&view.tenant.id_scope)?;
         let operation = self
             .store
             .registration_operation(&view.tenant.id_scope, operation_id)
@@ -422,10 +477,19 @@ impl Pipeline {
         request: &DeviceRequest,
         _body: DeviceRegistrationRequest,
     ) -> Result<DeviceRegistrationResult, ApiError> {
+        self.guarded(request, self.registration_status_unguarded(request))
+            .await
+    }
+
+    async fn registration_status_unguarded(
+        &self,
+        request: &DeviceRequest,
+    ) -> Result<DeviceRegistrationResult, ApiError> {
         let (view, registration_id) = self.view(request).await?;
         self.authenticated_device(&view, &registration_id, request, None)
             .await?;
         let scope = &view.tenant.id_scope;
+        self.throttle.admit_poll(scope)?;
         let record = self
             .store
             .registration(scope, &registration_id)
@@ -469,13 +533,5 @@ impl Pipeline {
             Authentication::Device(_) => Ok(()),
             Authentication::TpmChallenge(_) => Err(unauthorized()),
         }
-    }
-
-    async fn lock(&self, registration_id: &RegistrationId) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        registration_id.hash(&mut hasher);
-        let shard = (hasher.finish() as usize) % self.locks.len();
-        self.locks[shard].lock().await
     }
 }

@@ -19,6 +19,7 @@ mod routes;
 mod settings;
 mod settings_bodies;
 mod tenants;
+mod throttle;
 mod wire;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use self::auth::ServiceAuth;
 use self::auth::{Authorizer, Caller};
 use self::enrollments::Record;
 use self::routes::Endpoint;
+use self::throttle::ServiceThrottle;
 use self::wire::Call;
 use crate::pipeline::TenantCache;
 use crate::respond::{read_limited_body, ApiError, JSON_CONTENT_TYPE};
@@ -48,6 +50,7 @@ pub struct ServiceApi {
     tenants: Arc<TenantCache>,
     auth: Arc<Authorizer>,
     host_suffix: Arc<str>,
+    throttle: Arc<ServiceThrottle>,
 }
 
 impl ServiceApi {
@@ -65,7 +68,17 @@ impl ServiceApi {
             store,
             tenants,
             host_suffix: host_suffix.into(),
+            throttle: Arc::new(ServiceThrottle::new(
+                &crate::config::ThrottlingConfig::default(),
+            )),
         }
+    }
+
+    /// Limit requests per tenant and failed authentications per address
+    /// (`[throttling]`; [`new`](Self::new) applies the defaults).
+    pub fn with_throttling(mut self, config: &crate::config::ThrottlingConfig) -> Self {
+        self.throttle = Arc::new(ServiceThrottle::new(config));
+        self
     }
 
     /// Count one billable read (the store bills writes itself). The answer
@@ -117,7 +130,24 @@ async fn handle(api: &ServiceApi, request: Request) -> Result<Response, ApiError
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let caller = api.auth.authorize(authorization, endpoint.access()).await?;
+    // Throttling sits around the token check, not in it: a failing address
+    // is stopped before its token is read, a refusal costs it, and only an
+    // authenticated caller spends its tenant's budget.
+    let peer = request
+        .extensions()
+        .get::<crate::listener::ConnectionInfo>()
+        .map(|connection| connection.peer.ip());
+    api.throttle.check_address(peer)?;
+    let caller = match api.auth.authorize(authorization, endpoint.access()).await {
+        Ok(caller) => caller,
+        Err(refusal) => {
+            if refusal.code.http_status() == 401 {
+                api.throttle.failed(peer);
+            }
+            return Err(refusal);
+        }
+    };
+    api.throttle.admit(&caller)?;
     let query = request.uri().query().map(str::to_owned);
     let (parts, body) = request.into_parts();
     let body = read_limited_body(&parts.headers, body).await?;

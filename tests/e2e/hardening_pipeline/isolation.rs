@@ -1,0 +1,96 @@
+//! One tenant's hanging hub delays only that tenant's devices: registrations
+//! serialise per (ID scope, registration id), so the same id in another
+//! tenant — which at 8ad8c6e shared a lock shard, being the same id — goes
+//! straight through.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use dps_e2e::server::{SystemOptions, TestSystem};
+use dps_hub_sim::Fault;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use super::{client_from, device_token, enroll, poll, register, second_tenant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_hub_of_one_tenant_does_not_delay_the_same_id_in_another_tenant() -> Result<()> {
+    let system = TestSystem::start(SystemOptions {
+        hubs: &["hub-a.test", "hub-b.test"],
+        ..SystemOptions::default()
+    })
+    .await?;
+    // Tenant A's device goes to hub A only; tenant B has only hub B.
+    let scope_a = system.scope().to_string();
+    let key_a = enroll(
+        &system,
+        system.scope(),
+        "same-id",
+        json!({"iotHubs": ["hub-a.test"]}),
+    )
+    .await;
+    let tenant_b = second_tenant(&system, "tenant-b", &["hub-b.test"]).await;
+    let scope_b = tenant_b.id_scope.to_string();
+    let key_b = enroll(&system, &tenant_b.id_scope, "same-id", json!({})).await;
+    let warm_key = enroll(&system, &tenant_b.id_scope, "warm-up", json!({})).await;
+    let body = json!({"registrationId": "same-id"});
+
+    // Tenant B's connection and caches are warm before the measurement.
+    let http_b = client_from(&system, Ipv4Addr::new(127, 0, 0, 71));
+    let warm = register(
+        &http_b,
+        &system,
+        &scope_b,
+        "warm-up",
+        Some(&device_token(&scope_b, "warm-up", &warm_key)),
+        &json!({"registrationId": "warm-up"}),
+    )
+    .await;
+    assert_eq!(warm.status, StatusCode::ACCEPTED);
+
+    // Hub A hangs; tenant A's registration of "same-id" waits on it.
+    let hub_a_requests = system.hubs.request_count("hub-a.test");
+    system
+        .hubs
+        .set_fault_times("hub-a.test", Fault::Delay(Duration::from_secs(3)), 1);
+    let http_a = client_from(&system, Ipv4Addr::new(127, 0, 0, 70));
+    let token_a = device_token(&scope_a, "same-id", &key_a);
+    let started_a = Instant::now();
+    let stuck = {
+        let (http_a, system, scope_a, token_a, body) =
+            (&http_a, &system, &scope_a, &token_a, &body);
+        async move { register(http_a, system, scope_a, "same-id", Some(token_a), body).await }
+    };
+    let measured = async {
+        // Let A reach the hub and hold its device lock.
+        while system.hubs.request_count("hub-a.test") == hub_a_requests {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let token_b = device_token(&scope_b, "same-id", &key_b);
+        let started = Instant::now();
+        let answer = register(&http_b, &system, &scope_b, "same-id", Some(&token_b), &body).await;
+        (started.elapsed(), answer, token_b)
+    };
+    let (answer_a, (elapsed_b, answer_b, token_b)) = tokio::join!(stuck, measured);
+
+    assert_eq!(answer_b.status, StatusCode::ACCEPTED);
+    assert!(
+        elapsed_b < Duration::from_millis(200),
+        "tenant B's device took {elapsed_b:?} while tenant A's hub hung"
+    );
+    let operation = answer_b.json()["operationId"].as_str().unwrap().to_owned();
+    let polled = poll(&http_b, &system, &scope_b, "same-id", &token_b, &operation).await;
+    assert_eq!(
+        polled.json()["registrationState"]["assignedHub"],
+        "hub-b.test"
+    );
+
+    // Tenant A's registration did wait for its hub, and then finished.
+    assert_eq!(answer_a.status, StatusCode::ACCEPTED);
+    assert!(started_a.elapsed() >= Duration::from_secs(3));
+    system.hubs.clear_fault("hub-a.test");
+    system.stop().await;
+    Ok(())
+}
