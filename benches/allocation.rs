@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use dps_allocation::{
     AllocationRequest, Allocator, AllocatorConfig, DeviceContext, HashedPolicy, HubTable,
-    LatencyTable,
+    LatencyTable, WebhookConfig,
 };
 use dps_model::enrollment::EnrollmentRef;
 use dps_model::{AllocationPolicy, IndividualEnrollment, LinkedHub, RegistrationId};
@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let allocator = Allocator::new(AllocatorConfig {
         latency: Arc::new(latency_table()),
-        ..AllocatorConfig::default()
+        ..loopback_webhook_config()?
     })?;
     let hashed = enrollment("")?;
     let geo = enrollment(r#","allocationPolicy":"geoLatency""#)?;
@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
     // A fresh engine: the first one's pooled connections belong to the
     // current-thread runtime, which is not driven from here on.
     let report = client_runtime.block_on(concurrent_custom(
-        Arc::new(Allocator::new(AllocatorConfig::default())?),
+        Arc::new(Allocator::new(loopback_webhook_config()?)?),
         Arc::new(hubs),
         custom,
         Arc::new(ids),
@@ -304,6 +304,21 @@ async fn concurrent_custom(
 }
 
 /// A minimal keep-alive HTTP/1.1 server answering every POST with a hub.
+/// The bench's webhook is on loopback over http, which the egress policy
+/// refuses unless the operator allows it.
+fn loopback_webhook_config() -> anyhow::Result<AllocatorConfig> {
+    let loopback: dps_allocation::latency::Cidr = "127.0.0.0/8".parse()?;
+    Ok(AllocatorConfig {
+        webhook: WebhookConfig {
+            egress: dps_allocation::egress::EgressPolicy::default()
+                .allow_network(loopback)
+                .allow_http(loopback),
+            ..WebhookConfig::default()
+        },
+        ..AllocatorConfig::default()
+    })
+}
+
 async fn start_webhook() -> anyhow::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();

@@ -139,10 +139,8 @@ async fn sas_refusals_carry_their_codes() -> Result<()> {
         (status, answer["errorCode"].as_i64()),
         (StatusCode::UNAUTHORIZED, Some(401002))
     );
-    assert!(
-        answer["message"].as_str().unwrap().contains("expired"),
-        "{answer}"
-    );
+    // The one generic refusal: no "expired at X (now Y)" (issue #15).
+    assert_eq!(answer["message"], unknown["message"], "{answer}");
 
     // Tampered token: one character of the signature changed.
     let tampered = good.replacen("sig=", "sig=A", 1);
@@ -315,8 +313,11 @@ async fn certificate_refusals_carry_their_codes() -> Result<()> {
         (StatusCode::UNAUTHORIZED, Some(401002)),
         "{answer}"
     );
-    assert!(
-        answer["message"].as_str().unwrap().contains("not verified"),
+    // The one generic refusal; the diagnosis is in the server's DEBUG log
+    // (issue #15: refusals say nothing about what the scope holds).
+    assert_eq!(
+        answer["message"],
+        "Unauthorized: the credentials do not match an enrollment of this ID scope.",
         "{answer}"
     );
 
@@ -335,8 +336,9 @@ async fn certificate_refusals_carry_their_codes() -> Result<()> {
         (StatusCode::UNAUTHORIZED, Some(401002)),
         "{answer}"
     );
-    assert!(
-        answer["message"].as_str().unwrap().contains("CN"),
+    assert_eq!(
+        answer["message"],
+        "Unauthorized: the credentials do not match an enrollment of this ID scope.",
         "{answer}"
     );
     system.stop().await;

@@ -394,9 +394,13 @@ async fn custom_allocation_webhook_decides_hub_twin_and_payload() -> Result<()> 
     let webhook = format!("http://{}/allocate?code=secret", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    // The operator allows this loopback webhook (the default refuses it).
     let system = TestSystem::start(SystemOptions {
         hubs: &["hub-a.test", "hub-b.test"],
-        ..SystemOptions::default()
+        configure: &|config| {
+            config.egress.allowed_networks = vec!["127.0.0.0/8".to_owned()];
+            config.egress.allow_http_networks = vec!["127.0.0.0/8".to_owned()];
+        },
     })
     .await?;
     let key = generate_key();

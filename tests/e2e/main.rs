@@ -10,6 +10,7 @@ mod device_node;
 mod failures;
 mod geo_latency;
 mod hardening_pipeline;
+mod hardening_webhook;
 mod hardening_x509;
 mod mqtt_client;
 mod mqtt_fixtures;

@@ -88,8 +88,10 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
             reason: format!("hub client: {e}"),
         })?,
     );
+    let egress = config.egress.policy()?;
     let webhook = WebhookConfig {
         timeout: Duration::from_millis(config.allocation.webhook_timeout_ms),
+        egress: egress.clone(),
         extra_root_certificates_pem: config
             .allocation
             .webhook_trusted_ca_files
@@ -178,7 +180,8 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
             },
             config.service.host_suffix.clone(),
         )
-        .with_throttling(&config.throttling),
+        .with_throttling(&config.throttling)
+        .with_egress(egress),
     );
 
     let mqtt_listener = match &mqtt_endpoint {

@@ -250,6 +250,12 @@ async fn logs_of_a_failing_call(level: tracing::Level, body: &'static str) -> St
     // A current-thread runtime: the call and its connection tasks all run
     // on this thread, under this subscriber.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // tracing caches each callsite's interest; with one scoped dispatcher
+    // alive it asks only the dispatcher of the thread that hits a callsite
+    // first — maybe a parallel test's thread, with none — and our capture
+    // would then never be offered that event. A second live dispatcher makes
+    // it ask every dispatcher.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let webhook = reply_with(500, body).await;
     let policy = WebhookPolicy::new(WebhookConfig {
         egress: loopback_egress(),

@@ -14,6 +14,7 @@ use crate::ServiceError;
 mod allocation;
 mod attestation;
 mod credentials;
+mod egress;
 mod throttling;
 
 pub use allocation::{
@@ -25,6 +26,7 @@ pub use credentials::{
     operator_key, DEFAULT_DEVICE_TOKEN_LIFETIME_SECS, DEFAULT_SERVICE_TOKEN_LIFETIME_SECS,
     MIN_OPERATOR_KEY_BYTES,
 };
+pub use egress::EgressConfig;
 pub use throttling::ThrottlingConfig;
 
 /// Everything `dps-server` needs. Every field has a default, so an empty file
@@ -56,6 +58,9 @@ pub struct ServiceConfig {
     pub attestation: AttestationLimits,
     /// Request limits per tenant and per source address (429 with `Retry-After` beyond).
     pub throttling: ThrottlingConfig,
+    /// Where calls to tenant-chosen URLs (the allocation webhook) may go
+    /// (`[egress]`; default: public addresses over https only).
+    pub egress: EgressConfig,
 }
 
 /// A tenant declared in the configuration.
@@ -107,6 +112,7 @@ impl Default for ServiceConfig {
             tenants: Vec::new(),
             attestation: AttestationLimits::default(),
             throttling: ThrottlingConfig::default(),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -293,6 +299,7 @@ impl ServiceConfig {
                 });
             }
         }
+        self.egress.validate()?;
         self.throttling.validate()?;
         self.validate_credentials()?;
         self.attestation.validate()?;

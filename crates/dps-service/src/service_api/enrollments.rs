@@ -57,6 +57,8 @@ pub(crate) trait Record: Serialize + Clone + Send + Sync + Sized + 'static {
     fn etag(&self) -> Option<&ETag>;
     /// The hubs it names.
     fn iot_hubs(&self) -> Option<&[String]>;
+    /// Its custom allocation webhook URL.
+    fn webhook_url(&self) -> Option<&str>;
     /// Forget fields only the server sets.
     fn clear_read_only(&mut self);
     /// The 404 for a missing record.
@@ -127,6 +129,10 @@ impl Record for IndividualEnrollment {
     }
     fn iot_hubs(&self) -> Option<&[String]> {
         self.iot_hubs.as_deref()
+    }
+    fn webhook_url(&self) -> Option<&str> {
+        let definition = self.custom_allocation_definition.as_ref();
+        definition.map(|d| d.webhook_url.as_str())
     }
     fn clear_read_only(&mut self) {
         self.registration_state = None;
@@ -217,6 +223,10 @@ impl Record for EnrollmentGroup {
     }
     fn iot_hubs(&self) -> Option<&[String]> {
         self.iot_hubs.as_deref()
+    }
+    fn webhook_url(&self) -> Option<&str> {
+        let definition = self.custom_allocation_definition.as_ref();
+        definition.map(|d| d.webhook_url.as_str())
     }
     fn clear_read_only(&mut self) {
         self.created_date_time_utc = None;
@@ -359,6 +369,7 @@ pub(crate) async fn put<R: Record>(
             })
         })?;
     check_hubs(record.iot_hubs(), &view.tenant)?;
+    super::webhook_url::check(&api.egress, scope, record.webhook_url())?;
     if !R::INDIVIDUAL {
         check_ca_references(record.attestation(), &view.tenant)?;
     }

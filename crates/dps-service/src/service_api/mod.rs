@@ -20,6 +20,7 @@ mod settings;
 mod settings_bodies;
 mod tenants;
 mod throttle;
+mod webhook_url;
 mod wire;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use dps_allocation::egress::EgressPolicy;
 use dps_model::{IdScope, OperationKind, OperationRecord};
 use dps_storage::Store;
 use http::{header, HeaderValue, StatusCode};
@@ -51,6 +53,7 @@ pub struct ServiceApi {
     auth: Arc<Authorizer>,
     host_suffix: Arc<str>,
     throttle: Arc<ServiceThrottle>,
+    egress: Arc<EgressPolicy>,
 }
 
 impl ServiceApi {
@@ -71,7 +74,16 @@ impl ServiceApi {
             throttle: Arc::new(ServiceThrottle::new(
                 &crate::config::ThrottlingConfig::default(),
             )),
+            egress: Arc::new(EgressPolicy::default()),
         }
+    }
+
+    /// Where webhook URLs written into enrollments and groups may point
+    /// (`[egress]`; [`new`](Self::new) applies the safe default: public
+    /// addresses over https).
+    pub fn with_egress(mut self, egress: EgressPolicy) -> Self {
+        self.egress = Arc::new(egress);
+        self
     }
 
     /// Limit requests per tenant and failed authentications per address
