@@ -52,6 +52,8 @@
 //!   and shared by many clients.
 //! * [`swarm`] provisions thousands of devices for load tests; [`service`]
 //!   creates their enrollments through the service API.
+//! * [`admin`] is the whole service API for administrators (the library
+//!   behind `dps-admin`).
 //!
 //! Every [`ProvisioningClient`] owns its connection: one client per device
 //! means one TLS connection per device (HTTP/1.1, as the device SDKs speak;
@@ -77,6 +79,7 @@
 //! AMQP, certificate issuance (`csr`), and connecting to the IoT hub after
 //! provisioning.
 
+pub mod admin;
 mod credential;
 mod error;
 mod http;
