@@ -9,6 +9,7 @@ mod device_errors;
 mod device_node;
 mod failures;
 mod geo_latency;
+mod hardening_connections;
 mod hardening_pipeline;
 mod hardening_webhook;
 mod hardening_x509;

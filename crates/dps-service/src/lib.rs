@@ -22,9 +22,11 @@
 
 mod bootstrap;
 pub mod config;
+pub mod connection_limits;
 pub mod device;
 mod endpoint_names;
 mod error;
+mod http_timeouts;
 pub mod listener;
 pub mod operator_key;
 pub mod pipeline;

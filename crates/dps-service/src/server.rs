@@ -17,7 +17,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::ServiceConfig;
-use crate::listener::serve_tls;
+use crate::connection_limits::ListenerGates;
+use crate::listener::serve_tls_limited;
 use crate::pipeline::{Pipeline, TenantCache};
 use crate::tls::ServerIdentity;
 use crate::{device, service_api, storage_url, ServiceError};
@@ -49,6 +50,8 @@ pub struct RunningServer {
     /// Server-side time of device instructions (register, poll), every
     /// transport, TLS handshakes excluded.
     pub device_latency: Arc<crate::pipeline::PipelineLatency>,
+    /// Open and refused connections of each listener.
+    pub connections: ListenerGates,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -156,6 +159,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         device::mqtt::MqttEndpoint::new(
             pipeline,
             mqtt,
+            &config.connections,
             config.device.retry_after_seconds,
             receiver.clone(),
         )
@@ -195,25 +199,32 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         )?),
         None => None,
     };
+    let connections = ListenerGates::new(&config.connections, mqtt_endpoint.is_some());
     let mut tasks = vec![
-        tokio::spawn(serve_tls(
+        tokio::spawn(serve_tls_limited(
             device_listener,
             tls.clone(),
             device_router,
             receiver.clone(),
+            config.connections.clone(),
+            connections.device.clone(),
         )),
-        tokio::spawn(serve_tls(
+        tokio::spawn(serve_tls_limited(
             service_listener,
             tls,
             service_router,
             receiver.clone(),
+            config.connections.clone(),
+            connections.service.clone(),
         )),
     ];
-    if let (Some(listener), Some(endpoint)) = (mqtt_listener, mqtt_endpoint) {
+    if let (Some(listener), Some(endpoint), Some(gate)) =
+        (mqtt_listener, mqtt_endpoint, connections.mqtt.clone())
+    {
         // MQTT clients may offer ALPN protocols of their own: offer none.
         let mqtt_tls = identity.server_config(&[])?;
         tasks.push(tokio::spawn(device::mqtt::serve_tls(
-            listener, mqtt_tls, endpoint,
+            listener, mqtt_tls, endpoint, gate,
         )));
     }
     if let (Some(live), Some(prober)) = (&live_latency, geo.prober()) {
@@ -239,6 +250,7 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         tenants: declared_tenants,
         live_latency,
         device_latency,
+        connections,
         shutdown,
         tasks,
     })

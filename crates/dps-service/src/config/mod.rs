@@ -15,6 +15,7 @@ mod allocation;
 mod attestation;
 mod credentials;
 mod egress;
+mod limits;
 mod throttling;
 
 pub use allocation::{
@@ -27,6 +28,7 @@ pub use credentials::{
     MIN_OPERATOR_KEY_BYTES,
 };
 pub use egress::EgressConfig;
+pub use limits::ConnectionLimits;
 pub use throttling::ThrottlingConfig;
 
 /// Everything `dps-server` needs. Every field has a default, so an empty file
@@ -58,6 +60,8 @@ pub struct ServiceConfig {
     pub attestation: AttestationLimits,
     /// Request limits per tenant and per source address (429 with `Retry-After` beyond).
     pub throttling: ThrottlingConfig,
+    /// Timeouts and connection caps of every listener (`[connections]`).
+    pub connections: ConnectionLimits,
     /// Where calls to tenant-chosen URLs (the allocation webhook) may go
     /// (`[egress]`; default: public addresses over https only).
     pub egress: EgressConfig,
@@ -112,6 +116,7 @@ impl Default for ServiceConfig {
             tenants: Vec::new(),
             attestation: AttestationLimits::default(),
             throttling: ThrottlingConfig::default(),
+            connections: ConnectionLimits::default(),
             egress: EgressConfig::default(),
         }
     }
@@ -300,6 +305,7 @@ impl ServiceConfig {
             }
         }
         self.egress.validate()?;
+        self.connections.validate()?;
         self.throttling.validate()?;
         self.validate_credentials()?;
         self.attestation.validate()?;

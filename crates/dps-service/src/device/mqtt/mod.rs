@@ -30,17 +30,14 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use self::registry::ConnectionRegistry;
 use self::transport::Transport;
 pub use self::websocket::with_websocket;
-use crate::config::MqttConfig;
-use crate::listener::{stopped, ConnectionInfo};
+use crate::config::{ConnectionLimits, MqttConfig};
+use crate::connection_limits::ConnectionGate;
+use crate::listener::accept_tls;
 use crate::pipeline::Pipeline;
-
-/// How long a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The limits every MQTT connection lives under.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,10 +46,29 @@ pub(crate) struct MqttLimits {
     pub(crate) max_packet_bytes: usize,
     /// Time from connection to CONNECT.
     pub(crate) connect_timeout: Duration,
+    /// Time from TCP accept to the end of the TLS handshake (MQTT over TLS).
+    pub(crate) handshake_timeout: Duration,
+    /// The longest keep-alive honoured, in seconds (asking 0 gets this).
+    pub(crate) max_keep_alive_seconds: u16,
     /// Requests of one connection in the pipeline at once.
     pub(crate) max_in_flight: usize,
     /// Requests over `max_in_flight` answered `429` before the connection is closed.
     pub(crate) max_throttled_replies: u32,
+}
+
+impl MqttLimits {
+    /// The keep-alive a session runs under when the client asked `asked`
+    /// seconds: MQTT 3.1.1's 0 (no keep-alive) and anything above the
+    /// maximum become the maximum, so no silent connection lives forever.
+    pub(crate) fn keep_alive(&self, asked: u16) -> Duration {
+        let max = self.max_keep_alive_seconds;
+        let granted = if asked == 0 || asked > max {
+            max
+        } else {
+            asked
+        };
+        Duration::from_secs(u64::from(granted))
+    }
 }
 
 /// Everything MQTT sessions share: the pipeline, the limits, the open
@@ -74,11 +90,12 @@ impl std::fmt::Debug for MqttEndpoint {
 }
 
 impl MqttEndpoint {
-    /// The MQTT endpoint over `pipeline` with `config`'s limits; sessions end
-    /// when `shutdown` turns true.
+    /// The MQTT endpoint over `pipeline` with `config`'s and `connections`'
+    /// limits; sessions end when `shutdown` turns true.
     pub fn new(
         pipeline: Arc<Pipeline>,
         config: &MqttConfig,
+        connections: &ConnectionLimits,
         retry_after_seconds: u64,
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
@@ -87,6 +104,8 @@ impl MqttEndpoint {
             limits: MqttLimits {
                 max_packet_bytes: config.max_packet_bytes,
                 connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+                handshake_timeout: connections.tls_handshake_timeout(),
+                max_keep_alive_seconds: connections.mqtt_max_keep_alive_seconds,
                 max_in_flight: config.max_in_flight,
                 max_throttled_replies: config.max_throttled_replies,
             },
@@ -99,50 +118,45 @@ impl MqttEndpoint {
     }
 }
 
-/// Serve MQTT over TLS on `listener` until the endpoint's shutdown signal.
-/// `tls` should offer no ALPN protocol (MQTT clients may send their own).
-pub async fn serve_tls(listener: TcpListener, tls: Arc<ServerConfig>, endpoint: Arc<MqttEndpoint>) {
-    let acceptor = TlsAcceptor::from(tls);
-    let mut shutdown = endpoint.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopped(&mut shutdown) => return,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                tracing::warn!(%err, "MQTT accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+/// Serve MQTT over TLS on `listener` until the endpoint's shutdown signal,
+/// counting connections in `gate`. `tls` should offer no ALPN protocol (MQTT
+/// clients may send their own).
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    endpoint: Arc<MqttEndpoint>,
+    gate: Arc<ConnectionGate>,
+) {
+    let handshake_timeout = endpoint.limits.handshake_timeout;
+    let shutdown = endpoint.shutdown.clone();
+    let serve = move |tls, connection, slot| {
         let endpoint = endpoint.clone();
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(err)) => {
-                    tracing::debug!(%peer, %err, "MQTT TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "MQTT TLS handshake timed out");
-                    return;
-                }
-            };
-            let client_chain = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|certs| certs.iter().map(|c| c.clone().into_owned()).collect())
-                .unwrap_or_default();
-            let connection = ConnectionInfo {
-                peer,
-                client_chain: Arc::new(client_chain),
-            };
+        async move {
             session::run(Transport::Stream(Box::new(tls)), connection, endpoint).await;
-        });
+            // The connection's place under the caps is given back only now.
+            drop(slot);
+        }
+    };
+    accept_tls(listener, tls, gate, handshake_timeout, shutdown, serve).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_zero_and_above_the_maximum_get_the_maximum() {
+        let limits = MqttLimits {
+            max_packet_bytes: 1024,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_keep_alive_seconds: 300,
+            max_in_flight: 1,
+            max_throttled_replies: 1,
+        };
+        assert_eq!(limits.keep_alive(0), Duration::from_secs(300));
+        assert_eq!(limits.keep_alive(60), Duration::from_secs(60));
+        assert_eq!(limits.keep_alive(300), Duration::from_secs(300));
+        assert_eq!(limits.keep_alive(u16::MAX), Duration::from_secs(300));
     }
 }

@@ -35,7 +35,8 @@ enum End {
     Violation(String),
     /// The connection failed.
     Io(io::Error),
-    /// No packet within 1.5 × the keep-alive.
+    /// No packet within 1.5 × the keep-alive (the server's maximum when the
+    /// client asked none or more).
     KeepAliveExpired,
     /// A newer connection of the same device took this one's place.
     Replaced,
@@ -107,8 +108,19 @@ impl Session {
             Ok(connect) => connect,
             Err(end) => return end,
         };
-        let keep_alive = (connect.keep_alive > 0)
-            .then(|| std::time::Duration::from_millis(u64::from(connect.keep_alive) * 1500));
+        let asked = connect.keep_alive;
+        let granted = self.endpoint.limits.keep_alive(asked);
+        if granted.as_secs() != u64::from(asked) {
+            tracing::debug!(
+                peer = %connection.peer,
+                asked,
+                granted_seconds = granted.as_secs(),
+                "MQTT keep-alive set to the server maximum"
+            );
+        }
+        // MQTT 3.1.1 §3.1.2.10: the server closes after 1.5 × the keep-alive
+        // without a control packet.
+        let idle_limit = granted * 3 / 2;
         let request = match self.accept(connect, connection).await {
             Ok(request) => request,
             Err(code) => {
@@ -132,12 +144,7 @@ impl Session {
             if let Err(end) = self.handle_buffered(&request, &reply_sender).await {
                 return end;
             }
-            let idle = async {
-                match keep_alive {
-                    Some(limit) => tokio::time::sleep_until(last_read + limit).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let idle = tokio::time::sleep_until(last_read + idle_limit);
             tokio::select! {
                 read = self.transport.read_into(&mut self.buf) => match read {
                     Ok(0) => return End::Closed,

@@ -21,7 +21,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::transport::Transport;
 use super::{session, MqttEndpoint};
-use crate::listener::ConnectionInfo;
+use crate::listener::{ConnectionInfo, ConnectionSlot};
 use crate::respond::ApiError;
 
 /// The subprotocol of MQTT over WebSocket.
@@ -87,6 +87,9 @@ fn upgrade(endpoint: Arc<MqttEndpoint>, mut request: Request, subprotocol: Strin
     let Some(connection) = request.extensions().get::<ConnectionInfo>().cloned() else {
         return ApiError::internal("MQTT upgrade without connection information").into_response();
     };
+    // The session outlives the HTTP connection: it keeps the connection's
+    // place under the caps until it ends.
+    let slot = request.extensions().get::<ConnectionSlot>().cloned();
     // Present only on HTTP/1.1 connections served with upgrades.
     let Some(on_upgrade) = request
         .extensions_mut()
@@ -110,6 +113,7 @@ fn upgrade(endpoint: Arc<MqttEndpoint>, mut request: Request, subprotocol: Strin
                 )
                 .await;
                 session::run(Transport::WebSocket(Box::new(ws)), connection, endpoint).await;
+                drop(slot);
             }
             Err(err) => tracing::debug!(%err, "MQTT WebSocket upgrade failed"),
         }
