@@ -11,6 +11,7 @@ mod failures;
 mod geo_latency;
 mod hardening_connections;
 mod hardening_pipeline;
+mod hardening_tokens;
 mod hardening_webhook;
 mod hardening_x509;
 mod mqtt_client;
