@@ -66,6 +66,9 @@ pub fn server_config(data_dir: &Path, hubs: Option<&Hubs>) -> ServiceConfig {
     config.device.listen = loopback(1);
     config.service.listen = loopback(2);
     config.device.mqtt.enabled = false;
+    // Benchmarks measure throughput: the per-tenant limits (on by default)
+    // would measure the limits instead.
+    config.throttling = dps_service::config::ThrottlingConfig::unlimited();
     config.tls.dev_names = vec![
         "127.0.0.1".to_owned(),
         "127.0.0.2".to_owned(),

@@ -16,6 +16,8 @@ mod locks;
 pub(crate) mod rate_limit;
 mod recent;
 mod tenants;
+#[cfg(test)]
+mod tests;
 mod throttle;
 
 use std::future::Future;
