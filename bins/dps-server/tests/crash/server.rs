@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use dps_attestation::keys::generate_key;
 use dps_attestation::sas::{create_token, unix_now, SymmetricKey};
 use dps_hub_sim::{HubSim, HubSimConfig, RunningHubSim};
-use dps_model::{IdScope, IndividualEnrollment, LinkedHub, Tenant};
+use dps_model::{EnrollmentGroup, IdScope, IndividualEnrollment, LinkedHub, Precondition, Tenant};
 use dps_service::ServiceConfig;
 use dps_storage::Store;
 use serde_json::{json, Value};
@@ -40,6 +40,15 @@ pub(crate) struct Backend {
     pub(crate) store: Arc<dyn Store>,
 }
 
+/// What a test adds to the common system.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extras {
+    /// Serve MQTT (on its own port next to the device listener).
+    pub(crate) mqtt: bool,
+    /// An X.509 enrollment group with this CA (PEM) as its signing certificate.
+    pub(crate) x509_group_ca_pem: Option<String>,
+}
+
 /// The emulator, the tenant, the devices and the (re)startable server.
 pub(crate) struct CrashSystem {
     /// Kept running: the server creates device identities on it.
@@ -50,6 +59,8 @@ pub(crate) struct CrashSystem {
     pub(crate) next_device: Arc<AtomicUsize>,
     pub(crate) device_addr: SocketAddr,
     pub(crate) service_addr: SocketAddr,
+    /// The MQTT listener, when [`Extras::mqtt`] asked for one.
+    pub(crate) mqtt_addr: Option<SocketAddr>,
     pub(crate) started: DateTime<Utc>,
     dir: tempfile::TempDir,
     config_file: PathBuf,
@@ -69,6 +80,17 @@ impl CrashSystem {
         dir: tempfile::TempDir,
         device_count: usize,
     ) -> Result<CrashSystem> {
+        Self::prepare_with(backend, device_ip, dir, device_count, Extras::default()).await
+    }
+
+    /// [`CrashSystem::prepare`], with what `extras` adds.
+    pub(crate) async fn prepare_with(
+        backend: Backend,
+        device_ip: Ipv4Addr,
+        dir: tempfile::TempDir,
+        device_count: usize,
+        extras: Extras,
+    ) -> Result<CrashSystem> {
         let started = Utc::now();
         let hubs = HubSim::start(HubSimConfig::new(
             SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -83,6 +105,11 @@ impl CrashSystem {
         let service_ip = Ipv4Addr::new(a, b, c, d + 1);
         let device_addr = free_port(device_ip)?;
         let service_addr = free_port(service_ip)?;
+        let mqtt_addr = if extras.mqtt {
+            Some(free_port(device_ip)?)
+        } else {
+            None
+        };
 
         let tenant = seed_tenant(&backend, &hubs, &service_ip.to_string()).await?;
         let devices: Vec<Device> = (0..device_count)
@@ -103,6 +130,15 @@ impl CrashSystem {
             .store
             .import_enrollments(&tenant.id_scope, enrollments)
             .await?;
+        if let Some(ca_pem) = &extras.x509_group_ca_pem {
+            let body = json!({"enrollmentGroupId": "x509-group", "attestation": {"type": "x509",
+                "x509": {"signingCertificates": {"primary": {"certificate": ca_pem}}}}});
+            let group = EnrollmentGroup::from_json(body.to_string().as_bytes())?;
+            backend
+                .store
+                .put_enrollment_group(&tenant.id_scope, group, Precondition::None)
+                .await?;
+        }
         drop(backend.store);
 
         let data_dir = dir.path().join("data");
@@ -113,7 +149,8 @@ impl CrashSystem {
             ..ServiceConfig::default()
         };
         config.device.listen = device_addr;
-        config.device.mqtt.enabled = false;
+        config.device.mqtt.enabled = extras.mqtt;
+        config.device.mqtt.listen = mqtt_addr;
         config.service.listen = service_addr;
         config.tls.dev_names = vec![device_ip.to_string(), service_ip.to_string()];
         config.hubs.trusted_ca_files = vec![hub_ca];
@@ -129,6 +166,7 @@ impl CrashSystem {
             next_device: Arc::new(AtomicUsize::new(0)),
             device_addr,
             service_addr,
+            mqtt_addr,
             started,
             dir,
             config_file,
@@ -187,7 +225,11 @@ impl CrashSystem {
             }
             let device = tokio::net::TcpStream::connect(self.device_addr).await;
             let service = tokio::net::TcpStream::connect(self.service_addr).await;
-            if device.is_ok() && service.is_ok() {
+            let mqtt = match self.mqtt_addr {
+                Some(addr) => tokio::net::TcpStream::connect(addr).await.map(drop),
+                None => Ok(()),
+            };
+            if device.is_ok() && service.is_ok() && mqtt.is_ok() {
                 break;
             }
             if Instant::now() > deadline {
@@ -241,6 +283,20 @@ impl CrashSystem {
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(Value::Null);
         Ok((status, body))
+    }
+
+    /// Fails when the server process has exited.
+    pub(crate) fn assert_running(&mut self) -> Result<()> {
+        let child = self.child.as_mut().context("no server started")?;
+        if let Some(status) = child.try_wait()? {
+            bail!("dps-server exited with {status}: {}", self.log_tail());
+        }
+        Ok(())
+    }
+
+    /// Everything the server logged so far.
+    pub(crate) fn log(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.dir.path().join("server.log"))?)
     }
 
     fn log_tail(&self) -> String {
