@@ -1,7 +1,10 @@
 # dps-server in a container.
 #
-#   docker build -t dps .
-#   docker run --rm -p 443:443 -p 8883:8883 -p 9443:9443 dps --config /etc/dps/dps.toml --hub-emulator
+#   docker build -t dps .                 # podman: add --format docker to keep HEALTHCHECK
+#   docker run -d -p 443:443 -p 8883:8883 -p 9443:9443 -v dps-data:/var/lib/dps dps
+#
+# The first start prints the generated operator key (kept in the volume):
+# create tenants with it (PUT /tenants/{name}, docs/service-api.md).
 #
 # Two stages: the builder compiles dps-server with the workspace's locked
 # dependencies; the runtime image is Debian slim with the binary, CA roots
