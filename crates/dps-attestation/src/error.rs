@@ -156,12 +156,17 @@ pub enum AttestationError {
         /// The maximum number of intermediates between leaf and anchor.
         max: usize,
     },
-    /// Verification stopped because its signature-check budget was spent (a
-    /// chain crafted to make path building expensive, or too many candidates).
-    #[error("certificate chain verification stopped after {checks} signature checks")]
+    /// Verification stopped because its budget was spent: signature checks
+    /// or path-search steps (a chain crafted to make path building
+    /// expensive, or too many candidates).
+    #[error(
+        "certificate chain verification stopped after {signature_checks} signature checks and {path_steps} path steps"
+    )]
     VerificationBudgetExhausted {
         /// Signature checks performed before stopping.
-        checks: usize,
+        signature_checks: usize,
+        /// Certificates the path search considered before stopping.
+        path_steps: usize,
     },
     /// A CA's basicConstraints pathLenConstraint allows fewer intermediates
     /// below it than the path has.

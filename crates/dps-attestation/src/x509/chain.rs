@@ -20,9 +20,7 @@
 //!   device (the builder before webpki checked the same);
 //! * an intermediate with a keyUsage extension must allow keyCertSign (webpki
 //!   ignores keyUsage; the builder before it did not);
-//! * extended key usage is not checked (webpki would require clientAuth when
-//!   the extension is present): DPS does not check it either as far as is
-//!   known, and neither did the builder before;
+//! * extended key usage is not checked (see `meter.rs`);
 //! * errors name the certificate at fault (see `diagnose.rs`).
 
 use std::borrow::Borrow;
@@ -30,14 +28,14 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, SignatureVerificationAlgorithm, UnixTime};
-use webpki::{EndEntityCert, ExtendedKeyUsageValidator, KeyPurposeIdIter, VerifiedPath};
+use webpki::{EndEntityCert, VerifiedPath};
 use x509_parser::certificate::X509Certificate;
 
 use super::anchor::TrustAnchor;
 use super::certificate::{can_issue, check_validity, info_of, parse_der, subject_common_name};
 use super::diagnose::Diagnosis;
 use super::limits::{ChainLimits, MAX_PATH_DEPTH};
-use super::meter::Meter;
+use super::meter::{Meter, PathSteps};
 use super::name::format_name;
 use super::VerifiedDevice;
 use crate::AttestationError;
@@ -84,7 +82,8 @@ pub fn verify_group<C: AsRef<[u8]>>(
 ///
 /// A chain longer than `limits.max_chain_certificates` is refused before
 /// anything is parsed; the whole call performs at most
-/// `limits.max_signature_checks` signature checks.
+/// `limits.max_signature_checks` signature checks and considers at most
+/// `limits.max_path_steps` certificates as path steps.
 pub fn verify_groups<C, G, T>(
     chain: &[C],
     groups: &[G],
@@ -142,11 +141,13 @@ where
         slots.iter().map(|slot| slot.anchor.webpki()).collect();
     let max_depth = limits.max_path_depth.min(MAX_PATH_DEPTH);
     let meter = Meter::new(limits.max_signature_checks);
+    let steps = PathSteps::new(limits.max_path_steps);
     let diagnosis = Diagnosis {
         chain,
         parsed: &parsed,
         anchors: &slots,
         meter: &meter,
+        steps: &steps,
         now,
         max_depth,
     };
@@ -177,7 +178,7 @@ where
         &trust,
         &ders[1..],
         time,
-        AnyExtendedKeyUsage,
+        &steps,
         None,
         Some(&check_path),
     );
@@ -201,9 +202,7 @@ where
         // A spent budget is the reason the search stopped, whatever webpki
         // reports last; then an anchor refused by dps's own rules (unverified,
         // expired) tells the device more than any failure below it.
-        Err(_) if meter.exhausted() => Err(AttestationError::VerificationBudgetExhausted {
-            checks: meter.performed(),
-        }),
+        Err(_) if meter.exhausted() || steps.exhausted() => Err(diagnosis.budget_spent()),
         Err(err) => Err(match rules.refusal.into_inner() {
             Some(refusal) => refusal,
             None => diagnosis.explain(err),
@@ -309,18 +308,5 @@ fn rank(err: &AttestationError) -> u8 {
         AttestationError::CertificateExpired { .. }
         | AttestationError::CertificateNotYetValid { .. } => 1,
         _ => 0,
-    }
-}
-
-/// Extended key usage is not checked (see the module comment).
-struct AnyExtendedKeyUsage;
-
-impl ExtendedKeyUsageValidator for AnyExtendedKeyUsage {
-    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
-        // A malformed extension is still refused.
-        for purpose in iter {
-            purpose?;
-        }
-        Ok(())
     }
 }

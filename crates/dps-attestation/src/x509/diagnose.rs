@@ -12,7 +12,7 @@ use x509_parser::certificate::X509Certificate;
 
 use super::certificate::{check_validity, path_len_constraint};
 use super::chain::Slot;
-use super::meter::{within, Meter};
+use super::meter::{within, Meter, PathSteps};
 use super::name::format_name;
 use crate::AttestationError;
 
@@ -49,6 +49,7 @@ pub(crate) struct Diagnosis<'a, C> {
     pub(crate) parsed: &'a [X509Certificate<'a>],
     pub(crate) anchors: &'a [Slot<'a>],
     pub(crate) meter: &'a Meter,
+    pub(crate) steps: &'a PathSteps,
     pub(crate) now: u64,
     pub(crate) max_depth: usize,
 }
@@ -125,11 +126,7 @@ impl<C: AsRef<[u8]>> Diagnosis<'_, C> {
             },
             Wp::MaximumSignatureChecksExceeded
             | Wp::MaximumPathBuildCallsExceeded
-            | Wp::MaximumNameConstraintComparisonsExceeded => {
-                AttestationError::VerificationBudgetExhausted {
-                    checks: self.meter.performed(),
-                }
-            }
+            | Wp::MaximumNameConstraintComparisonsExceeded => self.budget_spent(),
             Wp::UnknownIssuer => {
                 let last = walk
                     .iter()
@@ -155,6 +152,14 @@ impl<C: AsRef<[u8]>> Diagnosis<'_, C> {
                     .unwrap_or(0);
                 self.rejected(at, &other)
             }
+        }
+    }
+
+    /// The refusal of a search stopped for want of budget.
+    pub(crate) fn budget_spent(&self) -> AttestationError {
+        AttestationError::VerificationBudgetExhausted {
+            signature_checks: self.meter.performed(),
+            path_steps: self.steps.taken(),
         }
     }
 

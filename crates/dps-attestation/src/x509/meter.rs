@@ -1,16 +1,24 @@
-//! The signature algorithms handed to rustls-webpki, wrapped so that one
-//! verification call performs at most a budgeted number of signature checks,
-//! never checks the same (certificate, issuer key) pair twice, and remembers
-//! which check failed (webpki's error does not say).
+//! What one verification call may spend, metered where webpki lets us in:
 //!
-//! webpki has a budget of its own (100 signatures per path search), but it
-//! is fixed and per search; ours is configurable and spans every anchor of
-//! every group the call is given.
+//! * the signature algorithms handed to rustls-webpki are wrapped so that
+//!   the call performs at most a budgeted number of signature checks, never
+//!   checks the same (certificate, issuer key) pair twice, and remembers which
+//!   check failed (webpki's error does not say);
+//! * the extended-key-usage validator, which webpki calls once for every
+//!   certificate it considers as the next step of a path, counts those steps
+//!   and stops the search when they are spent.
+//!
+//! webpki has budgets of its own (100 signatures, 200,000 path-building
+//! calls per search), but they are fixed and far above what a device chain
+//! needs; ours are configurable and span every anchor of every group the call
+//! is given.
 
+use std::cell::Cell;
 use std::sync::Mutex;
 
 use rustls_pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm};
 use webpki::ring as algs;
+use webpki::{ExtendedKeyUsageValidator, KeyPurposeIdIter};
 
 /// The algorithms dps accepts on a device chain: the same set as before
 /// webpki (RSA PKCS#1 v1.5 with SHA-256/384/512 from 2048 bits, with or
@@ -166,6 +174,54 @@ impl SignatureVerificationAlgorithm for Metered<'_> {
 
     fn fips(&self) -> bool {
         self.inner.fips()
+    }
+}
+
+/// Counts path-search steps; accepts any extended key usage.
+///
+/// Extended key usage is not checked: DPS does not check it either as far
+/// as is known, and neither did the builder before webpki (webpki's own
+/// validators would require clientAuth when the extension is present).
+#[derive(Debug)]
+pub(crate) struct PathSteps {
+    budget: usize,
+    taken: Cell<usize>,
+    exhausted: Cell<bool>,
+}
+
+impl PathSteps {
+    pub(crate) fn new(budget: usize) -> Self {
+        PathSteps {
+            budget,
+            taken: Cell::new(0),
+            exhausted: Cell::new(false),
+        }
+    }
+
+    /// Steps taken.
+    pub(crate) fn taken(&self) -> usize {
+        self.taken.get()
+    }
+
+    /// Whether the search was stopped for want of steps.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.exhausted.get()
+    }
+}
+
+impl ExtendedKeyUsageValidator for PathSteps {
+    fn validate(&self, iter: KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        if self.taken.get() >= self.budget {
+            self.exhausted.set(true);
+            // One of webpki's fatal errors: the whole search stops here.
+            return Err(webpki::Error::MaximumPathBuildCallsExceeded);
+        }
+        self.taken.set(self.taken.get() + 1);
+        // A malformed extension is still refused.
+        for purpose in iter {
+            purpose?;
+        }
+        Ok(())
     }
 }
 

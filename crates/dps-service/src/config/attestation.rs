@@ -49,6 +49,7 @@ impl AttestationLimits {
             max_chain_certificates: self.max_chain_certificates,
             max_path_depth: self.max_path_depth,
             max_signature_checks: self.max_signature_checks,
+            ..ChainLimits::default()
         }
     }
 

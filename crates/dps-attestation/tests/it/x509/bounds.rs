@@ -38,23 +38,25 @@ fn a_240_certificate_same_subject_chain_is_refused_in_under_50_ms() {
 }
 
 #[test]
-fn a_same_subject_chain_within_the_cap_is_refused_quickly() {
-    // Seven CAs named alike: the deepest search webpki makes over them.
+fn a_same_subject_chain_within_the_cap_is_refused_in_under_50_ms() {
+    // Seven CAs named alike: unbounded, webpki's search would walk their
+    // ~8,700 orderings (60 ms of CPU in a release build).
     let chain = Chain::new(Alg::P256, Alg::P256, Alg::P256);
     let root = anchor(&chain.root, "root");
     let bomb = same_subject_bomb(7, "dev1");
+    assert_eq!(bomb.len(), 8);
+    let limits = ChainLimits::default();
     let started = Instant::now();
-    let result = verify_group(&bomb, &[&root], Some("dev1"), NOW);
+    let result = verify_groups(&bomb, &[[&root]], Some("dev1"), NOW, &limits);
     let took = started.elapsed();
-    assert!(
-        matches!(
-            result,
-            Err(AttestationError::ChainDoesNotReachAnchor { .. }
-                | AttestationError::PathTooDeep { .. })
-        ),
-        "{result:?}"
+    assert_eq!(
+        result,
+        Err(AttestationError::VerificationBudgetExhausted {
+            signature_checks: 0,
+            path_steps: limits.max_path_steps,
+        })
     );
-    assert!(took < Duration::from_millis(500), "took {took:?}");
+    assert!(took < Duration::from_millis(50), "took {took:?}");
 }
 
 /// Twenty groups whose CAs bear the name the chain claims, none holding the
@@ -69,11 +71,14 @@ fn one_signature_budget_spans_every_group() {
         })
         .collect();
     let limits = ChainLimits::default();
-    assert_eq!(
-        verify_groups(&chain.presented(), &namesakes, Some("dev1"), NOW, &limits),
-        Err(AttestationError::VerificationBudgetExhausted {
-            checks: limits.max_signature_checks
-        })
+    let result = verify_groups(&chain.presented(), &namesakes, Some("dev1"), NOW, &limits);
+    assert!(
+        matches!(
+            result,
+            Err(AttestationError::VerificationBudgetExhausted { signature_checks, .. })
+                if signature_checks == limits.max_signature_checks
+        ),
+        "{result:?}"
     );
     // The real CA among the first ones is still found, and reported by group.
     let mut groups = namesakes;
