@@ -16,23 +16,28 @@ use serde_json::Value;
 pub(crate) struct ConnectionArgs {
     /// Service connection string (HostName=…;SharedAccessKeyName=…;SharedAccessKey=…);
     /// else $DPS_SERVICE_CONNECTION_STRING or the profile's.
-    #[arg(long, visible_alias = "login", global = true)]
+    #[arg(
+        long,
+        visible_alias = "login",
+        global = true,
+        help_heading = "Connection"
+    )]
     connection_string: Option<String>,
     /// The service listener, HOST:PORT, when the connection string's
     /// HostName does not lead there; else $DPS_SERVICE_ENDPOINT or the profile's.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Connection")]
     endpoint: Option<String>,
     /// PEM file of the server's CA, trusted besides the web PKI roots; else $DPS_CA.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Connection")]
     ca: Option<PathBuf>,
     /// The operator key, for tenant commands; else $DPS_OPERATOR_KEY or the profile's.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Connection")]
     operator_key: Option<String>,
     /// A profile of the profile file; else $DPS_PROFILE, or the file's default.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Connection")]
     profile: Option<String>,
     /// The profile file (default: ~/.config/dps/profiles.toml; $DPS_PROFILE_FILE).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Connection")]
     profile_file: Option<PathBuf>,
 }
 

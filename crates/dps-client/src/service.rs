@@ -37,33 +37,13 @@ impl ServiceClient {
         endpoint: Option<&str>,
         trust: &TlsTrust,
     ) -> Result<Self, ClientError> {
-        let mut host_name = None;
-        let mut key_name = None;
-        let mut key = None;
-        for part in connection_string
-            .split(';')
-            .filter(|p| !p.trim().is_empty())
-        {
-            let (name, value) = part.split_once('=').ok_or_else(|| ClientError::Config {
-                reason: format!("connection string: {part:?} is not NAME=VALUE"),
-            })?;
-            match name.trim().to_ascii_lowercase().as_str() {
-                "hostname" => host_name = Some(value.trim().to_owned()),
-                "sharedaccesskeyname" => key_name = Some(value.trim().to_owned()),
-                // The key is base64 and may end in '='.
-                "sharedaccesskey" => key = Some(part[name.len() + 1..].trim().to_owned()),
-                _ => {}
-            }
-        }
-        let missing = |field: &str| ClientError::Config {
-            reason: format!("connection string: no {field}"),
-        };
-        let host_name = host_name.ok_or_else(|| missing("HostName"))?;
-        let key_name = key_name.ok_or_else(|| missing("SharedAccessKeyName"))?;
-        let key = SymmetricKey::from_base64(&key.ok_or_else(|| missing("SharedAccessKey"))?)
-            .map_err(|e| ClientError::Config {
-                reason: format!("connection string SharedAccessKey: {e}"),
-            })?;
+        // One parser for the connection strings of this crate; it never
+        // echoes a part, which may be a pasted key.
+        let crate::admin::ConnectionString {
+            host_name,
+            key_name,
+            key,
+        } = crate::admin::ConnectionString::parse(connection_string)?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(trust.client_config(None)?)
             .http1_only()

@@ -110,7 +110,11 @@ async fn a_group_its_derived_keys_and_its_registration_records() -> Result<()> {
         table.stdout
     );
     assert!(lines[1].starts_with("sensor-1") && lines[1].contains("assigned"));
-    assert!(lines[2].starts_with("sensor-2") && lines[2].contains(HUB));
+    assert!(
+        lines[2].starts_with("sensor-2") && lines[2].contains(HUB),
+        "{}",
+        table.stdout
+    );
 
     // One record; deleting it needs its current etag when one is given.
     let record = system

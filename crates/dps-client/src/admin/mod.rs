@@ -64,7 +64,7 @@ const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Attempts of a request the service throttled (429) or could not take
 /// (503); those answers mean nothing was done, so repeating is safe.
-const ATTEMPTS: u32 = 5;
+const ATTEMPTS: u32 = 8;
 
 /// Longest `Retry-After` honoured between attempts.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);

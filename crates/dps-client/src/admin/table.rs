@@ -54,9 +54,18 @@ impl Table {
         &self.rows
     }
 
-    /// One row per item of a list, with the columns of `kind`.
+    /// One row per item of a list, with the columns of `kind`. The
+    /// registration columns of enrollments appear only when an item has a
+    /// `registrationState` (dps answers it on GET, not in queries).
     pub fn list(kind: Kind, items: &[Value]) -> Table {
-        let columns = columns(kind);
+        let columns: Vec<(&str, Cell)> = columns(kind)
+            .into_iter()
+            .filter(|(header, _)| {
+                kind != Kind::Enrollment
+                    || !REGISTRATION_COLUMNS.contains(header)
+                    || items.iter().any(|i| i["registrationState"].is_object())
+            })
+            .collect();
         let mut table = Table::new(columns.iter().map(|(header, _)| *header));
         for item in items {
             table.push(columns.iter().map(|(_, cell)| cell(item)).collect());
@@ -113,6 +122,9 @@ impl fmt::Display for Table {
 }
 
 type Cell = fn(&Value) -> String;
+
+/// Columns of an individual enrollment's registration record.
+const REGISTRATION_COLUMNS: [&str; 2] = ["REGISTRATION", "HUB"];
 
 fn columns(kind: Kind) -> Vec<(&'static str, Cell)> {
     match kind {
@@ -263,6 +275,13 @@ mod tests {
         let text = Table::list(Kind::Enrollment, &items).to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
+        // Without any registrationState, its columns are left out.
+        let bare = Table::list(Kind::Enrollment, &items[1..]).to_string();
+        assert!(
+            !bare.contains("  REGISTRATION ") && !bare.contains("HUB"),
+            "{bare}"
+        );
+        assert!(bare.contains("PROVISIONING  UPDATED  ETAG\n"), "{bare}");
         assert!(lines[0].starts_with("REGISTRATION ID  DEVICE ID  ATTESTATION"));
         assert!(lines[1].starts_with("dev-1            -          symmetricKey  enabled"));
         assert!(lines[1].contains("assigned      hub-a  2024-05-01T08:30:12Z  e1"));
