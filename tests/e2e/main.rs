@@ -2,6 +2,7 @@
 //! official Azure IoT SDKs and our own Rust client (`dps-client`, with a
 //! software TPM) as clients.
 
+mod admin_health;
 mod client_credentials;
 mod client_errors;
 mod client_swarm;

@@ -92,6 +92,8 @@ impl TestSystem {
             // MQTT over TLS where the SDKs dial it; MQTT over WebSocket shares 443.
             config.device.mqtt.listen = Some(SocketAddr::from((device_ip, 8883)));
             config.service.listen = SocketAddr::from((service_ip, 443));
+            // The default admin port is fixed: tests run side by side.
+            config.admin.listen = Some(SocketAddr::from((device_ip, 0)));
             config.tls.dev_names = vec![
                 device_ip.to_string(),
                 service_ip.to_string(),

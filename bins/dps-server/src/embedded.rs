@@ -69,6 +69,9 @@ pub(crate) async fn show(
     let ca_file = data_dir.join("tls").join("ca.pem");
     println!("device endpoint:    https://{}", server.device_addr);
     println!("service endpoint:   https://{}", server.service_addr);
+    if let Some(addr) = server.admin_addr {
+        println!("admin (health):     http://{addr}/readyz");
+    }
     println!("ID scope:           {}", tenant.id_scope);
     let started_ms = started
         .duration_since(UNIX_EPOCH)

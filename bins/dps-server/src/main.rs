@@ -95,6 +95,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             None => {
                 println!("device endpoint:    https://{}", server.device_addr);
                 println!("service endpoint:   https://{}", server.service_addr);
+                if let Some(addr) = server.admin_addr {
+                    println!("admin (health):     http://{addr}/readyz");
+                }
                 for name in &declared_tenants {
                     if let Some(tenant) = server.store.tenant_by_name(name).await? {
                         println!(

@@ -20,6 +20,7 @@
 //! Attestation, allocation, storage and hub access live in their own crates;
 //! this crate decides the order of things and speaks HTTP.
 
+pub mod admin;
 mod bootstrap;
 pub mod config;
 pub mod connection_limits;

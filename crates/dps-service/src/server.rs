@@ -34,6 +34,9 @@ pub struct RunningServer {
     pub service_addr: SocketAddr,
     /// Where MQTT over TLS listens (`None` when MQTT is disabled).
     pub mqtt_addr: Option<SocketAddr>,
+    /// Where the admin listener (`/healthz`, `/readyz`) answers, plain HTTP
+    /// (`None` when `admin.enabled` is off).
+    pub admin_addr: Option<SocketAddr>,
     /// PEM of the certificate clients should trust.
     pub trust_pem: String,
     /// The operator credential for tenant management (base64).
@@ -199,6 +202,15 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
         )?),
         None => None,
     };
+    let admin_listen = config.admin.listen_addr(config.device.listen);
+    let admin_listener = match config.admin.enabled {
+        true => Some(bind(admin_listen).await?),
+        false => None,
+    };
+    let admin_addr = match &admin_listener {
+        Some(listener) => Some(local_addr(listener, admin_listen)?),
+        None => None,
+    };
     let connections = ListenerGates::new(&config.connections, mqtt_endpoint.is_some());
     let mut tasks = vec![
         tokio::spawn(serve_tls_limited(
@@ -237,12 +249,22 @@ pub async fn start(config: ServiceConfig) -> Result<RunningServer, ServiceError>
             receiver.clone(),
         )));
     }
+    if let Some(listener) = admin_listener {
+        // Started after every other listener is bound: readiness relies on it.
+        let readiness = crate::admin::Readiness::new(store.clone(), receiver.clone());
+        tasks.push(tokio::spawn(crate::admin::serve(
+            listener,
+            crate::admin::router(readiness),
+            receiver.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(purge_operations(store.clone(), receiver)));
-    tracing::info!(%device_addr, %service_addr, ?mqtt_addr, "dps is serving");
+    tracing::info!(%device_addr, %service_addr, ?mqtt_addr, ?admin_addr, "dps is serving");
     Ok(RunningServer {
         device_addr,
         service_addr,
         mqtt_addr,
+        admin_addr,
         trust_pem: identity.trust_pem,
         operator_key: operator_key.text,
         operator_key_origin: operator_key.origin,

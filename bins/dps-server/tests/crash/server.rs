@@ -152,6 +152,8 @@ impl CrashSystem {
         config.device.mqtt.enabled = extras.mqtt;
         config.device.mqtt.listen = mqtt_addr;
         config.service.listen = service_addr;
+        // The default admin port is fixed: tests run side by side.
+        config.admin.listen = Some(SocketAddr::from((device_ip, 0)));
         config.tls.dev_names = vec![device_ip.to_string(), service_ip.to_string()];
         config.hubs.trusted_ca_files = vec![hub_ca];
         for hub in HUBS {

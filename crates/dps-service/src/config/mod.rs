@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::tls::TlsSettings;
 use crate::ServiceError;
 
+mod admin;
 mod allocation;
 mod attestation;
 mod credentials;
@@ -18,6 +19,7 @@ mod egress;
 mod limits;
 mod throttling;
 
+pub use admin::{AdminConfig, DEFAULT_ADMIN_PORT};
 pub use allocation::{
     AllocationConfig, GeoLatencyConfig, LatencyProbeConfig, LatencyRange, LatencyRoundTrip,
     LatencyTableSettings,
@@ -65,6 +67,8 @@ pub struct ServiceConfig {
     /// Where calls to tenant-chosen URLs (the allocation webhook) may go
     /// (`[egress]`; default: public addresses over https only).
     pub egress: EgressConfig,
+    /// The admin listener: health and readiness (`[admin]`).
+    pub admin: AdminConfig,
 }
 
 /// A tenant declared in the configuration.
@@ -118,6 +122,7 @@ impl Default for ServiceConfig {
             throttling: ThrottlingConfig::default(),
             connections: ConnectionLimits::default(),
             egress: EgressConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
