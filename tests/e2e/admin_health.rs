@@ -76,6 +76,28 @@ async fn healthz_and_readyz_answer_on_sqlite() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_stalled_request_head_is_cut_off() -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir()?;
+    let server = dps_service::server::start(config(dir.path(), None)).await?;
+    let mut stream = TcpStream::connect(server.admin_addr.context("admin address")?).await?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await?;
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was still open after 15 s");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(10),
+        "closed after {waited:?}"
+    );
+    server.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
 async fn admin_listener_can_be_disabled() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = config(dir.path(), None);

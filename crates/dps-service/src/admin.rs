@@ -6,21 +6,29 @@
 //! the device and service ports. Answers name a failed check and its error,
 //! never a storage URL or a credential.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use dps_storage::Store;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::ServiceExt as _;
 
 /// How long the store check may take before it counts as failed: a store
 /// that answers slower than this cannot serve registrations either.
 pub const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a client has to send its request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What readiness looks at.
 #[derive(Clone)]
@@ -109,14 +117,50 @@ async fn readyz(State(readiness): State<Readiness>) -> (StatusCode, Json<Value>)
 }
 
 /// Serve the admin routes on `listener` until `shutdown` turns true.
-/// Plain HTTP without per-connection caps: the listener is meant for
-/// loopback or an operator network, and every answer is cheap.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
-    let mut stop = shutdown;
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { crate::listener::stopped(&mut stop).await })
-        .await;
-    if let Err(err) = result {
-        tracing::warn!(%err, "admin listener failed");
+/// Plain HTTP/1.1 without connection caps: the listener is meant for
+/// loopback or an operator network, and every answer is cheap. A client
+/// still has [`HEADER_TIMEOUT`] to send its request head, so a stalled one
+/// does not hold its connection open.
+pub async fn serve(listener: TcpListener, router: Router, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of descriptors, typically: wait instead of spinning.
+                    tracing::warn!(%err, "admin listener: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = crate::listener::stopped(&mut shutdown) => break,
+        };
+        let router = router.clone();
+        connections.spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let router = router.clone();
+                async move {
+                    let response = router
+                        .oneshot(request)
+                        .await
+                        .unwrap_or_else(|never| match never {});
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
     }
+    // Open probes get a moment to finish; the rest are dropped with the set.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
 }
