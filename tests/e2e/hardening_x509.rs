@@ -169,7 +169,11 @@ async fn a_healthy_device_stays_fast_while_chain_bombs_are_in_flight() -> Result
         let id = format!("bomb-{i}");
         let bomb = same_subject_bomb(&id, cas)?;
         if i == 0 {
-            assert!(bomb.certificates > 150, "{} certificates", bomb.certificates);
+            assert!(
+                bomb.certificates > 150,
+                "{} certificates",
+                bomb.certificates
+            );
         }
         bombs.push((id, client(&system, Some(&bomb.identity_pem))?));
     }

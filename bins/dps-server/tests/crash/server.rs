@@ -288,6 +288,7 @@ impl CrashSystem {
     }
 
     /// Fails when the server process has exited.
+    #[allow(dead_code)] // the adversarial test's, which shares this file
     pub(crate) fn assert_running(&mut self) -> Result<()> {
         let child = self.child.as_mut().context("no server started")?;
         if let Some(status) = child.try_wait()? {
@@ -297,6 +298,7 @@ impl CrashSystem {
     }
 
     /// Everything the server logged so far.
+    #[allow(dead_code)] // the adversarial test's, which shares this file
     pub(crate) fn log(&self) -> Result<String> {
         Ok(std::fs::read_to_string(self.dir.path().join("server.log"))?)
     }
