@@ -85,6 +85,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         } else {
             None
         };
+        // After the emulator: it adds the `default` tenant, whose host counts.
+        config.tls.dev_names = dps_service::tls::development_names(&config);
         let data_dir = config.data_dir.clone();
         let declared_tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
         let started = std::time::SystemTime::now();

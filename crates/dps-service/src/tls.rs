@@ -87,32 +87,42 @@ impl ServerIdentity {
     }
 
     /// A development CA and a server certificate for `names`, generated once
-    /// and kept in `dir` (regenerated when the names change).
+    /// and kept in `dir`. When the names change only the server certificate
+    /// is reissued, by the same CA (its key is kept as `ca.key`), so clients
+    /// that already trust `ca.pem` keep working.
     pub fn development(dir: &Path, names: &[String]) -> Result<Self, ServiceError> {
         let names_file = dir.join("names.txt");
         let wanted = names.join("\n");
-        let paths = [
+        let [ca, server, key, ca_key] = [
             dir.join("ca.pem"),
             dir.join("server.pem"),
             dir.join("server.key"),
+            dir.join("ca.key"),
         ];
         let current = std::fs::read_to_string(&names_file).ok();
-        if current.as_deref() != Some(wanted.as_str()) || !paths.iter().all(|p| p.exists()) {
-            let generated = generate_development(names)?;
+        let complete = [&ca, &server, &key].iter().all(|p| p.exists());
+        if current.as_deref() != Some(wanted.as_str()) || !complete {
             std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-            write_private(&paths[2], &generated.key_pem)?;
-            std::fs::write(&paths[0], &generated.ca_pem).map_err(|e| io_error(&paths[0], e))?;
-            std::fs::write(&paths[1], &generated.server_pem).map_err(|e| io_error(&paths[1], e))?;
+            // Data directories from before `ca.key` was kept get a new CA.
+            let kept_ca = match (read(&ca), read(&ca_key)) {
+                (Ok(ca_pem), Ok(ca_key_pem)) => Some((ca_pem, ca_key_pem)),
+                _ => None,
+            };
+            let generated = generate_development(names, kept_ca)?;
+            write_private(&ca_key, &generated.ca_key_pem)?;
+            write_private(&key, &generated.key_pem)?;
+            std::fs::write(&ca, &generated.ca_pem).map_err(|e| io_error(&ca, e))?;
+            std::fs::write(&server, &generated.server_pem).map_err(|e| io_error(&server, e))?;
             std::fs::write(&names_file, &wanted).map_err(|e| io_error(&names_file, e))?;
         }
-        let mut identity = Self::from_files(&paths[1], &paths[2])?;
-        identity.trust_pem = read(&paths[0])?;
+        let mut identity = Self::from_files(&server, &key)?;
+        identity.trust_pem = read(&ca)?;
         Ok(identity)
     }
 
     /// An identity generated in memory (tests).
     pub fn generate_in_memory(names: &[String]) -> Result<Self, ServiceError> {
-        let generated = generate_development(names)?;
+        let generated = generate_development(names, None)?;
         let key = pem_private_key(&generated.key_pem)?;
         Ok(ServerIdentity {
             chain: pem_certificates(&generated.server_pem)?,
@@ -144,11 +154,17 @@ impl ServerIdentity {
 
 struct GeneratedIdentity {
     ca_pem: String,
+    ca_key_pem: String,
     server_pem: String,
     key_pem: String,
 }
 
-fn generate_development(names: &[String]) -> Result<GeneratedIdentity, ServiceError> {
+/// A server certificate for `names`, issued by `kept_ca` (its PEM and key)
+/// or by a new CA.
+fn generate_development(
+    names: &[String],
+    kept_ca: Option<(String, String)>,
+) -> Result<GeneratedIdentity, ServiceError> {
     let rcgen_error = |e: rcgen::Error| ServiceError::Tls {
         reason: format!("generating the development certificate: {e}"),
     };
@@ -162,8 +178,15 @@ fn generate_development(names: &[String]) -> Result<GeneratedIdentity, ServiceEr
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let ca_key = KeyPair::generate().map_err(rcgen_error)?;
+    // A kept CA is re-signed in memory from the same key and name only to
+    // issue with: the leaf names the same subject and key identifier, so it
+    // chains to the `ca.pem` clients already trust.
+    let (ca_key, kept_ca_pem) = match kept_ca {
+        Some((pem, key_pem)) => (KeyPair::from_pem(&key_pem).map_err(rcgen_error)?, Some(pem)),
+        None => (KeyPair::generate().map_err(rcgen_error)?, None),
+    };
     let ca_cert = ca_params.self_signed(&ca_key).map_err(rcgen_error)?;
+    let ca_pem = kept_ca_pem.unwrap_or_else(|| ca_cert.pem());
 
     let mut params = CertificateParams::new(names.to_vec()).map_err(rcgen_error)?;
     params.distinguished_name.push(
@@ -177,10 +200,74 @@ fn generate_development(names: &[String]) -> Result<GeneratedIdentity, ServiceEr
         .signed_by(&key, &ca_cert, &ca_key)
         .map_err(rcgen_error)?;
     Ok(GeneratedIdentity {
-        ca_pem: ca_cert.pem(),
-        server_pem: format!("{}{}", cert.pem(), ca_cert.pem()),
+        server_pem: format!("{}{}", cert.pem(), ca_pem),
+        ca_pem,
+        ca_key_pem: ca_key.serialize_pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// The names the development certificate must cover for `config`: the
+/// configured `dev_names` first (the first one is the default public host),
+/// then every listen address (device, MQTT, service), the device public host
+/// and the tenants' service host names. An unspecified listen address
+/// (`0.0.0.0`, `::`) stands for `localhost`, `127.0.0.1` and this machine's
+/// host name.
+pub fn development_names(config: &crate::ServiceConfig) -> Vec<String> {
+    let mut names = config.tls.dev_names.clone();
+    let mut add = |name: String| {
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    };
+    let mut listens = vec![config.device.listen, config.service.listen];
+    if config.device.mqtt.enabled {
+        listens.push(config.device.mqtt.listen_addr(config.device.listen));
+    }
+    for addr in listens {
+        if addr.ip().is_unspecified() {
+            add("localhost".to_owned());
+            add("127.0.0.1".to_owned());
+            if let Some(host) = host_name() {
+                add(host);
+            }
+        } else {
+            add(addr.ip().to_string());
+        }
+    }
+    let hosts = config
+        .device
+        .public_host
+        .iter()
+        .cloned()
+        .chain(config.tenants.iter().map(|t| {
+            t.service_host_name
+                .clone()
+                .unwrap_or_else(|| format!("{}.{}", t.name, config.service.host_suffix))
+        }));
+    // A certificate name must be ASCII; anything else is left to fail where
+    // it is used rather than stopping the start here.
+    for host in hosts.filter(|h| h.is_ascii()) {
+        add(strip_port(&host).to_owned());
+    }
+    names
+}
+
+/// `host` without a `:port` (IPv6 literals in brackets lose them too).
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.parse::<u16>().is_ok() => name,
+        _ => host,
+    }
+}
+
+fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_owned())
 }
 
 /// Requests a client certificate, never requires one, accepts any chain (the
@@ -298,5 +385,81 @@ fn io_error(path: &Path, e: std::io::Error) -> ServiceError {
 fn tls_error(e: rustls::Error) -> ServiceError {
     ServiceError::Tls {
         reason: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rustls client trusting `ca_pem` connects to `identity` as `name`.
+    fn verifies(identity: &ServerIdentity, ca_pem: &str, name: &str) -> bool {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in pem_certificates(ca_pem).unwrap() {
+            roots.add(cert).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(client), server_name).unwrap();
+        let mut server =
+            rustls::ServerConnection::new(identity.server_config(&[]).unwrap()).unwrap();
+        // Pump the handshake in memory; a name mismatch fails the client.
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            client.write_tls(&mut buf).unwrap();
+            server.read_tls(&mut buf.as_slice()).unwrap();
+            if server.process_new_packets().is_err() {
+                return false;
+            }
+            let mut buf = Vec::new();
+            server.write_tls(&mut buf).unwrap();
+            client.read_tls(&mut buf.as_slice()).unwrap();
+            if client.process_new_packets().is_err() {
+                return false;
+            }
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn new_names_reissue_the_server_certificate_from_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ServerIdentity::development(dir.path(), &default_names()).unwrap();
+        assert!(verifies(&first, &first.trust_pem, "127.0.0.1"));
+        assert!(!verifies(&first, &first.trust_pem, "127.0.0.40"));
+
+        let mut names = default_names();
+        names.push("127.0.0.40".to_owned());
+        let second = ServerIdentity::development(dir.path(), &names).unwrap();
+        assert_eq!(second.trust_pem, first.trust_pem, "the CA is kept");
+        assert_ne!(second.chain[0], first.chain[0], "the leaf is reissued");
+        // A client that trusted the CA of the first start accepts the new name.
+        assert!(verifies(&second, &first.trust_pem, "127.0.0.40"));
+        assert!(verifies(&second, &first.trust_pem, "localhost"));
+    }
+
+    #[test]
+    fn every_listen_address_and_host_name_is_covered() {
+        let mut config = crate::ServiceConfig::default();
+        config.device.listen = "127.0.0.40:8443".parse().unwrap();
+        config.service.listen = "0.0.0.0:9443".parse().unwrap();
+        config.device.mqtt.listen = Some("127.0.0.41:8883".parse().unwrap());
+        config.device.public_host = Some("dps.example.test:8443".to_owned());
+        let names = development_names(&config);
+        assert_eq!(names[..2], default_names()[..], "the configured names lead");
+        for name in ["127.0.0.40", "127.0.0.41", "dps.example.test"] {
+            assert!(names.contains(&name.to_owned()), "{name} in {names:?}");
+        }
+        assert!(!names.iter().any(|n| n == "0.0.0.0"), "{names:?}");
+        assert_eq!(strip_port("[::1]:443"), "::1");
+        assert_eq!(strip_port("::1"), "::1");
     }
 }

@@ -34,10 +34,15 @@ fn server() -> Command {
 /// both endpoints on ephemeral loopback ports, and return everything it
 /// printed (stdout and stderr) up to the end of its banner; then stop it.
 async fn embedded_banner(data_dir: &Path, service_ip: &str) -> Result<String> {
+    embedded_banner_on(data_dir, "127.0.0.1", service_ip).await
+}
+
+/// [`embedded_banner`] with the device endpoint on `device_ip`.
+async fn embedded_banner_on(data_dir: &Path, device_ip: &str, service_ip: &str) -> Result<String> {
     let mut child = server()
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--device-listen", "127.0.0.1:0"])
+        .args(["--device-listen", &format!("{device_ip}:0")])
         .args(["--service-listen", &format!("{service_ip}:0")])
         .spawn()
         .context("spawning dps-server")?;
@@ -128,6 +133,33 @@ async fn the_operator_key_is_printed_only_by_the_start_that_generated_it() -> Re
         second.contains("POST /tenants/default/listKeys"),
         "a later start says where the keys are:\n{second}"
     );
+    Ok(())
+}
+
+/// The sample device is provisioned through `dps-client` dialling the device
+/// endpoint by its IP address and verifying the certificate against the
+/// development CA: it succeeds only when the certificate names that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_development_certificate_covers_every_listen_address() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let first = embedded_banner(&data_dir, "127.0.0.4").await?;
+    assert!(first.contains("provisioned sample-device-1"), "{first}");
+    let ca = std::fs::read_to_string(data_dir.join("tls").join("ca.pem"))?;
+
+    // A later start on other addresses reissues the server certificate from
+    // the same CA, so what trusted it before still does.
+    let second = embedded_banner_on(&data_dir, "127.0.0.43", "127.0.0.44").await?;
+    assert!(second.contains("provisioned sample-device-1"), "{second}");
+    assert_eq!(
+        std::fs::read_to_string(data_dir.join("tls").join("ca.pem"))?,
+        ca,
+        "the development CA is kept"
+    );
+    let names = std::fs::read_to_string(data_dir.join("tls").join("names.txt"))?;
+    for ip in ["127.0.0.43", "127.0.0.44"] {
+        assert!(names.lines().any(|n| n == ip), "{ip} not in {names}");
+    }
     Ok(())
 }
 
