@@ -77,11 +77,14 @@ pub(crate) async fn show(
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
     if tenant.created.timestamp_millis() >= started_ms {
+        // The HostName carries no port: say where the service really is.
         println!(
-            "service connection: {} (shown only now)",
+            "service connection: {} (shown only now; with --endpoint {} or --service-endpoint {})",
             tenant
                 .connection_string(dps_model::tenant::OWNER_POLICY)
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            server.service_addr,
+            server.service_addr
         );
     } else {
         println!(
@@ -90,6 +93,12 @@ pub(crate) async fn show(
         );
     }
     println!("trust this CA:      {}", ca_file.display());
+    crate::banner::print_client_hints(
+        server.device_addr,
+        server.service_addr,
+        Some(tenant.id_scope.as_str()),
+        Some(&ca_file),
+    );
 
     let (first_key, _) = enroll(server, tenant, "sample-device-1").await?;
     let started = Instant::now();

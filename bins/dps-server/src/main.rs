@@ -11,6 +11,7 @@ use clap::Parser;
 use dps_service::operator_key::OperatorKeyOrigin;
 use dps_service::ServiceConfig;
 
+mod banner;
 mod embedded;
 
 /// A Device Provisioning Service wire-compatible with Azure IoT Hub DPS.
@@ -89,6 +90,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.tls.dev_names = dps_service::tls::development_names(&config);
         let data_dir = config.data_dir.clone();
         let declared_tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
+        let dev_ca = config
+            .tls
+            .cert_file
+            .is_none()
+            .then(|| data_dir.join("tls").join("ca.pem"));
         let started = std::time::SystemTime::now();
         let server = dps_service::server::start(config).await?;
         show_operator_key(&server);
@@ -100,6 +106,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 if let Some(addr) = server.admin_addr {
                     println!("admin (health):     http://{addr}/readyz");
                 }
+                let mut first_scope = None;
                 for name in &declared_tenants {
                     if let Some(tenant) = server.store.tenant_by_name(name).await? {
                         println!(
@@ -107,8 +114,15 @@ fn run(args: Args) -> anyhow::Result<()> {
                              (keys: POST /tenants/{name}/listKeys with the operator key)",
                             tenant.id_scope, tenant.service_host_name
                         );
+                        first_scope.get_or_insert(tenant.id_scope.as_str().to_owned());
                     }
                 }
+                banner::print_client_hints(
+                    server.device_addr,
+                    server.service_addr,
+                    first_scope.as_deref(),
+                    dev_ca.as_deref(),
+                );
             }
         }
         wait_for_signal().await;

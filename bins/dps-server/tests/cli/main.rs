@@ -108,6 +108,39 @@ async fn the_operator_key_is_printed_only_by_the_start_that_generated_it() -> Re
         value_after(&first, "SharedAccessKey=").context("the first start's connection string")?;
     let device_key = value_after(&first, "--key ").context("the sample device's key")?;
 
+    // The connection string's HostName has no port; the banner says where the
+    // service really is, in the flags the tools take.
+    let service =
+        value_after(&first, "service endpoint:   https://").context("service endpoint")?;
+    let device = value_after(&first, "device endpoint:    https://").context("device endpoint")?;
+    assert!(
+        service.starts_with("127.0.0.2:") && !service.ends_with(":0"),
+        "{first}"
+    );
+    let line = |needle: &str| {
+        first
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+    };
+    assert!(
+        line("service connection:").contains(&format!("--endpoint {service}")),
+        "{first}"
+    );
+    assert!(
+        line("dps-admin ").contains(&format!("--endpoint {service}")),
+        "{first}"
+    );
+    assert!(
+        line("dps-device swarm")
+            .contains(&format!("--endpoint {device} --service-endpoint {service}")),
+        "{first}"
+    );
+    assert!(
+        line("official SDKs:").contains("ip_unprivileged_port_start=443"),
+        "{first}"
+    );
+
     let second = embedded_banner(&data_dir, "127.0.0.2").await?;
     assert_eq!(
         std::fs::read_to_string(&key_file)?.trim(),
