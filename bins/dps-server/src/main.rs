@@ -13,6 +13,7 @@ use dps_service::ServiceConfig;
 
 mod banner;
 mod embedded;
+mod logging;
 
 /// A Device Provisioning Service wire-compatible with Azure IoT Hub DPS.
 #[derive(Parser, Debug)]
@@ -41,15 +42,15 @@ struct Args {
     /// tenant (the default when no configuration file is given).
     #[arg(long)]
     hub_emulator: bool,
+    /// Log line format on stderr (the banner is on stdout).
+    #[arg(long, env = "DPS_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: logging::LogFormat,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match run(Args::parse()) {
+    let args = Args::parse();
+    logging::init(args.log_format);
+    match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("dps-server: {err:#}");

@@ -39,23 +39,37 @@ async fn embedded_banner(data_dir: &Path, service_ip: &str) -> Result<String> {
 
 /// [`embedded_banner`] with the device endpoint on `device_ip`.
 async fn embedded_banner_on(data_dir: &Path, device_ip: &str, service_ip: &str) -> Result<String> {
+    let (stdout, stderr) = embedded_start(data_dir, device_ip, service_ip, &[]).await?;
+    Ok(format!("{stdout}{stderr}"))
+}
+
+/// Start the development setup with `extra` flags; what it printed on stdout
+/// and on stderr, each up to the end of its banner; then stop it.
+async fn embedded_start(
+    data_dir: &Path,
+    device_ip: &str,
+    service_ip: &str,
+    extra: &[&str],
+) -> Result<(String, String)> {
     let mut child = server()
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--device-listen", &format!("{device_ip}:0")])
         .args(["--service-listen", &format!("{service_ip}:0")])
+        .args(extra)
         .spawn()
         .context("spawning dps-server")?;
     let mut stdout = BufReader::new(child.stdout.take().context("stdout")?).lines();
     let mut stderr = BufReader::new(child.stderr.take().context("stderr")?).lines();
     let mut printed = String::new();
+    let mut logged = String::new();
     let read = async {
         // The banner ends with the command line that provisions another device.
         let mut seen_last_heading = false;
         loop {
             tokio::select! {
                 line = stdout.next_line() => {
-                    let Some(line) = line? else { bail!("dps-server exited:\n{printed}") };
+                    let Some(line) = line? else { bail!("dps-server exited:\n{printed}{logged}") };
                     printed.push_str(&line);
                     printed.push('\n');
                     if seen_last_heading && line.contains("dps-device") {
@@ -65,8 +79,8 @@ async fn embedded_banner_on(data_dir: &Path, device_ip: &str, service_ip: &str) 
                 }
                 line = stderr.next_line() => {
                     if let Some(line) = line? {
-                        printed.push_str(&line);
-                        printed.push('\n');
+                        logged.push_str(&line);
+                        logged.push('\n');
                     }
                 }
             }
@@ -76,10 +90,43 @@ async fn embedded_banner_on(data_dir: &Path, device_ip: &str, service_ip: &str) 
     child.start_kill()?;
     child.wait().await?;
     match outcome {
-        Ok(Ok(())) => Ok(printed),
+        Ok(Ok(())) => Ok((printed, logged)),
         Ok(Err(err)) => Err(err),
-        Err(_) => bail!("no banner within {BANNER_DEADLINE:?}:\n{printed}"),
+        Err(_) => bail!("no banner within {BANNER_DEADLINE:?}:\n{printed}{logged}"),
     }
+}
+
+/// With `--log-format json` and both streams redirected: every stderr line
+/// is a JSON object, nothing carries colour codes, and the banner is on
+/// stdout; and rustls' "Illegal SNI extension" warning stays filtered out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_go_to_stderr_without_colour() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let (stdout, stderr) = embedded_start(
+        &data_dir,
+        "127.0.0.1",
+        "127.0.0.5",
+        &["--log-format", "json"],
+    )
+    .await?;
+    assert!(stdout.contains("service endpoint:"), "{stdout}");
+    assert!(
+        !stdout.contains('\x1b') && !stderr.contains('\x1b'),
+        "{stdout}{stderr}"
+    );
+    assert!(stderr.lines().count() > 0, "no log line at all");
+    for line in stderr.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("not a JSON log line: {line}"))?;
+        assert!(value.get("level").is_some(), "{line}");
+    }
+    assert!(!stderr.contains("Illegal SNI"), "{stderr}");
+
+    // Text logs, redirected, are not coloured either.
+    let (_, text) = embedded_start(&data_dir, "127.0.0.1", "127.0.0.5", &[]).await?;
+    assert!(!text.contains('\x1b'), "{text}");
+    Ok(())
 }
 
 /// The value after `prefix` on the first line that has it, up to a space.
