@@ -80,6 +80,9 @@ fn run(args: Args) -> anyhow::Result<()> {
     if args.operator_key.is_some() {
         config.operator_key = args.operator_key;
     }
+    // Before anything in the data directory is opened (the store, the hub
+    // emulator's file): a second server on it stops here, naming it.
+    let _lock = dps_service::data_lock::DataDirLock::acquire(&config.data_dir)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let hubs = if embedded {

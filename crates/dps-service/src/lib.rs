@@ -24,6 +24,7 @@ pub mod admin;
 mod bootstrap;
 pub mod config;
 pub mod connection_limits;
+pub mod data_lock;
 pub mod device;
 mod endpoint_names;
 mod error;

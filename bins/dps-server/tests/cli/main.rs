@@ -251,9 +251,60 @@ async fn refused_start(command: &mut Command) -> Result<String> {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         !output.status.success(),
-        "dps-server started with a bad operator key: {stderr}"
+        "dps-server started although it should not have: {stderr}"
     );
     Ok(stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_directory_stops_at_once() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let mut first = server()
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args([
+            "--device-listen",
+            "127.0.0.6:0",
+            "--service-listen",
+            "127.0.0.8:0",
+        ])
+        .spawn()?;
+    let mut stdout = BufReader::new(first.stdout.take().context("stdout")?).lines();
+    // Its first banner line comes once the store is open and it serves.
+    if tokio::time::timeout(BANNER_DEADLINE, stdout.next_line())
+        .await
+        .context("the first server did not start")??
+        .is_none()
+    {
+        let output = first.wait_with_output().await?;
+        bail!(
+            "the first server exited: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    let started = std::time::Instant::now();
+    let stderr = refused_start(server().arg("--data-dir").arg(&data_dir).args([
+        "--device-listen",
+        "127.0.0.7:0",
+        "--service-listen",
+        "127.0.0.9:0",
+    ]))
+    .await?;
+    let elapsed = started.elapsed();
+    assert!(
+        stderr.contains(&format!("data directory {}", data_dir.display()))
+            && stderr.contains(&data_dir.join("dps.lock").display().to_string()),
+        "{stderr}"
+    );
+    // It stopped before opening anything: no hub emulator save was cancelled.
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    assert!(first.try_wait()?.is_none(), "the first server kept running");
+    first.start_kill()?;
+    first.wait().await?;
+    Ok(())
 }
 
 fn config_file(dir: &Path, operator_key: Option<&str>) -> Result<std::path::PathBuf> {
