@@ -86,7 +86,7 @@ pub(crate) fn parse_request_topic(topic: &str) -> Option<RequestTopic<'_>> {
     let rid = query_pairs(query)
         .find(|(name, _)| name.eq_ignore_ascii_case("$rid"))
         .map(|(_, value)| value)
-        .filter(|rid| !rid.is_empty())?;
+        .filter(|rid| is_echoable_rid(rid))?;
     let (method, operation) = path.split_once('/')?;
     if method.eq_ignore_ascii_case("PUT") && operation.eq_ignore_ascii_case("iotdps-register") {
         let force = query_pairs(query).any(|(name, value)| {
@@ -104,6 +104,22 @@ pub(crate) fn parse_request_topic(topic: &str) -> Option<RequestTopic<'_>> {
         return Some(RequestTopic::OperationStatus { rid, operation_id });
     }
     None
+}
+
+/// The longest `$rid` accepted. The SDKs send a UUID (36 characters) or a
+/// counter; the cap keeps the reply topic far below MQTT's 65,535-byte limit
+/// (a longer one made the codec write a truncated length: a malformed packet).
+pub(crate) const MAX_RID_BYTES: usize = 128;
+
+/// Whether `rid` can be echoed into a reply topic: not empty, at most
+/// [`MAX_RID_BYTES`], and printable ASCII without the wildcards `+` and `#`,
+/// which a PUBLISH topic name must not hold (MQTT-3.3.2-2; NUL: MQTT-1.5.3-2).
+fn is_echoable_rid(rid: &str) -> bool {
+    !rid.is_empty()
+        && rid.len() <= MAX_RID_BYTES
+        && rid
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'+' && b != b'#')
 }
 
 /// `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={seconds}]`:
@@ -219,10 +235,31 @@ mod tests {
     }
 
     #[test]
+    fn a_rid_too_long_to_echo_is_not_a_request() {
+        // Found by the mqtt_packet fuzz target: a 65,490-byte rid made a reply
+        // topic over 65,535 bytes, written with a truncated length.
+        let at_cap = "r".repeat(MAX_RID_BYTES);
+        let topic = format!("$dps/registrations/PUT/iotdps-register/?$rid={at_cap}");
+        assert!(parse_request_topic(&topic).is_some());
+        for length in [MAX_RID_BYTES + 1, 65_490] {
+            let topic = format!(
+                "$dps/registrations/PUT/iotdps-register/?$rid={}",
+                "r".repeat(length)
+            );
+            assert_eq!(parse_request_topic(&topic), None, "rid of {length} bytes");
+        }
+    }
+
+    #[test]
     fn other_topics_are_not_requests() {
         for bad in [
             "$dps/registrations/PUT/iotdps-register/",
             "$dps/registrations/PUT/iotdps-register/?$rid=",
+            // Found by the mqtt_topics fuzz target: wildcards and NUL would be
+            // echoed into the reply topic, an invalid PUBLISH topic name.
+            "$dps/registrations/PUT/iotdps-register/?$rid=#",
+            "$dps/registrations/PUT/iotdps-register/?$rid=a+b",
+            "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=1\0&operationId=x",
             "$dps/registrations/POST/iotdps-register/?$rid=1",
             "$dps/registrations/res/200/?$rid=1",
             "devices/dev-1/messages/events/",
