@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
-use super::der::check_unsigned_framing;
+use super::der::{check_unsigned_framing, content_of};
 use super::name::{common_name, format_name};
 use crate::AttestationError;
 
@@ -77,13 +77,35 @@ fn pem_body(text: &str) -> Option<&str> {
     Some(&body[..body.find("-----END")?])
 }
 
+/// The subject, issuer and public key each frame exactly one DER element,
+/// as building a trust anchor from the certificate requires: x509-parser lets
+/// a name whose inner value overruns its SEQUENCE through, so without this a
+/// CA could be stored that never anchors a chain (found by the `x509_der`
+/// fuzz target). One strictness for every certificate, leaf or CA.
+fn check_name_and_key_framing(cert: &X509Certificate<'_>) -> Result<(), &'static str> {
+    let framed = [
+        cert.subject().as_raw(),
+        cert.issuer().as_raw(),
+        cert.public_key().raw,
+    ]
+    .into_iter()
+    .all(|raw| content_of(raw).is_some());
+    if framed {
+        Ok(())
+    } else {
+        Err("subject, issuer or public key is not DER")
+    }
+}
+
 /// Parse one DER certificate with nothing after it.
 pub(crate) fn parse_der<'a>(
     der: &'a [u8],
     which: &str,
 ) -> Result<X509Certificate<'a>, AttestationError> {
     match X509Certificate::from_der(der) {
-        Ok(([], cert)) => match check_unsigned_framing(der, cert.tbs_certificate.as_ref()) {
+        Ok(([], cert)) => match check_unsigned_framing(der, cert.tbs_certificate.as_ref())
+            .and_then(|()| check_name_and_key_framing(&cert))
+        {
             Ok(()) => Ok(cert),
             Err(reason) => Err(AttestationError::MalformedCertificate {
                 which: which.to_owned(),

@@ -60,3 +60,34 @@ proptest! {
         prop_assert!(verify_group(&presented, &[&f.anchor], None, NOW).is_err());
     }
 }
+
+/// Found by the `x509_der` fuzz target: the subject's second RDN holds a value
+/// whose length runs past its SEQUENCE. It used to decode (and so could be
+/// uploaded as a CA) while it could never be a trust anchor.
+#[test]
+fn a_certificate_with_an_overrunning_name_is_refused_everywhere() {
+    use base64::Engine as _;
+    use dps_attestation::x509::decode_certificate;
+    use dps_attestation::AttestationError;
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(concat!(
+            "MIIBkzCCATmgAwIBAgIULbIfdkieddTK7rbb/zTZ4Ub10vgwCgYIKoZIzj0EAwIwJzERMA8GA1UECgwI",
+            "ZHBzIGZ1enoxEjAQBgNVBAMMCWZ1enotcm9vdDAeFw0yMDAxMDEwMDAwMDBaFw00MDAxMDEwMDAwMDBa",
+            "MCcxETAPBgNVBAoMCGRwcyBmdXp6MRIwEAYDQAQlDVDmdXp6LXJvb3QwWTATBgcqhkjOPQIBBggqhkjO",
+            "PQMBBwNCAATBJTZK/LW4DCgwIZHBzIGZ1evN7h85ii5JT7uFfFepwsyCl7Dl8fHNkjgjtwjTUs5itjfz",
+            "ZP25ks6syY0jTNtHo0MwQTAPBgNVHQ8BAf8EBQMDB4QAMB0GA1UdDoQWBBSY642cKvwKMncEZd6qNk61",
+            "iFwrmTAPBgNVHRMBAf7EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQAMxDx/DYlD/hDRaRiCPYfHLS8v",
+            "J7wk/LrPH7XFJ8PFtwIgCRvcYNN3PXN/Miqwz3EI6ROwkm1VYS+PmlpMqP3QqZU="
+        ))
+        .unwrap();
+    for refused in [
+        decode_certificate(&der).map(drop),
+        certificate_info(&der).map(drop),
+        TrustAnchor::new(&der, "root", true).map(drop),
+    ] {
+        assert!(
+            matches!(refused, Err(AttestationError::MalformedCertificate { .. })),
+            "{refused:?}"
+        );
+    }
+}
