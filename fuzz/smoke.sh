@@ -18,6 +18,10 @@ set -uo pipefail
 cd "$(dirname "$0")"
 
 per_target=${DPS_FUZZ_SMOKE_SECONDS:-15}
+# Builds go to a directory kept between runs (a fresh clone has no
+# fuzz/target, and a cold build takes ~17 minutes on 2 cores: far over the
+# budget, so on a machine without this cache the smoke skips).
+export CARGO_TARGET_DIR=${DPS_FUZZ_TARGET_DIR:-${HOME:-/root}/.cache/dps/fuzz-target}
 budget=${DPS_FUZZ_SMOKE_BUDGET:-360}
 
 skip() {
