@@ -1,8 +1,9 @@
-//! One tenant's hanging hub or webhook delays only that tenant's devices: registrations
-//! serialise per (ID scope, registration id), so the same id in another
-//! tenant — which at 8ad8c6e shared a lock shard, being the same id — goes
-//! straight through.
+//! One tenant's hanging hub or webhook delays only that tenant's devices:
+//! registrations serialise per (ID scope, registration id), so the same id
+//! in another tenant — which at 8ad8c6e shared a lock shard, being the same
+//! id — goes straight through.
 
+use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,7 +25,6 @@ async fn a_hanging_hub_of_one_tenant_does_not_delay_the_same_id_in_another_tenan
     })
     .await?;
     // Tenant A's device goes to hub A only; tenant B has only hub B.
-    let scope_a = system.scope().to_string();
     let key_a = enroll(
         &system,
         system.scope(),
@@ -32,86 +32,28 @@ async fn a_hanging_hub_of_one_tenant_does_not_delay_the_same_id_in_another_tenan
         json!({"iotHubs": ["hub-a.test"]}),
     )
     .await;
-    let tenant_b = second_tenant(&system, "tenant-b", &["hub-b.test"]).await;
-    let scope_b = tenant_b.id_scope.to_string();
-    let key_b = enroll(&system, &tenant_b.id_scope, "same-id", json!({})).await;
-    let warm_key = enroll(&system, &tenant_b.id_scope, "warm-up", json!({})).await;
-    let body = json!({"registrationId": "same-id"});
-
-    // Tenant B's connection and caches are warm before the measurement.
-    let http_b = client_from(&system, Ipv4Addr::new(127, 0, 0, 71));
-    let warm = register(
-        &http_b,
-        &system,
-        &scope_b,
-        "warm-up",
-        Some(&device_token(&scope_b, "warm-up", &warm_key)),
-        &json!({"registrationId": "warm-up"}),
-    )
-    .await;
-    assert_eq!(warm.status, StatusCode::ACCEPTED);
-
-    // Hub A hangs; tenant A's registration of "same-id" waits on it.
     let hub_a_requests = system.hubs.request_count("hub-a.test");
     system
         .hubs
         .set_fault_times("hub-a.test", Fault::Delay(Duration::from_secs(3)), 1);
-    let http_a = client_from(&system, Ipv4Addr::new(127, 0, 0, 70));
-    let token_a = device_token(&scope_a, "same-id", &key_a);
-    let started_a = Instant::now();
-    let stuck = {
-        let (http_a, system, scope_a, token_a, body) =
-            (&http_a, &system, &scope_a, &token_a, &body);
-        async move { register(http_a, system, scope_a, "same-id", Some(token_a), body).await }
-    };
-    let measured = async {
-        // Let A reach the hub and hold its device lock.
+    let a_is_waiting = async {
         while system.hubs.request_count("hub-a.test") == hub_a_requests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let token_b = device_token(&scope_b, "same-id", &key_b);
-        let started = Instant::now();
-        let answer = register(&http_b, &system, &scope_b, "same-id", Some(&token_b), &body).await;
-        (started.elapsed(), answer, token_b)
     };
-    let (answer_a, (elapsed_b, answer_b, token_b)) = tokio::join!(stuck, measured);
-
+    let (elapsed_b, elapsed_a, status_a) =
+        tenant_b_while_a_hangs(&system, &key_a, a_is_waiting, [70, 71]).await;
     eprintln!("tenant B's registration of the same id: {elapsed_b:?}");
-    assert_eq!(answer_b.status, StatusCode::ACCEPTED);
     assert!(
         elapsed_b < Duration::from_millis(200),
         "tenant B's device took {elapsed_b:?} while tenant A's hub hung"
     );
-    let operation = answer_b.json()["operationId"].as_str().unwrap().to_owned();
-    let polled = poll(&http_b, &system, &scope_b, "same-id", &token_b, &operation).await;
-    assert_eq!(
-        polled.json()["registrationState"]["assignedHub"],
-        "hub-b.test"
-    );
-
     // Tenant A's registration did wait for its hub, and then finished.
-    assert_eq!(answer_a.status, StatusCode::ACCEPTED);
-    assert!(started_a.elapsed() >= Duration::from_secs(3));
+    assert_eq!(status_a, StatusCode::ACCEPTED);
+    assert!(elapsed_a >= Duration::from_secs(3));
     system.hubs.clear_fault("hub-a.test");
     system.stop().await;
     Ok(())
-}
-
-/// A webhook that accepts connections and never answers; counts them.
-async fn hanging_webhook() -> Result<(String, Arc<AtomicUsize>)> {
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-    let url = format!("http://{}/allocate", listener.local_addr()?);
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            held.push(stream);
-        }
-    });
-    Ok((url, accepted))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +70,6 @@ async fn a_hanging_webhook_of_one_tenant_does_not_delay_the_same_id_in_another_t
     })
     .await?;
     let (url, webhook_calls) = hanging_webhook().await?;
-    let scope_a = system.scope().to_string();
     let key_a = enroll(
         &system,
         system.scope(),
@@ -137,16 +78,48 @@ async fn a_hanging_webhook_of_one_tenant_does_not_delay_the_same_id_in_another_t
             "customAllocationDefinition": {"webhookUrl": url, "apiVersion": "2021-10-01"}}),
     )
     .await;
-    let tenant_b = second_tenant(&system, "tenant-b", &["hub-b.test"]).await;
+    let a_is_waiting = async {
+        while webhook_calls.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let (elapsed_b, elapsed_a, _) =
+        tenant_b_while_a_hangs(&system, &key_a, a_is_waiting, [72, 73]).await;
+    eprintln!("tenant B's registration of the same id while A's webhook hangs: {elapsed_b:?}");
+    assert!(
+        elapsed_b < Duration::from_millis(200),
+        "tenant B's device took {elapsed_b:?} while tenant A's webhook hung"
+    );
+    // Tenant A's registration waited for its webhook's timeout.
+    assert!(elapsed_a >= Duration::from_secs(1));
+    system.stop().await;
+    Ok(())
+}
+
+/// Tenant A (the system's tenant) registers `same-id` with `key_a`, which
+/// hangs on A's dependency; once `a_is_waiting` resolves (A holds its
+/// device lock), a second tenant's `same-id` registers and is assigned to
+/// `hub-b.test`. Each tenant's device connects from its own 127.0.0.N.
+/// Returns how long tenant B's register took, how long tenant A's took,
+/// and A's answer status.
+async fn tenant_b_while_a_hangs(
+    system: &TestSystem,
+    key_a: &str,
+    a_is_waiting: impl Future<Output = ()>,
+    [source_a, source_b]: [u8; 2],
+) -> (Duration, Duration, StatusCode) {
+    let scope_a = system.scope().to_string();
+    let tenant_b = second_tenant(system, "tenant-b", &["hub-b.test"]).await;
     let scope_b = tenant_b.id_scope.to_string();
-    let key_b = enroll(&system, &tenant_b.id_scope, "same-id", json!({})).await;
-    let warm_key = enroll(&system, &tenant_b.id_scope, "warm-up", json!({})).await;
+    let key_b = enroll(system, &tenant_b.id_scope, "same-id", json!({})).await;
+    let warm_key = enroll(system, &tenant_b.id_scope, "warm-up", json!({})).await;
     let body = json!({"registrationId": "same-id"});
 
-    let http_b = client_from(&system, Ipv4Addr::new(127, 0, 0, 73));
+    // Tenant B's connection and caches are warm before the measurement.
+    let http_b = client_from(system, Ipv4Addr::new(127, 0, 0, source_b));
     let warm = register(
         &http_b,
-        &system,
+        system,
         &scope_b,
         "warm-up",
         Some(&device_token(&scope_b, "warm-up", &warm_key)),
@@ -155,42 +128,45 @@ async fn a_hanging_webhook_of_one_tenant_does_not_delay_the_same_id_in_another_t
     .await;
     assert_eq!(warm.status, StatusCode::ACCEPTED);
 
-    let http_a = client_from(&system, Ipv4Addr::new(127, 0, 0, 72));
-    let token_a = device_token(&scope_a, "same-id", &key_a);
-    let started_a = Instant::now();
-    let stuck = {
-        let (http_a, system, scope_a, token_a, body) =
-            (&http_a, &system, &scope_a, &token_a, &body);
-        async move { register(http_a, system, scope_a, "same-id", Some(token_a), body).await }
+    let http_a = client_from(system, Ipv4Addr::new(127, 0, 0, source_a));
+    let token_a = device_token(&scope_a, "same-id", key_a);
+    let stuck = async {
+        let started = Instant::now();
+        let answer = register(&http_a, system, &scope_a, "same-id", Some(&token_a), &body).await;
+        (started.elapsed(), answer.status)
     };
     let measured = async {
-        // Let A reach its webhook and hold its device lock.
-        while webhook_calls.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        a_is_waiting.await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let token_b = device_token(&scope_b, "same-id", &key_b);
         let started = Instant::now();
-        let answer = register(&http_b, &system, &scope_b, "same-id", Some(&token_b), &body).await;
+        let answer = register(&http_b, system, &scope_b, "same-id", Some(&token_b), &body).await;
         (started.elapsed(), answer, token_b)
     };
-    let (answer_a, (elapsed_b, answer_b, token_b)) = tokio::join!(stuck, measured);
+    let ((elapsed_a, status_a), (elapsed_b, answer_b, token_b)) = tokio::join!(stuck, measured);
 
-    eprintln!("tenant B's registration of the same id while A's webhook hangs: {elapsed_b:?}");
     assert_eq!(answer_b.status, StatusCode::ACCEPTED);
-    assert!(
-        elapsed_b < Duration::from_millis(200),
-        "tenant B's device took {elapsed_b:?} while tenant A's webhook hung"
-    );
     let operation = answer_b.json()["operationId"].as_str().unwrap().to_owned();
-    let polled = poll(&http_b, &system, &scope_b, "same-id", &token_b, &operation).await;
+    let polled = poll(&http_b, system, &scope_b, "same-id", &token_b, &operation).await;
     assert_eq!(
         polled.json()["registrationState"]["assignedHub"],
         "hub-b.test"
     );
-    // Tenant A's registration waited for its webhook's timeout.
-    assert!(started_a.elapsed() >= Duration::from_secs(1));
-    drop(answer_a);
-    system.stop().await;
-    Ok(())
+    (elapsed_b, elapsed_a, status_a)
+}
+
+/// A webhook that accepts connections and never answers; counts them.
+async fn hanging_webhook() -> Result<(String, Arc<AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+    let url = format!("http://{}/allocate", listener.local_addr()?);
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    Ok((url, accepted))
 }
