@@ -76,6 +76,34 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The error of a non-2xx answer with body `text` (HTTPS device API and
+    /// service API alike): the Azure error body's code and message when they
+    /// are there, else the start of the body; a 401 is `Authentication`.
+    pub(crate) fn from_answer(status: u16, text: &str) -> Self {
+        let answer: serde_json::Value =
+            serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        let error_code = answer["errorCode"]
+            .as_i64()
+            .and_then(|c| i32::try_from(c).ok());
+        let message = answer["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        if status == 401 {
+            ClientError::Authentication {
+                status,
+                error_code,
+                message,
+            }
+        } else {
+            ClientError::Service {
+                status,
+                error_code,
+                message,
+            }
+        }
+    }
+
     /// The service's answer broke the protocol in the way `reason` says.
     pub(crate) fn protocol(reason: impl Into<String>) -> Self {
         ClientError::Protocol {

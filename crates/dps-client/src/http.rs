@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use dps_attestation::sas::unix_now;
-use dps_model::{ErrorBody, RegistrationOperationStatus, RegistrationStatus};
+use dps_model::{RegistrationOperationStatus, RegistrationStatus};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Value};
@@ -72,7 +72,7 @@ impl Exchange<'_> {
                     let text = response.text().await.unwrap_or_default();
                     let challenge: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     let Some(blob) = challenge["authenticationKey"].as_str() else {
-                        return Err(error_from(401, &text));
+                        return Err(ClientError::from_answer(401, &text));
                     };
                     self.import(blob).await?;
                     signer = Signer::Tpm;
@@ -245,28 +245,7 @@ async fn parse<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, 
 async fn error_of(response: Response) -> ClientError {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
-    error_from(status, &text)
-}
-
-fn error_from(status: u16, text: &str) -> ClientError {
-    let body = serde_json::from_str::<ErrorBody>(text).ok();
-    let error_code = body.as_ref().map(|b| b.error_code);
-    let message = body
-        .map(|b| b.message)
-        .unwrap_or_else(|| text.chars().take(200).collect());
-    if status == 401 {
-        ClientError::Authentication {
-            status,
-            error_code,
-            message,
-        }
-    } else {
-        ClientError::Service {
-            status,
-            error_code,
-            message,
-        }
-    }
+    ClientError::from_answer(status, &text)
 }
 
 pub(crate) fn encode(segment: &str) -> String {

@@ -262,32 +262,7 @@ impl AdminClient {
                 attempt += 1;
                 continue;
             }
-            return Err(service_error(status, &text));
-        }
-    }
-}
-
-/// The error of a non-2xx answer, from the Azure error body when there is one.
-fn service_error(status: u16, text: &str) -> ClientError {
-    let answer: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    let error_code = answer["errorCode"]
-        .as_i64()
-        .and_then(|c| i32::try_from(c).ok());
-    let message = answer["message"]
-        .as_str()
-        .map(str::to_owned)
-        .unwrap_or_else(|| text.chars().take(200).collect());
-    if status == 401 {
-        ClientError::Authentication {
-            status,
-            error_code,
-            message,
-        }
-    } else {
-        ClientError::Service {
-            status,
-            error_code,
-            message,
+            return Err(ClientError::from_answer(status, &text));
         }
     }
 }
@@ -331,7 +306,7 @@ mod tests {
 
     #[test]
     fn service_errors_keep_the_azure_code_and_message() {
-        let error = service_error(
+        let error = ClientError::from_answer(
             412,
             r#"{"errorCode":412001,"message":"Precondition failed.","trackingId":"t"}"#,
         );
@@ -340,7 +315,7 @@ mod tests {
             ClientError::Service { status: 412, error_code: Some(412001), ref message } if message == "Precondition failed."
         ));
         assert!(matches!(
-            service_error(401, "{}"),
+            ClientError::from_answer(401, "{}"),
             ClientError::Authentication {
                 status: 401,
                 error_code: None,
@@ -348,7 +323,7 @@ mod tests {
             }
         ));
         assert!(matches!(
-            service_error(502, "bad gateway"),
+            ClientError::from_answer(502, "bad gateway"),
             ClientError::Service { status: 502, error_code: None, ref message } if message == "bad gateway"
         ));
     }
