@@ -13,6 +13,8 @@
 //!   hashed), [`StaticPolicy`] and [`WebhookPolicy`] (the custom webhook,
 //!   whose every failure is a distinct error naming its cause).
 //! * [`Allocator`]: holds one policy of each kind and dispatches.
+//! * `conformance` (cargo feature `conformance`): the battery every
+//!   [`Policy`], built-in or yours, must pass (`policy_battery!`).
 //! * [`plan_before_allocation`] / [`plan_after_allocation`]: the
 //!   reprovisioning rules (keep or move, migrate or reset the twin, the
 //!   substatus, the legacy sticky hub).
@@ -64,6 +66,8 @@
 //! past the egress policy.
 
 mod allocator;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod egress;
 mod error;
 mod hash;

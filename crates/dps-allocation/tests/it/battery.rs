@@ -1,128 +1,166 @@
-//! One battery every [`Policy`] passes, instantiated per implementation.
+//! The public policy battery (`dps_allocation::conformance`), once per
+//! built-in policy.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod hashed {
+    use std::sync::Arc;
 
-use dps_allocation::{
-    AllocationRequest, GeoLatencyPolicy, HashedPolicy, HubTable, LatencyTable, Policy,
-    StaticPolicy, WebhookPolicy,
-};
-use dps_model::enrollment::EnrollmentRef;
-use dps_model::{AllocationPolicy, IndividualEnrollment};
+    use dps_allocation::conformance::TestPolicy;
+    use dps_allocation::HashedPolicy;
 
-use crate::support::{first_linked_hub_webhook, individual, located, loopback_webhooks, reg};
+    async fn fresh() -> TestPolicy {
+        TestPolicy::new(Arc::new(HashedPolicy))
+    }
 
-/// The hubs every battery run uses; the spelling is mixed on purpose.
-fn table() -> HubTable {
-    HubTable::new(&[
-        located("Hub-One.example.net", "westus"),
-        located("hub-two.example.net", "eastus"),
-        located("HUB-THREE.example.net", "westus"),
-        located("hub-four.example.net", "westeurope"),
-    ])
-    .unwrap()
+    dps_allocation::policy_battery!(fresh);
 }
 
-/// An enrollment using `kind`, optionally restricted to `hubs`.
-fn enrollment(kind: AllocationPolicy, webhook_url: &str, hubs: &[&str]) -> IndividualEnrollment {
-    let mut extra = format!(r#""allocationPolicy":"{}""#, kind.as_str());
-    if kind == AllocationPolicy::Custom {
-        extra.push_str(&format!(
-            r#","customAllocationDefinition":{{"webhookUrl":"{webhook_url}","apiVersion":"2021-10-01"}}"#
-        ));
+/// With round trips known for some regions (the battery's hubs sit in
+/// westus, eastus, westeurope, an empty region and none).
+mod geo_latency {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use dps_allocation::conformance::TestPolicy;
+    use dps_allocation::{GeoLatencyPolicy, LatencyTable};
+
+    async fn fresh() -> TestPolicy {
+        let table = LatencyTable::new()
+            .with_default_region("us")
+            .with_round_trip("us", "westus", Duration::from_millis(10))
+            .with_round_trip("us", "eastus", Duration::from_millis(60));
+        let policy =
+            GeoLatencyPolicy::new(Arc::new(table)).with_tie_tolerance(Duration::from_millis(5));
+        TestPolicy::new(Arc::new(policy))
     }
-    if !hubs.is_empty() {
-        extra.push_str(&format!(
-            r#","iotHubs":{}"#,
-            serde_json::to_string(hubs).unwrap()
-        ));
-    }
-    individual(&extra)
+
+    dps_allocation::policy_battery!(fresh);
 }
 
-/// The subsets of hubs each policy is tried with (static: one hub each).
-fn subsets(kind: AllocationPolicy) -> Vec<Vec<&'static str>> {
-    if kind == AllocationPolicy::Static {
-        vec![
-            vec!["hub-one.example.net"],
-            vec!["HUB-two.example.net"],
-            vec!["hub-four.example.net"],
-        ]
-    } else {
-        vec![
-            vec![],
-            vec!["hub-two.example.net"],
-            vec!["hub-one.example.net", "hub-three.example.net"],
-            vec![
-                "hub-two.example.net",
-                "hub-four.example.net",
-                "hub-three.example.net",
-            ],
-        ]
+/// Knowing no round trip at all (it degrades to hashed).
+mod geo_latency_unmeasured {
+    use std::sync::Arc;
+
+    use dps_allocation::conformance::TestPolicy;
+    use dps_allocation::GeoLatencyPolicy;
+
+    async fn fresh() -> TestPolicy {
+        TestPolicy::new(Arc::new(GeoLatencyPolicy::default()))
     }
+
+    dps_allocation::policy_battery!(fresh);
 }
 
-async fn battery(policy: &dyn Policy, webhook_url: &str) {
-    let kind = policy.kind();
-    let hubs = table();
-    for subset in subsets(kind) {
-        let enrollment = enrollment(kind, webhook_url, &subset);
-        for i in 0..8 {
-            let id = reg(&format!("battery-device-{i}"));
-            let request = AllocationRequest::new(
-                &id,
-                EnrollmentRef::Individual(&enrollment),
-                &hubs,
-                AllocationPolicy::Hashed,
-            )
-            .unwrap();
-            assert_eq!(request.candidates.policy, kind);
-            let first = policy.allocate(&request).await.unwrap();
+mod static_hub {
+    use std::sync::Arc;
 
-            // Only a candidate, spelled exactly as linked.
-            let index = hubs.find(&first.hub_host_name).expect("a linked hub");
-            assert!(
-                request.candidates.hubs.contains(index),
-                "{kind:?} chose {} outside {subset:?}",
-                first.hub_host_name
-            );
-            assert_eq!(hubs.get(index).host_name(), first.hub_host_name);
-            // The enrollment's restriction is honoured.
-            if !subset.is_empty() {
-                assert!(subset
-                    .iter()
-                    .any(|s| s.eq_ignore_ascii_case(&first.hub_host_name)));
+    use dps_allocation::conformance::TestPolicy;
+    use dps_allocation::StaticPolicy;
+
+    async fn fresh() -> TestPolicy {
+        TestPolicy::new(Arc::new(StaticPolicy)).single_candidate_only()
+    }
+
+    dps_allocation::policy_battery!(fresh);
+}
+
+/// The webhook policy against a loopback webhook that picks the first hub
+/// it is offered.
+mod custom_webhook {
+    use std::sync::Arc;
+
+    use dps_allocation::conformance::TestPolicy;
+    use dps_allocation::WebhookPolicy;
+
+    use crate::support::{first_linked_hub_webhook, loopback_webhooks};
+
+    async fn fresh() -> TestPolicy {
+        let webhook = first_linked_hub_webhook().await;
+        let policy = WebhookPolicy::new(loopback_webhooks()).expect("webhook policy");
+        let members = serde_json::json!({
+            "allocationPolicy": "custom",
+            "customAllocationDefinition": {
+                "webhookUrl": webhook.url,
+                "apiVersion": "2021-10-01"
             }
-            // Deterministic.
-            let again = policy.allocate(&request).await.unwrap();
-            assert_eq!(again, first);
+        });
+        TestPolicy::new(Arc::new(policy))
+            .with_enrollment_members(members)
+            .keep_alive(webhook)
+    }
+
+    dps_allocation::policy_battery!(fresh);
+}
+
+/// The battery catches policies that break its rules.
+mod the_battery_bites {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use dps_allocation::conformance::{
+        answers_every_candidate_set, same_request_same_hub, TestPolicy,
+    };
+    use dps_allocation::{Allocation, AllocationError, AllocationRequest, Policy};
+    use dps_model::AllocationPolicy;
+
+    /// Always the tenant's first linked hub, candidate or not.
+    struct FirstLinked;
+
+    #[async_trait]
+    impl Policy for FirstLinked {
+        fn kind(&self) -> AllocationPolicy {
+            AllocationPolicy::Hashed
+        }
+        async fn allocate(
+            &self,
+            request: &AllocationRequest<'_>,
+        ) -> Result<Allocation, AllocationError> {
+            let all = request.hubs.names(request.hubs.all());
+            Ok(Allocation::hub(all[0].clone()))
         }
     }
-}
 
-#[tokio::test]
-async fn hashed_passes_the_battery() {
-    battery(&HashedPolicy, "").await;
-}
+    /// Round robin over the candidates: in the set, but not repeatable.
+    #[derive(Default)]
+    struct RoundRobin(AtomicUsize);
 
-#[tokio::test]
-async fn geo_latency_passes_the_battery() {
-    let table = LatencyTable::new()
-        .with_default_region("us")
-        .with_round_trip("us", "westus", Duration::from_millis(10))
-        .with_round_trip("us", "eastus", Duration::from_millis(60));
-    battery(&GeoLatencyPolicy::new(Arc::new(table)), "").await;
-    battery(&GeoLatencyPolicy::default(), "").await;
-}
+    #[async_trait]
+    impl Policy for RoundRobin {
+        fn kind(&self) -> AllocationPolicy {
+            AllocationPolicy::Hashed
+        }
+        async fn allocate(
+            &self,
+            request: &AllocationRequest<'_>,
+        ) -> Result<Allocation, AllocationError> {
+            let names = request.hubs.names(request.candidates.hubs);
+            let turn = self.0.fetch_add(1, Ordering::Relaxed);
+            names
+                .get(turn % names.len().max(1))
+                .map(|name| Allocation::hub(name.clone()))
+                .ok_or(AllocationError::NoCandidateHub {
+                    policy: AllocationPolicy::Hashed,
+                    reason: "no candidate".to_owned(),
+                })
+        }
+    }
 
-#[tokio::test]
-async fn static_passes_the_battery() {
-    battery(&StaticPolicy, "").await;
-}
+    #[tokio::test]
+    #[should_panic(expected = "outside the candidates")]
+    async fn a_hub_outside_the_candidates_fails() {
+        answers_every_candidate_set(&TestPolicy::new(Arc::new(FirstLinked))).await;
+    }
 
-#[tokio::test]
-async fn custom_passes_the_battery() {
-    let webhook = first_linked_hub_webhook().await;
-    let policy = WebhookPolicy::new(loopback_webhooks()).unwrap();
-    battery(&policy, &webhook.url).await;
+    #[tokio::test]
+    #[should_panic(expected = "a second ask moved it")]
+    async fn an_unrepeatable_answer_fails_unless_declared() {
+        same_request_same_hub(&TestPolicy::new(Arc::new(RoundRobin::default()))).await;
+    }
+
+    #[tokio::test]
+    async fn a_declared_nondeterministic_policy_passes() {
+        let fixture = TestPolicy::new(Arc::new(RoundRobin::default())).nondeterministic();
+        same_request_same_hub(&fixture).await;
+        answers_every_candidate_set(&fixture).await;
+    }
 }
