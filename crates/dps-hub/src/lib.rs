@@ -13,6 +13,9 @@
 //!   resetting its twin, and delete it from the old hub.
 //! * [`wire`]: the IoT Hub `Device`, `Twin` and error-body JSON shapes, shared
 //!   with the hub emulator (`dps-hub-sim`).
+//! * `conformance` (cargo feature `conformance`): the battery every
+//!   [`IotHub`] implementation must pass (`hub_battery!`), run here on
+//!   [`HubClient`] against the emulator.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), dps_hub::HubError> {
@@ -46,6 +49,8 @@
 //! part of IoT Hub's service API: no messaging, methods, jobs or bulk import.
 
 mod client;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod connection_string;
 mod directory;
 mod error;

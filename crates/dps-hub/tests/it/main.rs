@@ -1,6 +1,7 @@
 //! dps-hub integration tests: the HubClient and the provisioning steps against
 //! the hub emulator over real TLS on loopback.
 
+mod battery;
 mod devices;
 mod faults;
 mod support;
