@@ -3,17 +3,8 @@
 
 use std::io::IsTerminal as _;
 
+use dps_service::config::LogFormat;
 use tracing_subscriber::EnvFilter;
-
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line (for log collectors).
-    Json,
-}
 
 /// Install the global subscriber: `RUST_LOG` if set, else `info`.
 pub(crate) fn init(format: LogFormat) {
@@ -22,8 +13,7 @@ pub(crate) fn init(format: LogFormat) {
         .filter(|v| !v.trim().is_empty());
     let mut filter = EnvFilter::new(from_env.as_deref().unwrap_or("info"));
     // rustls warns "Illegal SNI extension" for every client that dials an IP
-    // address (SNI cannot carry one; some clients send it anyway): noise, not
-    // a fault. Kept unless RUST_LOG asks about rustls itself.
+    // address: noise, not a fault. Kept unless RUST_LOG asks about rustls.
     if !from_env.as_deref().is_some_and(|v| v.contains("rustls")) {
         if let Ok(directive) = "rustls=error".parse() {
             filter = filter.add_directive(directive);

@@ -1,18 +1,19 @@
 //! `dps-server`: run the Device Provisioning Service.
 //!
-//! Parses flags into `dps_service::ServiceConfig`, starts the service and
-//! serves until Ctrl-C or SIGTERM.
+//! Flags become `dps_service::config::Overrides` laid over the configuration
+//! file; `dps_service::server::Server` does the rest. Serves until Ctrl-C or
+//! SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dps_service::operator_key::OperatorKeyOrigin;
+use dps_service::banner::{self, TenantStyle};
+use dps_service::config::{LogFormat, Overrides};
+use dps_service::server::Server;
 use dps_service::ServiceConfig;
 
-mod banner;
-mod embedded;
 mod logging;
 
 /// A Device Provisioning Service wire-compatible with Azure IoT Hub DPS.
@@ -42,15 +43,32 @@ struct Args {
     /// tenant (the default when no configuration file is given).
     #[arg(long)]
     hub_emulator: bool,
-    /// Log line format on stderr (the banner is on stdout).
-    #[arg(long, env = "DPS_LOG_FORMAT", value_enum, default_value_t)]
-    log_format: logging::LogFormat,
+    /// Log line format on stderr, text or json (default: `[log] format`,
+    /// else text). The banner is on stdout.
+    #[arg(long, env = "DPS_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init(args.log_format);
-    match run(args) {
+    let embedded = args.hub_emulator || args.config.is_none();
+    let config = match &args.config {
+        Some(path) => ServiceConfig::from_file(path),
+        None => Ok(ServiceConfig::default()),
+    };
+    let result = config.map_err(anyhow::Error::from).and_then(|mut config| {
+        config.apply_overrides(Overrides {
+            data_dir: args.data_dir,
+            storage_url: args.storage,
+            device_listen: args.device_listen,
+            service_listen: args.service_listen,
+            operator_key: args.operator_key,
+            log_format: args.log_format,
+        });
+        logging::init(config.log.format);
+        tokio::runtime::Runtime::new()?.block_on(run(config, embedded))
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("dps-server: {err:#}");
@@ -59,103 +77,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => ServiceConfig::from_file(path)?,
-        None => ServiceConfig::default(),
+async fn run(config: ServiceConfig, embedded: bool) -> anyhow::Result<()> {
+    let ca_file = config
+        .tls
+        .cert_file
+        .is_none()
+        .then(|| config.data_dir.join("tls").join("ca.pem"));
+    let started = std::time::SystemTime::now();
+    let mut builder = Server::builder(config);
+    if embedded {
+        builder = builder.hub_emulator();
+    }
+    let server = builder.start().await?;
+    let style = match embedded {
+        true => TenantStyle::Embedded,
+        false => TenantStyle::Declared,
     };
-    let embedded = args.hub_emulator || args.config.is_none();
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
+    for line in banner::lines(&server, started, ca_file.as_deref(), style) {
+        println!("{line}");
     }
-    if args.storage.is_some() {
-        config.storage_url = args.storage;
-    }
-    if let Some(addr) = args.device_listen {
-        config.device.listen = addr;
-    }
-    if let Some(addr) = args.service_listen {
-        config.service.listen = addr;
-    }
-    if args.operator_key.is_some() {
-        config.operator_key = args.operator_key;
-    }
-    // Before anything in the data directory is opened (the store, the hub
-    // emulator's file): a second server on it stops here, naming it.
-    let _lock = dps_service::data_lock::DataDirLock::acquire(&config.data_dir)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let hubs = if embedded {
-            Some(embedded::start_hub_emulator(&mut config).await?)
-        } else {
-            None
-        };
-        // After the emulator: it adds the `default` tenant, whose host counts.
-        config.tls.dev_names = dps_service::tls::development_names(&config);
-        let data_dir = config.data_dir.clone();
-        let declared_tenants: Vec<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
-        let dev_ca = config
-            .tls
-            .cert_file
-            .is_none()
-            .then(|| data_dir.join("tls").join("ca.pem"));
-        let started = std::time::SystemTime::now();
-        let server = dps_service::server::start(config).await?;
-        show_operator_key(&server);
-        match &hubs {
-            Some(hubs) => embedded::show(&server, hubs, &data_dir, started).await?,
-            None => {
-                println!("device endpoint:    https://{}", server.device_addr);
-                println!("service endpoint:   https://{}", server.service_addr);
-                if let Some(addr) = server.admin_addr {
-                    println!("admin (health):     http://{addr}/readyz");
-                }
-                let mut first_scope = None;
-                for name in &declared_tenants {
-                    if let Some(tenant) = server.store.tenant_by_name(name).await? {
-                        println!(
-                            "tenant {name}: ID scope {}, service host {} \
-                             (keys: POST /tenants/{name}/listKeys with the operator key)",
-                            tenant.id_scope, tenant.service_host_name
-                        );
-                        first_scope.get_or_insert(tenant.id_scope.as_str().to_owned());
-                    }
-                }
-                banner::print_client_hints(
-                    server.device_addr,
-                    server.service_addr,
-                    first_scope.as_deref(),
-                    dev_ca.as_deref(),
-                );
-            }
+    if embedded {
+        let samples = dps_service::embedded::provision_samples(&server).await?;
+        let ca = ca_file.unwrap_or_else(|| PathBuf::from("<the server's CA>"));
+        for line in samples.lines(&server, &ca) {
+            println!("{line}");
         }
-        wait_for_signal().await;
-        println!("shutting down");
-        server.shutdown().await;
-        if let Some(hubs) = hubs {
-            hubs.shutdown().await;
-        }
-        anyhow::Ok(())
-    })
+    }
+    wait_for_signal().await;
+    println!("shutting down");
+    server.shutdown().await;
+    Ok(())
 }
 
-/// The operator key is shown only by the start that generated it; start-up
-/// output ends up in logs, so later starts name the file instead.
-fn show_operator_key(server: &dps_service::server::RunningServer) {
-    match &server.operator_key_origin {
-        OperatorKeyOrigin::Generated { path } => println!(
-            "operator key:       {} (generated; shown only now, kept in {})",
-            server.operator_key,
-            path.display()
-        ),
-        OperatorKeyOrigin::Stored { path } => {
-            println!("operator key:       in {}", path.display())
-        }
-        _ => println!("operator key:       as configured"),
-    }
-}
-
-pub(crate) async fn wait_for_signal() {
+async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -327,11 +327,20 @@ fn check_custom(
         });
     }
     if let Some(def) = definition {
-        if !(def.webhook_url.starts_with("https://") || def.webhook_url.starts_with("http://")) {
+        // `dps-policy://NAME` selects a policy registered with the server
+        // (dps_service::server::ServerBuilder::policy).
+        let registered = def
+            .webhook_url
+            .get(..11)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("dps-policy:"));
+        if !(def.webhook_url.starts_with("https://")
+            || def.webhook_url.starts_with("http://")
+            || registered)
+        {
             return Err(ModelError::InvalidField {
                 field: "customAllocationDefinition.webhookUrl",
                 value: def.webhook_url.clone(),
-                reason: "must be an http or https URL".to_owned(),
+                reason: "must be an http or https URL, or dps-policy://NAME".to_owned(),
             });
         }
     }

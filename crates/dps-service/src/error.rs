@@ -38,4 +38,10 @@ pub enum ServiceError {
     /// The store failed to open or migrate.
     #[error("storage: {0}")]
     Storage(String),
+    /// The embedded mode's hub emulator or sample devices failed.
+    #[error("embedded mode: {reason}")]
+    Embedded {
+        /// What failed.
+        reason: String,
+    },
 }

@@ -17,6 +17,9 @@ mod attestation;
 mod credentials;
 mod egress;
 mod limits;
+mod log;
+mod metrics;
+mod overrides;
 mod throttling;
 
 pub use admin::{AdminConfig, DEFAULT_ADMIN_PORT};
@@ -31,6 +34,9 @@ pub use credentials::{
 };
 pub use egress::EgressConfig;
 pub use limits::ConnectionLimits;
+pub use log::{LogConfig, LogFormat};
+pub use metrics::{MetricsConfig, DEFAULT_MAX_TENANT_LABELS};
+pub use overrides::Overrides;
 pub use throttling::ThrottlingConfig;
 
 /// Everything `dps-server` needs. Every field has a default, so an empty file
@@ -69,6 +75,10 @@ pub struct ServiceConfig {
     pub egress: EgressConfig,
     /// The admin listener: health and readiness (`[admin]`).
     pub admin: AdminConfig,
+    /// How log lines are written (`[log]`).
+    pub log: LogConfig,
+    /// What `/metrics` labels (`[metrics]`).
+    pub metrics: MetricsConfig,
 }
 
 /// A tenant declared in the configuration.
@@ -123,6 +133,8 @@ impl Default for ServiceConfig {
             connections: ConnectionLimits::default(),
             egress: EgressConfig::default(),
             admin: AdminConfig::default(),
+            log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
