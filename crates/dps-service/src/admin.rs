@@ -1,6 +1,7 @@
-//! The admin listener: `GET /healthz` (the process is alive) and
+//! The admin listener: `GET /healthz` (the process is alive),
 //! `GET /readyz` (this replica can serve: store reachable, listeners bound,
-//! schema current), for load balancers, orchestrators and systemd.
+//! schema current), for load balancers, orchestrators and systemd, and
+//! `GET /metrics` (Prometheus text format, see [`crate::metrics`]).
 //!
 //! Plain HTTP on loopback by default (`[admin]`): an operator endpoint, off
 //! the device and service ports. Answers name a failed check and its error,
@@ -11,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use dps_storage::Store;
@@ -22,6 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tower::ServiceExt as _;
+
+use crate::metrics::MetricsRegistry;
 
 /// How long the store check may take before it counts as failed: a store
 /// that answers slower than this cannot serve registrations either.
@@ -92,11 +96,19 @@ fn entry(result: &Result<(), String>) -> Value {
 }
 
 /// The admin routes.
-pub fn router(readiness: Readiness) -> Router {
+pub fn router(readiness: Readiness, metrics: Arc<MetricsRegistry>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(readiness)
+        .route("/metrics", get(metrics_text).with_state(metrics))
+}
+
+async fn metrics_text(State(metrics): State<Arc<MetricsRegistry>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        metrics.render(),
+    )
 }
 
 async fn healthz() -> Json<Value> {

@@ -33,6 +33,7 @@ pub struct ConnectionGate {
     accepted: AtomicU64,
     refused_over_total: AtomicU64,
     refused_over_address: AtomicU64,
+    tls_handshake_failures: AtomicU64,
     per_address: Mutex<HashMap<IpAddr, usize>>,
     log: RefusalLog,
 }
@@ -49,6 +50,8 @@ pub struct ConnectionStats {
     /// Connections refused because their address was at
     /// `max_connections_per_address`.
     pub refused_address_cap_total: u64,
+    /// TLS handshakes that failed or timed out since start.
+    pub tls_handshake_failures_total: u64,
 }
 
 /// The gates of the server's listeners.
@@ -106,6 +109,7 @@ impl ConnectionGate {
             accepted: AtomicU64::new(0),
             refused_over_total: AtomicU64::new(0),
             refused_over_address: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
             per_address: Mutex::new(HashMap::new()),
             log: RefusalLog::default(),
         })
@@ -123,7 +127,13 @@ impl ConnectionGate {
             accepted_total: self.accepted.load(Ordering::Relaxed),
             refused_total_cap_total: self.refused_over_total.load(Ordering::Relaxed),
             refused_address_cap_total: self.refused_over_address.load(Ordering::Relaxed),
+            tls_handshake_failures_total: self.tls_handshake_failures.load(Ordering::Relaxed),
         }
+    }
+
+    /// Count a TLS handshake that failed or timed out (read by `/metrics`).
+    pub fn tls_handshake_failed(&self) {
+        self.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Admit a connection from `peer`, or say which cap it is over (the
@@ -288,6 +298,7 @@ mod tests {
                 accepted_total: 4,
                 refused_total_cap_total: 0,
                 refused_address_cap_total: 1,
+                tls_handshake_failures_total: 0,
             }
         );
     }

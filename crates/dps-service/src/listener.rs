@@ -140,14 +140,17 @@ pub(crate) async fn accept_tls<F, Fut>(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let serve = serve.clone();
+        let gate = gate.clone();
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(err)) => {
+                    gate.tls_handshake_failed();
                     tracing::debug!(listener = listener_name, %peer, %err, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    gate.tls_handshake_failed();
                     tracing::debug!(listener = listener_name, %peer, "TLS handshake timed out");
                     return;
                 }

@@ -66,6 +66,7 @@ pub mod sqlite;
 mod store;
 mod time;
 mod token;
+mod writer_stats;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -76,3 +77,4 @@ pub use postgres::{MigrationLock, PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 pub use store::{HourlyCount, MeterReport, Store, WriteOutcome, Written};
 pub use token::{ContinuationToken, Page, PageRequest, MAX_PAGE_SIZE};
+pub use writer_stats::{WriterStats, BATCH_SIZE_BOUNDS};

@@ -115,6 +115,13 @@ impl MeterReport {
 /// [`StoreError::UnknownTenant`]: crate::StoreError::UnknownTenant
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The counters of the backend's batching writer (queue depth, batch
+    /// sizes), for metrics; `None` for a backend without one (PostgreSQL
+    /// settles every write in its own statement, the memory store at once).
+    fn writer_stats(&self) -> Option<crate::WriterStats> {
+        None
+    }
+
     // ----- tenants -------------------------------------------------------
 
     /// Create a tenant. Fails with `AlreadyExists` when its name or its ID

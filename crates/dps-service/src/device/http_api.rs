@@ -91,6 +91,7 @@ fn device_request(
             client_chain: connection.client_chain.clone(),
         },
         peer: connection.peer.ip(),
+        transport: crate::pipeline::TransportKind::Https,
     })
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct Failure {
 pub(crate) struct Assignment<'a> {
     pub(crate) hubs: &'a Arc<dyn HubConnector>,
     pub(crate) allocator: &'a dps_allocation::Allocator,
+    /// Allocation time goes here (`dps_allocation_duration_seconds`).
+    pub(crate) metrics: &'a crate::metrics::device::DeviceMetrics,
     pub(crate) view: &'a TenantView,
     pub(crate) registration_id: &'a RegistrationId,
     pub(crate) device: &'a AuthenticatedDevice,
@@ -84,11 +86,11 @@ impl Assignment<'_> {
         .map_err(allocation_failure)?
         .with_device(context);
         let decision = plan_before_allocation(previous, policy, self.api_version);
-        let allocation = self
-            .allocator
-            .resolve(&request, &decision)
-            .await
-            .map_err(allocation_failure)?;
+        let allocating = std::time::Instant::now();
+        let allocation = self.allocator.resolve(&request, &decision).await;
+        self.metrics
+            .allocation(request.candidates.policy.as_str(), allocating.elapsed());
+        let allocation = allocation.map_err(allocation_failure)?;
         let plan = plan_after_allocation(
             previous,
             policy,

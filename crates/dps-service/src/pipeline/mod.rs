@@ -13,12 +13,14 @@ mod authenticate;
 mod challenges;
 mod latency;
 mod locks;
+mod observe;
 pub(crate) mod rate_limit;
 mod recent;
 mod tenants;
 #[cfg(test)]
 mod tests;
 mod throttle;
+mod transport;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -43,10 +45,13 @@ use self::authenticate::{
     unauthorized, Authentication, Authenticator, Evidence, MatchedEnrollment,
 };
 use self::challenges::ChallengeSeconds;
-pub use self::latency::{LatencyHistogram, LatencySnapshot, PipelineLatency};
+pub use self::latency::{
+    LatencyHistogram, LatencySnapshot, PipelineLatency, TransportLatency, EXPOSED_EDGES_SECONDS,
+};
 use self::locks::DeviceLocks;
 use self::recent::{RecentOperation, RecentOperations};
 pub use self::tenants::{TenantCache, TenantView};
+pub use self::transport::TransportKind;
 pub(crate) use self::throttle::throttled;
 use self::throttle::Throttle;
 use crate::respond::ApiError;
@@ -73,6 +78,8 @@ pub struct DeviceRequest {
     pub credentials: DeviceCredentials,
     /// Its address (lowest-latency allocation).
     pub peer: IpAddr,
+    /// The transport it came over (metrics and logs).
+    pub transport: TransportKind,
 }
 
 /// The answer to a register instruction.
@@ -112,7 +119,10 @@ pub struct Pipeline {
     locks: DeviceLocks,
     challenges: ChallengeSeconds,
     recent: RecentOperations,
-    latency: Arc<PipelineLatency>,
+    /// Counters and latency, read by `/metrics` (see `observe.rs`).
+    metrics: Arc<crate::metrics::device::DeviceMetrics>,
+    /// The rate-limited line per refused or failed registration.
+    refusal_log: crate::metrics::refusal_log::RefusalLog,
     /// X.509 chain verification, off the async workers.
     attest: attest_pool::AttestPool,
 }
@@ -137,7 +147,8 @@ impl Pipeline {
             locks: DeviceLocks::default(),
             challenges: ChallengeSeconds::default(),
             recent: RecentOperations::default(),
-            latency: Arc::default(),
+            metrics: Arc::default(),
+            refusal_log: Default::default(),
             attest: attest_pool::AttestPool::default(),
         }
     }
@@ -168,7 +179,8 @@ impl Pipeline {
         allow_challenge: bool,
         known_individual: Option<&Option<dps_model::IndividualEnrollment>>,
     ) -> Result<Authentication, ApiError> {
-        Authenticator {
+        let started = std::time::Instant::now();
+        let authentication = Authenticator {
             store: self.store.as_ref(),
             view,
             registration_id,
@@ -182,15 +194,19 @@ impl Pipeline {
             body.and_then(|b| b.tpm.as_ref()),
             allow_challenge,
         )
-        .await
+        .await;
+        self.metrics.attestation(started.elapsed());
+        authentication
     }
 
     /// The server-side time of device instructions so far.
     pub fn latency(&self) -> Arc<PipelineLatency> {
-        self.latency.clone()
+        self.metrics.latency.clone()
     }
 
     /// Register (D1): authenticate, assign, store; answer `202 assigning`.
+    /// Counted (transport, outcome, code, latency) and, when refused or
+    /// failed, logged — here, for every transport.
     pub async fn register(
         &self,
         request: &DeviceRequest,
@@ -198,37 +214,45 @@ impl Pipeline {
         force: bool,
     ) -> Result<RegisterAnswer, ApiError> {
         let started = std::time::Instant::now();
+        let _in_flight = self.metrics.in_flight();
         let answer = self
-            .guarded(request, self.register_untimed(request, body, force))
+            .guarded(
+                "register",
+                request,
+                self.register_untimed(request, body, force),
+            )
             .await;
-        self.latency.register.record(started.elapsed());
-        answer
+        self.observe_register(request, &answer, started.elapsed());
+        answer.map(|settled| settled.answer)
     }
 
     /// Every device instruction runs inside this: an address that failed
     /// too often is refused before any work, and every refusal (`401`)
     /// leaves as the one generic refusal — the same bytes whether the scope,
     /// the enrollment or the signature was wrong, and no clock — counted
-    /// against the address and the scope (see `throttle.rs`). The specific
-    /// reason goes to the DEBUG log for the operator.
+    /// against the address and the scope (see `throttle.rs`). Every error
+    /// answer is logged once here with its specific reason (rate-limited,
+    /// see `metrics/refusal_log.rs`).
     async fn guarded<T>(
         &self,
+        instruction: &'static str,
         request: &DeviceRequest,
         work: impl Future<Output = Result<T, ApiError>>,
     ) -> Result<T, ApiError> {
-        self.throttle.check_address(request.peer)?;
+        if let Err(throttled) = self.throttle.check_address(request.peer) {
+            self.observe_error(instruction, request, &throttled);
+            return Err(throttled);
+        }
         match work.await {
             Err(refusal) if refusal.code.http_status() == 401 => {
-                tracing::debug!(
-                    scope = ?request.id_scope,
-                    registration = ?request.registration_id,
-                    peer = %request.peer,
-                    reason = %refusal.message,
-                    "device refused"
-                );
+                self.observe_error(instruction, request, &refusal);
                 Err(self
                     .throttle
                     .failed(request.peer, &request.id_scope, unauthorized()))
+            }
+            Err(error) => {
+                self.observe_error(instruction, request, &error);
+                Err(error)
             }
             answer => answer,
         }
@@ -239,7 +263,7 @@ impl Pipeline {
         request: &DeviceRequest,
         body: DeviceRegistrationRequest,
         _force: bool,
-    ) -> Result<RegisterAnswer, ApiError> {
+    ) -> Result<observe::Settled, ApiError> {
         let (view, registration_id) = self.view(request).await?;
         let device = match self
             .authenticate(&view, &registration_id, request, Some(&body), true, None)
@@ -247,9 +271,9 @@ impl Pipeline {
         {
             Authentication::TpmChallenge(blob) => {
                 self.throttle.unauthenticated(request.peer);
-                return Ok(RegisterAnswer::TpmChallenge {
+                return Ok(observe::Settled::challenge(RegisterAnswer::TpmChallenge {
                     authentication_key: blob,
-                });
+                }));
             }
             Authentication::Device(device) => device,
         };
@@ -276,6 +300,7 @@ impl Pipeline {
             Assignment {
                 hubs: &self.hubs,
                 allocator: &self.allocator,
+                metrics: &self.metrics,
                 view: &view,
                 registration_id: &registration_id,
                 device: &device,
@@ -364,13 +389,14 @@ impl Pipeline {
                 record.error_message = Some("The enrollment is disabled.".to_owned());
             }
             Err(Failure { code, message }) => {
-                tracing::info!(registration = %registration_id, code = code.0, %message, "registration failed");
                 record.status = RegistrationStatus::Failed;
                 record.error_code = Some(code.0);
                 record.error_message = Some(message);
             }
         }
 
+        // Counted and logged by `register` (`observe.rs`).
+        let error = record.error_code.zip(record.error_message.clone());
         let operation_id = new_operation_id();
         let final_status = RegistrationOperationStatus {
             operation_id: operation_id.clone(),
@@ -396,7 +422,8 @@ impl Pipeline {
             .map_err(ApiError::internal)?;
         self.recent.insert(scope, recent);
 
-        Ok(if view.tenant.synchronous_register {
+        let status = Some(final_status.status);
+        let answer = if view.tenant.synchronous_register {
             RegisterAnswer::Final(final_status)
         } else {
             RegisterAnswer::Accepted(RegistrationOperationStatus {
@@ -404,6 +431,11 @@ impl Pipeline {
                 status: RegistrationStatus::Assigning,
                 registration_state: None,
             })
+        };
+        Ok(observe::Settled {
+            answer,
+            status,
+            error,
         })
     }
 
@@ -411,7 +443,7 @@ impl Pipeline {
     /// the same checks and the same refusals as the first step of every
     /// instruction (an unknown scope and a bad credential look alike).
     pub async fn authenticate_device(&self, request: &DeviceRequest) -> Result<(), ApiError> {
-        self.guarded(request, async {
+        self.guarded("connect", request, async {
             let (view, registration_id) = self.view(request).await?;
             self.authenticated_device(&view, &registration_id, request, None)
                 .await
@@ -428,11 +460,15 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let answer = self
             .guarded(
+                "poll",
                 request,
                 self.operation_status_untimed(request, operation_id),
             )
             .await;
-        self.latency.poll.record(started.elapsed());
+        self.metrics
+            .latency
+            .poll
+            .record(request.transport, started.elapsed());
         answer
     }
 
@@ -479,7 +515,11 @@ impl Pipeline {
         request: &DeviceRequest,
         _body: DeviceRegistrationRequest,
     ) -> Result<DeviceRegistrationResult, ApiError> {
-        self.guarded(request, self.registration_status_unguarded(request))
+        self.guarded(
+            "status",
+            request,
+            self.registration_status_unguarded(request),
+        )
             .await
     }
 

@@ -85,6 +85,7 @@ impl Fixture {
                 client_chain: Arc::default(),
             },
             peer: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            transport: super::TransportKind::Https,
         }
     }
 }

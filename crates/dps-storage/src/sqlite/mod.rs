@@ -57,6 +57,7 @@ use crate::error::{Entity, StoreError, StoreResult};
 use crate::store::{MeterReport, Store, Written};
 use crate::time;
 use crate::token::{Page, PageRequest};
+use crate::writer_stats::{WriterCounters, WriterStats};
 
 /// The durable embedded store: an SQLite database file.
 ///
@@ -68,6 +69,7 @@ pub struct SqliteStore {
     readers: Readers,
     points: PointReaders,
     writer: mpsc::Sender<Job>,
+    writer_counters: Arc<WriterCounters>,
     writer_task: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
 }
@@ -134,13 +136,20 @@ impl SqliteStore {
         };
 
         let (writer, jobs) = mpsc::channel(options.queue_depth.max(1));
-        let writer_task = tokio::spawn(writer::run(conn, jobs, options.max_batch));
+        let writer_counters = Arc::new(WriterCounters::default());
+        let writer_task = tokio::spawn(writer::run(
+            conn,
+            jobs,
+            options.max_batch,
+            writer_counters.clone(),
+        ));
         tracing::info!(path = %path.display(), ?options.synchronous, "opened SQLite store");
         Ok(SqliteStore {
             path,
             readers,
             points,
             writer,
+            writer_counters,
             writer_task: Mutex::new(Some(writer_task)),
             checkpointer: Mutex::new(checkpointer),
         })
@@ -202,6 +211,12 @@ fn parse_kind(name: &str) -> StoreResult<OperationKind> {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn writer_stats(&self) -> Option<WriterStats> {
+        let capacity = self.writer.max_capacity();
+        let waiting = capacity.saturating_sub(self.writer.capacity());
+        Some(self.writer_counters.stats(waiting as u64, capacity as u64))
+    }
+
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {
         self.submit(|r| Job::CreateTenant(Box::new(tenant), r))
             .await

@@ -9,6 +9,8 @@
 //! transaction committed; if the commit fails, every job of the batch gets the
 //! error and none of them is stored.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use dps_model::{
     EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, Precondition,
@@ -23,6 +25,7 @@ use super::sql;
 use super::writes;
 use crate::error::{StoreError, StoreResult};
 use crate::store::Written;
+use crate::writer_stats::WriterCounters;
 
 /// Where a job's answer goes.
 pub(crate) type Reply<T> = oneshot::Sender<StoreResult<T>>;
@@ -172,6 +175,7 @@ pub(crate) async fn run(
     mut conn: SqliteConnection,
     mut jobs: mpsc::Receiver<Job>,
     max_batch: usize,
+    counters: Arc<WriterCounters>,
 ) {
     let max_batch = max_batch.max(1);
     let mut shutdown = None;
@@ -192,6 +196,7 @@ pub(crate) async fn run(
             }
         }
         if !batch.is_empty() {
+            counters.batch(batch.len());
             run_batch(&mut conn, batch).await;
         }
     }

@@ -227,6 +227,10 @@ impl Session {
                 client_chain: connection.client_chain.clone(),
             },
             peer: connection.peer.ip(),
+            transport: match self.transport {
+                Transport::Stream(_) => crate::pipeline::TransportKind::Mqtt,
+                Transport::WebSocket(_) => crate::pipeline::TransportKind::MqttWs,
+            },
         };
         match self.endpoint.pipeline.authenticate_device(&request).await {
             Ok(()) => Ok(request),

@@ -1,0 +1,193 @@
+//! Series read at scrape time from counters kept elsewhere, so nothing is
+//! counted twice: the pipeline's register and poll histograms, the
+//! listeners' connection gates, the store writer's queue and batches.
+
+use std::sync::Arc;
+
+use dps_storage::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+
+use crate::connection_limits::{ConnectionGate, ListenerGates};
+use crate::pipeline::{PipelineLatency, TransportKind, TransportLatency};
+
+/// `dps_device_register_duration_seconds` and
+/// `dps_device_poll_duration_seconds`, per transport.
+#[derive(Debug)]
+pub struct DeviceLatencyCollector(pub Arc<PipelineLatency>);
+
+fn encode_transport_latency(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    latency: &TransportLatency,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for transport in TransportKind::ALL {
+        let snapshot = latency.transport(transport).snapshot();
+        let labels = [("transport", transport.as_str())];
+        family
+            .encode_family(&labels)?
+            .encode_histogram::<NoLabelSet>(
+                snapshot.sum().as_secs_f64(),
+                snapshot.count(),
+                &snapshot.exposed_buckets(),
+                None,
+            )?;
+    }
+    Ok(())
+}
+
+impl Collector for DeviceLatencyCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_transport_latency(
+            &mut encoder,
+            "dps_device_register_duration_seconds",
+            "Server-side time of register instructions (hub calls and store commit included, TLS handshake excluded), by transport",
+            &self.0.register,
+        )?;
+        encode_transport_latency(
+            &mut encoder,
+            "dps_device_poll_duration_seconds",
+            "Server-side time of operation status polls, by transport",
+            &self.0.poll,
+        )
+    }
+}
+
+/// Open connections, accepted and refused connections and TLS handshake
+/// failures of each listener, from its [`ConnectionGate`] atomics.
+#[derive(Debug)]
+pub struct ConnectionsCollector(pub ListenerGates);
+
+impl ConnectionsCollector {
+    fn gates(&self) -> Vec<&ConnectionGate> {
+        let mut gates = vec![self.0.device.as_ref(), self.0.service.as_ref()];
+        gates.extend(self.0.mqtt.as_deref());
+        gates
+    }
+}
+
+impl Collector for ConnectionsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gates = self.gates();
+        let stats: Vec<_> = gates.iter().map(|g| (g.listener(), g.stats())).collect();
+        {
+            let mut family = encoder.encode_descriptor(
+                "dps_open_connections",
+                "Connections open now (TLS handshakes included; MQTT over WebSocket counts under device), by listener",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (listener, stats) in &stats {
+                family
+                    .encode_family(&[("listener", *listener)])?
+                    .encode_gauge(&(stats.open as u64))?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "dps_connections_accepted",
+                "Connections admitted under the caps, by listener",
+                None,
+                MetricType::Counter,
+            )?;
+            for (listener, stats) in &stats {
+                family
+                    .encode_family(&[("listener", *listener)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&stats.accepted_total, None)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "dps_connections_refused",
+                "Connections closed at accept because a cap was reached, by listener and cap (total or address)",
+                None,
+                MetricType::Counter,
+            )?;
+            for (listener, stats) in &stats {
+                for (cap, value) in [
+                    ("total", stats.refused_total_cap_total),
+                    ("address", stats.refused_address_cap_total),
+                ] {
+                    family
+                        .encode_family(&[("listener", *listener), ("cap", cap)])?
+                        .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+                }
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "dps_tls_handshake_failures",
+            "TLS handshakes that failed or timed out, by listener",
+            None,
+            MetricType::Counter,
+        )?;
+        for (listener, stats) in &stats {
+            family
+                .encode_family(&[("listener", *listener)])?
+                .encode_counter::<NoLabelSet, _, u64>(&stats.tls_handshake_failures_total, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// The store writer's queue depth and batch sizes (SQLite only: the other
+/// backends have no batching writer and expose nothing here).
+pub struct StoreWriterCollector(pub Arc<dyn Store>);
+
+impl std::fmt::Debug for StoreWriterCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWriterCollector")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for StoreWriterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(stats) = self.0.writer_stats() else {
+            return Ok(());
+        };
+        encoder
+            .encode_descriptor(
+                "dps_store_writer_queue_depth",
+                "Writes waiting for the store's single writer",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&stats.queue_depth)?;
+        encoder
+            .encode_descriptor(
+                "dps_store_writer_queue_capacity",
+                "Writes that may wait before callers wait to enqueue",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&stats.queue_capacity)?;
+        let buckets: Vec<(f64, u64)> = stats
+            .batch_sizes
+            .iter()
+            .map(|&(bound, count)| {
+                let edge = if bound == u64::MAX {
+                    f64::INFINITY
+                } else {
+                    bound as f64
+                };
+                (edge, count)
+            })
+            .collect();
+        encoder
+            .encode_descriptor(
+                "dps_store_writer_batch_size",
+                "Writes per transaction of the store's writer (group commit)",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(
+                stats.writes_total as f64,
+                stats.batches_total,
+                &buckets,
+                None,
+            )
+    }
+}
