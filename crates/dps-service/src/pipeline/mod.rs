@@ -51,9 +51,9 @@ pub use self::latency::{
 use self::locks::DeviceLocks;
 use self::recent::{RecentOperation, RecentOperations};
 pub use self::tenants::{TenantCache, TenantView};
-pub use self::transport::TransportKind;
 pub(crate) use self::throttle::throttled;
 use self::throttle::Throttle;
+pub use self::transport::TransportKind;
 use crate::respond::ApiError;
 
 /// How a device proved itself on this request.
@@ -520,7 +520,7 @@ impl Pipeline {
             request,
             self.registration_status_unguarded(request),
         )
-            .await
+        .await
     }
 
     async fn registration_status_unguarded(
