@@ -1,6 +1,5 @@
 //! The server's MQTT text grammar on arbitrary strings: CONNECT usernames
-//! and request topics (dps-service's `device/mqtt/topics.rs`, compiled from
-//! the same source file by `dps_fuzz::topics`).
+//! and request topics (`dps_model::mqtt`, shared by server and client).
 //!
 //! Invariants: no panic; the `$rid` the server will echo is a verbatim,
 //! non-empty piece of the topic; the reply topic for it starts with the reply
@@ -50,7 +49,7 @@ fuzz_target!(|input: Input| {
         "the $rid is not echoed unchanged"
     );
     // Found here once (the rid was echoed with wildcards or NUL); fixed in
-    // topics.rs, which now refuses such a `$rid`.
+    // the grammar, which now refuses such a `$rid`.
     assert!(
         !reply.contains(['+', '#', '\0']),
         "reply topic {reply:?} is not a valid PUBLISH topic name (MQTT-3.3.2-2, MQTT-1.5.3-2)"

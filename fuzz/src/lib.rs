@@ -10,17 +10,10 @@ use std::sync::OnceLock;
 
 use dps_attestation::x509::TrustAnchor;
 
-/// The server's MQTT topic grammar (`dps-service`'s `device/mqtt/topics.rs`),
-/// compiled from the very same source file: the module is private to
-/// dps-service, and fuzzing a copy would let the two drift apart.
-#[allow(dead_code, unused_imports, clippy::all)]
-#[path = "../../crates/dps-service/src/device/mqtt/topics.rs"]
-mod server_topics;
-
-/// The server's MQTT topic functions, re-exposed for the targets (the
-/// module's items are `pub(crate)`, so each gets a public wrapper).
+/// The MQTT topic grammar server and client share (`dps_model::mqtt`),
+/// re-exposed in the owned shapes the targets use.
 pub mod topics {
-    use super::server_topics as server;
+    use dps_model::mqtt as server;
 
     /// The reply filter the server accepts in SUBSCRIBE.
     pub const REPLY_FILTER: &str = server::REPLY_FILTER;
@@ -33,8 +26,8 @@ pub mod topics {
     /// A parsed request topic, owned.
     #[derive(Clone, Debug, PartialEq, Eq)]
     pub enum Request {
-        /// A register request: its `$rid` and `forceRegistration`.
-        Register { rid: String, force: bool },
+        /// A register request: its `$rid`.
+        Register { rid: String },
         /// An operation status request: its `$rid` and `operationId`.
         OperationStatus {
             rid: String,
@@ -54,9 +47,8 @@ pub mod topics {
     /// Parse a PUBLISH topic as the server does.
     pub fn parse_request_topic(topic: &str) -> Option<Request> {
         server::parse_request_topic(topic).map(|t| match t {
-            server::RequestTopic::Register { rid, force } => Request::Register {
+            server::RequestTopic::Register { rid } => Request::Register {
                 rid: rid.to_owned(),
-                force,
             },
             server::RequestTopic::OperationStatus { rid, operation_id } => {
                 Request::OperationStatus {

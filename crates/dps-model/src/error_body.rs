@@ -65,10 +65,15 @@ impl ErrorCode {
     pub const CUSTOM_ALLOCATION_IOT_HUB_NOT_SPECIFIED: ErrorCode = ErrorCode(400208);
     /// The webhook refused our call.
     pub const CUSTOM_ALLOCATION_UNAUTHORIZED_ACCESS: ErrorCode = ErrorCode(400209);
+    /// The enrollment (or its group) is disabled: recorded on a registration
+    /// whose status says `disabled`, never sent as an HTTP status.
+    pub const ENROLLMENT_DISABLED: ErrorCode = ErrorCode(401000);
     /// Authentication failed.
     pub const UNAUTHORIZED: ErrorCode = ErrorCode(401002);
     /// The body is too large.
     pub const PAYLOAD_TOO_LARGE: ErrorCode = ErrorCode(413001);
+    /// No such resource (a path no route knows, an unnamed entity).
+    pub const NOT_FOUND: ErrorCode = ErrorCode(404000);
     /// No enrollment.
     pub const ENROLLMENT_NOT_FOUND: ErrorCode = ErrorCode(404201);
     /// No registration record.
@@ -83,6 +88,10 @@ impl ErrorCode {
     pub const LINKED_HUB_NOT_FOUND: ErrorCode = ErrorCode(404210);
     /// No such CA certificate.
     pub const CERTIFICATE_AUTHORITY_NOT_FOUND: ErrorCode = ErrorCode(404211);
+    /// The method is not allowed on this resource.
+    pub const METHOD_NOT_ALLOWED: ErrorCode = ErrorCode(405000);
+    /// The resource already exists (an entity without a specific code).
+    pub const CONFLICT: ErrorCode = ErrorCode(409000);
     /// Enrollment already exists.
     pub const ENROLLMENT_CONFLICT: ErrorCode = ErrorCode(409201);
     /// Group already exists.

@@ -9,6 +9,7 @@
 //! * [`registration`]: registration records, device requests and answers.
 //! * [`operation`]: the billing unit and the table of what is billed.
 //! * [`tenant`]: a provisioning service instance and its settings.
+//! * [`mqtt`]: the MQTT username and topic grammar, for server and client.
 //! * [`bulk`], [`error_body`], [`etag`], [`twin`], [`time`].
 //!
 //! Parse untrusted JSON with the `from_json` constructors or [`from_json`]:
@@ -25,7 +26,7 @@
 //! assert!(err.to_string().contains("registrationId"));
 //! ```
 //!
-//! This crate is plain data: no I/O, no async.
+//! This crate is plain data and grammar: no I/O, no async.
 
 pub mod attestation;
 pub mod bulk;
@@ -34,6 +35,7 @@ mod error;
 pub mod error_body;
 pub mod etag;
 pub mod ids;
+pub mod mqtt;
 pub mod operation;
 pub mod registration;
 pub mod tenant;

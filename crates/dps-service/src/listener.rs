@@ -85,27 +85,21 @@ pub async fn serve_tls_limited(
             connections_shutdown.clone(),
         )
     };
-    accept_tls(
-        listener,
-        tls,
-        gate,
-        limits.tls_handshake_timeout(),
-        shutdown,
-        serve,
-    )
-    .await;
+    accept_tls(listener, tls, gate, &limits, shutdown, serve).await;
 }
 
-/// Accept connections on `listener` until `shutdown` turns true: each one
-/// is admitted by `gate` (over a cap it is closed at once), completes its
-/// TLS handshake within `handshake_timeout`, and is then handed to `serve`
-/// on its own task. The connection's place under the caps is held until
+/// The one TLS accept loop of every listener (device HTTPS, service API,
+/// MQTT over TLS; MQTT over WebSocket rides on the HTTPS one): accept
+/// connections on `listener` until `shutdown` turns true; each one is
+/// admitted by `gate` (over a cap it is closed at once), completes its TLS
+/// handshake within `limits`' handshake timeout, and is then handed to
+/// `serve` on its own task. The connection's place under the caps is held until
 /// `serve` returns and every clone of its [`ConnectionSlot`] is gone.
 pub(crate) async fn accept_tls<F, Fut>(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
     gate: Arc<ConnectionGate>,
-    handshake_timeout: Duration,
+    limits: &ConnectionLimits,
     mut shutdown: watch::Receiver<bool>,
     serve: F,
 ) where
@@ -113,6 +107,7 @@ pub(crate) async fn accept_tls<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let acceptor = TlsAcceptor::from(tls);
+    let handshake_timeout = limits.tls_handshake_timeout();
     let serve = Arc::new(serve);
     let listener_name = gate.listener();
     loop {

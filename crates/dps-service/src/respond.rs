@@ -1,13 +1,16 @@
-//! The one place that turns failures into wire answers: HTTP status, the
-//! Azure error body (`errorCode`, `trackingId`, `message`, `timestampUtc`),
-//! `x-ms-error-code`, and `Retry-After` only where clients should retry
-//! (some SDKs retry any 4xx that carries it).
+//! The one place that turns outcomes into wire answers ([`WireAnswer`]):
+//! HTTP status, the Azure error body (`errorCode`, `trackingId`, `message`,
+//! `timestampUtc`), `x-ms-error-code`, and `Retry-After` only where clients
+//! should retry (some SDKs retry any 4xx that carries it).
+//!
+//! [`refusals`] is where each failure gets its Azure error code.
+
+mod refusals;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
-use dps_model::{ErrorBody, ErrorCode, ModelError};
-use dps_storage::{Entity, StoreError};
+use dps_model::{ErrorBody, ErrorCode};
 use http::{header, HeaderValue, StatusCode};
 
 /// The largest body the device and service APIs accept (the cloud's 96 KB).
@@ -37,42 +40,26 @@ impl ApiError {
         }
     }
 
-    /// 400 with the generic argument-invalid code.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(ErrorCode::ARGUMENT_INVALID, message)
-    }
-
-    /// 401 with the Azure unauthorized code.
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError::new(ErrorCode::UNAUTHORIZED, message)
-    }
-
-    /// 500 without internal details (they go to the log).
-    pub fn internal(detail: impl std::fmt::Display) -> Self {
-        let tracking = uuid::Uuid::new_v4();
-        tracing::error!(%tracking, %detail, "internal error");
-        ApiError::new(
-            ErrorCode::INTERNAL,
-            format!("Internal error (tracking id {tracking})."),
-        )
-    }
-
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
-/// An answer as a message-oriented transport (MQTT) carries it: the HTTP
-/// status it stands for, the JSON body, and the seconds a client should wait.
+/// An answer in transport-neutral form: the HTTP status it stands for, the
+/// JSON body, the seconds a client should wait, and the Azure error code of
+/// a failure. HTTPS renders it as a response ([`IntoResponse`]), MQTT as a
+/// reply topic and payload; a new transport renders this, nothing else.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WireAnswer {
     /// The HTTP status code with the same meaning.
     pub status: u16,
-    /// The JSON body (an operation status or the Azure error body).
+    /// The JSON body (an operation status, a TPM challenge or the Azure error body).
     pub body: Vec<u8>,
     /// Seconds to wait before the next request, when there is a reason to.
     pub retry_after: Option<u64>,
+    /// The 6-digit code of a failure (HTTPS also sends it as `x-ms-error-code`).
+    pub error_code: Option<ErrorCode>,
 }
 
 impl WireAnswer {
@@ -87,6 +74,7 @@ impl WireAnswer {
                 status: status.as_u16(),
                 body,
                 retry_after,
+                error_code: None,
             },
             Err(err) => ApiError::internal(err).to_wire(),
         }
@@ -94,8 +82,9 @@ impl WireAnswer {
 }
 
 impl ApiError {
-    /// This error as a message-oriented transport carries it: the same status,
-    /// body and retry rule as the HTTP rendering.
+    /// This error as every transport carries it: its status, the Azure error
+    /// body, and the seconds to wait only on 429 and 503 (some SDKs retry
+    /// any 4xx that carries a wait).
     pub fn to_wire(&self) -> WireAnswer {
         let status = self.status();
         let body = ErrorBody::new(self.code, self.message.clone());
@@ -105,99 +94,43 @@ impl ApiError {
             retry_after: self.retry_after.filter(|_| {
                 status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
             }),
+            error_code: Some(self.code),
         }
     }
 }
 
-impl From<ModelError> for ApiError {
-    fn from(err: ModelError) -> Self {
-        let code = match &err {
-            ModelError::InvalidId {
-                kind: "registrationId",
-                ..
-            } => ErrorCode::INVALID_REGISTRATION_ID,
-            ModelError::InvalidId {
-                kind: "enrollmentGroupId",
-                ..
-            } => ErrorCode::INVALID_ENROLLMENT_GROUP_ID,
-            _ => ErrorCode::ARGUMENT_INVALID,
-        };
-        ApiError::new(code, err.to_string())
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        let code = match &err {
-            StoreError::NotFound { entity, .. } => match entity {
-                Entity::Enrollment => ErrorCode::ENROLLMENT_NOT_FOUND,
-                Entity::EnrollmentGroup => ErrorCode::ENROLLMENT_GROUP_NOT_FOUND,
-                Entity::Registration => ErrorCode::DEVICE_REGISTRATION_NOT_FOUND,
-                Entity::RegistrationOperation => ErrorCode::ASYNC_OPERATION_NOT_FOUND,
-                Entity::Tenant => ErrorCode::PROVISIONING_SETTINGS_NOT_FOUND,
-                _ => ErrorCode(404000),
-            },
-            StoreError::AlreadyExists { entity, .. } => match entity {
-                Entity::Enrollment => ErrorCode::ENROLLMENT_CONFLICT,
-                Entity::EnrollmentGroup => ErrorCode::ENROLLMENT_GROUP_CONFLICT,
-                Entity::Registration => ErrorCode::REGISTRATION_STATUS_CONFLICT,
-                _ => ErrorCode(409000),
-            },
-            StoreError::PreconditionFailed { .. } => ErrorCode::PRECONDITION_FAILED,
-            StoreError::UnknownTenant { .. } => ErrorCode::PROVISIONING_SETTINGS_NOT_FOUND,
-            StoreError::InvalidContinuationToken { .. } => ErrorCode::ARGUMENT_INVALID,
-            _ => return ApiError::internal(err),
-        };
-        ApiError::new(code, sentence(&err.to_string()))
-    }
-}
-
-/// A message as a sentence: capital first letter, final full stop.
-fn sentence(text: &str) -> String {
-    let mut chars = text.chars();
-    let mut out: String = match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    };
-    if !out.ends_with('.') {
-        out.push('.');
-    }
-    out
-}
-
-impl IntoResponse for ApiError {
+impl IntoResponse for WireAnswer {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let body = ErrorBody::new(self.code, self.message);
-        let mut response = json_response(status, &body);
-        let headers = response.headers_mut();
-        if let Ok(v) = HeaderValue::from_str(&self.code.0.to_string()) {
-            headers.insert("x-ms-error-code", v);
-        }
-        if let Some(seconds) = self.retry_after {
-            if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
-            {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            }
-        }
-        response
-    }
-}
-
-/// A JSON answer with the content type every SDK needs.
-pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => (
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (
             status,
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(JSON_CONTENT_TYPE),
             )],
-            body,
+            self.body,
         )
-            .into_response(),
-        Err(err) => ApiError::internal(err).into_response(),
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(code) = self.error_code {
+            headers.insert("x-ms-error-code", HeaderValue::from(code.0));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.to_wire().into_response()
+    }
+}
+
+/// A JSON answer with the content type every SDK needs.
+pub fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    WireAnswer::json(status, value, None).into_response()
 }
 
 /// The request body, at most [`MAX_BODY_BYTES`]; over the limit is a 413 in
@@ -221,19 +154,13 @@ pub async fn read_limited_body(
     headers: &http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PAYLOAD_TOO_LARGE,
-            format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
-        )
-    };
     if let Some(length) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
     {
         if length > MAX_BODY_BYTES {
-            return Err(too_large());
+            return Err(ApiError::payload_too_large());
         }
     }
     match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
@@ -241,7 +168,7 @@ pub async fn read_limited_body(
         Err(err) => {
             let text = err.to_string();
             if text.contains("length limit") {
-                Err(too_large())
+                Err(ApiError::payload_too_large())
             } else {
                 Err(ApiError::bad_request(format!(
                     "The request body could not be read: {text}"
@@ -253,13 +180,10 @@ pub async fn read_limited_body(
 
 /// The answer for paths no route knows.
 pub async fn not_found() -> ApiError {
-    ApiError::new(ErrorCode(404000), "The requested resource does not exist.")
+    ApiError::route_not_found()
 }
 
 /// The answer for a known path with the wrong method.
 pub async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        ErrorCode(405000),
-        "The method is not allowed on this resource.",
-    )
+    ApiError::method_not_allowed()
 }

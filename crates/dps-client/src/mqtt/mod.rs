@@ -4,7 +4,9 @@
 //! registration token as the password (none for X.509: the certificate is the
 //! TLS client certificate), then SUBSCRIBE to the reply filter, PUBLISH the
 //! register request and the polls, each answered on
-//! `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={n}]`.
+//! `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={n}]`. The
+//! username and topics are written and read by [`dps_model::mqtt`], the
+//! grammar the server reads them with.
 //!
 //! One connection per [`crate::ProvisioningClient::register`] call, closed
 //! with DISCONNECT at the end. TPM attestation has no MQTT form (as in Azure).
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use dps_attestation::sas::unix_now;
+use dps_model::mqtt::{self as grammar, encode};
 use dps_model::RegistrationStatus;
 use futures::{SinkExt as _, StreamExt as _};
 use rumqttc::mqttbytes::v4::{
@@ -35,8 +38,7 @@ use tokio_tungstenite::WebSocketStream;
 mod protocol;
 
 use self::protocol::{
-    encode, error_of, is_transient, kind, parse_reply_topic, parse_status, refusal,
-    split_host_port, uuid_like,
+    error_of, is_transient, kind, parse_status, refusal, split_host_port, uuid_like,
 };
 use crate::credential::Credential;
 use crate::{ClientError, ProvisioningClient, Registration, TlsTrust};
@@ -64,7 +66,6 @@ impl Transport {
     }
 }
 
-const REPLY_FILTER: &str = "$dps/registrations/res/#";
 /// Longest wait the client honours between polls.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Keep-alive sent in CONNECT (the Node SDK's value): longer than any wait here.
@@ -130,7 +131,7 @@ impl Exchange<'_> {
         let body = Bytes::from(body.to_string());
         let (mut status, mut retry_after) = loop {
             let rid = link.next_rid();
-            let topic = format!("$dps/registrations/PUT/iotdps-register/?$rid={rid}");
+            let topic = grammar::register_topic(&rid);
             let answer = self.request(link, topic, &rid, body.clone()).await?;
             match answer.status {
                 200 | 202 => break (parse_status(&answer.body)?, answer.retry_after),
@@ -147,10 +148,7 @@ impl Exchange<'_> {
                 None => self.wait(retry_after).await?,
             }
             let rid = link.next_rid();
-            let topic = format!(
-                "$dps/registrations/GET/iotdps-get-operationstatus/?$rid={rid}&operationId={}",
-                encode(&status.operation_id)
-            );
+            let topic = grammar::operation_status_topic(&rid, &status.operation_id);
             let answer = self
                 .request(link, topic, &rid, Bytes::from_static(b" "))
                 .await?;
@@ -237,7 +235,7 @@ impl Exchange<'_> {
                 }
             }
             let pkid = link.packet_id();
-            let mut subscribe = Subscribe::new(REPLY_FILTER, QoS::AtLeastOnce);
+            let mut subscribe = Subscribe::new(grammar::REPLY_FILTER, QoS::AtLeastOnce);
             subscribe.pkid = pkid;
             link.send(&[Packet::Subscribe(subscribe)])
                 .await
@@ -291,15 +289,13 @@ impl Exchange<'_> {
                                 .await
                                 .map_err(|e| network(e.to_string()))?;
                         }
-                        let Some((status, reply_rid, retry_after)) =
-                            parse_reply_topic(&reply.topic)
-                        else {
+                        let Some(topic) = grammar::parse_reply_topic(&reply.topic) else {
                             continue;
                         };
-                        if reply_rid == rid {
+                        if topic.rid == rid {
                             return Ok(Answer {
-                                status,
-                                retry_after,
+                                status: topic.status,
+                                retry_after: topic.retry_after_seconds.map(Duration::from_secs),
                                 body: reply.payload,
                             });
                         }
@@ -358,12 +354,11 @@ impl Exchange<'_> {
 
     fn username(&self) -> String {
         let c = self.client;
-        format!(
-            "{}/registrations/{}/api-version={}&ClientVersion={}",
-            c.id_scope,
-            c.registration_id,
-            encode(&c.api_version),
-            encode(concat!("dps-client/", env!("CARGO_PKG_VERSION")))
+        grammar::username(
+            &c.id_scope,
+            &c.registration_id,
+            &c.api_version,
+            concat!("dps-client/", env!("CARGO_PKG_VERSION")),
         )
     }
 

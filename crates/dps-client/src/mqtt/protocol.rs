@@ -1,10 +1,8 @@
-//! The wire details of the device protocol over MQTT: request ids, reply
-//! topics, and how answers become results or typed errors.
-
-use std::time::Duration;
+//! The client's side of the device protocol over MQTT: request ids and how
+//! answers become results or typed errors (the topic grammar itself is
+//! [`dps_model::mqtt`]).
 
 use dps_model::{ErrorBody, RegistrationOperationStatus};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use rumqttc::mqttbytes::v4::{ConnectReturnCode, Packet};
 
 use super::Answer;
@@ -13,24 +11,6 @@ use crate::ClientError;
 /// A request id unique within the connection, shaped like the SDKs' UUIDs.
 pub(super) fn uuid_like(n: u16) -> String {
     format!("00000000-0000-4000-8000-{:012x}", n)
-}
-
-/// `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={n}]`.
-pub(super) fn parse_reply_topic(topic: &str) -> Option<(u16, &str, Option<Duration>)> {
-    let rest = topic.strip_prefix("$dps/registrations/res/")?;
-    let (status, query) = rest.split_once('?')?;
-    let status = status.trim_end_matches('/').parse().ok()?;
-    let mut rid = None;
-    let mut retry_after = None;
-    for pair in query.split('&') {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name == "$rid" {
-            rid = Some(value);
-        } else if name.eq_ignore_ascii_case("retry-after") {
-            retry_after = value.trim().parse::<u64>().ok().map(Duration::from_secs);
-        }
-    }
-    Some((status, rid?, retry_after))
 }
 
 pub(super) fn parse_status(body: &[u8]) -> Result<RegistrationOperationStatus, ClientError> {
@@ -125,32 +105,9 @@ pub(super) fn split_host_port(endpoint: &str, default_port: u16) -> (String, u16
     }
 }
 
-pub(super) fn encode(segment: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet = &NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    utf8_percent_encode(segment, KEEP).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reply_topics_parse_in_any_order() {
-        assert_eq!(
-            parse_reply_topic("$dps/registrations/res/202/?$rid=abc&retry-after=3"),
-            Some((202, "abc", Some(Duration::from_secs(3))))
-        );
-        assert_eq!(
-            parse_reply_topic("$dps/registrations/res/200/?retry-after=x&$rid=1"),
-            Some((200, "1", None))
-        );
-        assert_eq!(parse_reply_topic("$dps/registrations/res/200/"), None);
-        assert_eq!(parse_reply_topic("other/topic"), None);
-    }
 
     #[test]
     fn endpoints_split_into_host_and_port() {

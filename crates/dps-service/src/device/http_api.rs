@@ -5,6 +5,12 @@
 //! | `PUT /{idScope}/registrations/{registrationId}/register` | register |
 //! | `GET /{idScope}/registrations/{registrationId}/operations/{operationId}` | operation status |
 //! | `POST /{idScope}/registrations/{registrationId}` | registration status lookup |
+//!
+//! Translation only: bodies are read by [`super::body`], answers come from
+//! [`super::answers`]; this file adds what only HTTP has (the path, the
+//! `api-version` query parameter, `Authorization`, `Location`).
+//! `forceRegistration=true` (Node SDK) is ignored like any unknown query
+//! parameter: every register already re-runs attestation and allocation.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,13 +19,12 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use dps_model::{DeviceRegistrationRequest, ErrorCode, RegistrationStatus};
-use http::{header, HeaderMap, HeaderValue, StatusCode};
-use serde::Serialize;
+use http::{header, HeaderMap, HeaderValue};
 
+use super::{answers, body};
 use crate::listener::ConnectionInfo;
 use crate::pipeline::{DeviceCredentials, DeviceRequest, Pipeline, RegisterAnswer};
-use crate::respond::{self, json_response, ApiError, LimitedBody};
+use crate::respond::{self, ApiError, LimitedBody};
 
 #[derive(Clone)]
 struct DeviceApi {
@@ -56,15 +61,6 @@ pub fn router(pipeline: Arc<Pipeline>, retry_after_seconds: u64, location: Strin
         .with_state(api)
 }
 
-/// The TPM challenge answer (spec §3.5): exactly these fields, no `status`.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct TpmChallengeBody<'a> {
-    authentication_key: &'a str,
-    key_name: &'static str,
-    message: &'static str,
-}
-
 fn device_request(
     scope: String,
     registration: String,
@@ -95,24 +91,6 @@ fn device_request(
     })
 }
 
-pub(super) fn parse_body(
-    registration: &str,
-    body: &[u8],
-) -> Result<DeviceRegistrationRequest, ApiError> {
-    let request = DeviceRegistrationRequest::from_json(body)?;
-    if let Some(id) = &request.registration_id {
-        if !id.eq_ignore_ascii_case(registration) {
-            return Err(ApiError::new(
-                ErrorCode::INVALID_REGISTRATION_ID,
-                format!(
-                    "The registrationId in the body ({id:?}) does not match the one in the path ({registration:?})."
-                ),
-            ));
-        }
-    }
-    Ok(request)
-}
-
 async fn register(
     State(api): State<DeviceApi>,
     Path((scope, registration)): Path<(String, String)>,
@@ -122,40 +100,21 @@ async fn register(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let request = device_request(scope, registration, &query, &headers, &connection)?;
-    let body = parse_body(&request.registration_id, &body)?;
-    let force = query
-        .get("forceRegistration")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let answer = api.pipeline.register(&request, body, force).await?;
-    Ok(match answer {
-        RegisterAnswer::Accepted(status) => {
-            let mut response = json_response(StatusCode::ACCEPTED, &status);
-            let h = response.headers_mut();
-            h.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(api.retry_after_seconds),
-            );
-            // Never the request's `Host`: a client must not choose where
-            // this server's answers point.
-            let location = format!(
-                "https://{}/{}/registrations/{}/register",
-                api.location, request.id_scope, request.registration_id
-            );
-            if let Ok(v) = HeaderValue::from_str(&location) {
-                h.insert(header::LOCATION, v);
-            }
-            response
+    let body = body::registration_request(&request.registration_id, &body)?;
+    let outcome = api.pipeline.register(&request, body, false).await?;
+    let mut response = answers::register(&outcome, api.retry_after_seconds).into_response();
+    if let RegisterAnswer::Accepted(_) = outcome {
+        // Never the request's `Host`: a client must not choose where this
+        // server's answers point.
+        let location = format!(
+            "https://{}/{}/registrations/{}/register",
+            api.location, request.id_scope, request.registration_id
+        );
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, v);
         }
-        RegisterAnswer::Final(status) => json_response(StatusCode::OK, &status),
-        RegisterAnswer::TpmChallenge { authentication_key } => json_response(
-            StatusCode::UNAUTHORIZED,
-            &TpmChallengeBody {
-                authentication_key: &authentication_key,
-                key_name: "registration",
-                message: "Sign a registration token with the key in authenticationKey.",
-            },
-        ),
-    })
+    }
+    Ok(response)
 }
 
 async fn operation_status(
@@ -168,16 +127,7 @@ async fn operation_status(
     // GET bodies (the Node SDK sends `{}`) are ignored.
     let request = device_request(scope, registration, &query, &headers, &connection)?;
     let status = api.pipeline.operation_status(&request, &operation).await?;
-    Ok(if status.status == RegistrationStatus::Assigning {
-        let mut response = json_response(StatusCode::ACCEPTED, &status);
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(api.retry_after_seconds),
-        );
-        response
-    } else {
-        json_response(StatusCode::OK, &status)
-    })
+    Ok(answers::operation_status(&status, api.retry_after_seconds).into_response())
 }
 
 async fn registration_status(
@@ -189,12 +139,7 @@ async fn registration_status(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let request = device_request(scope, registration, &query, &headers, &connection)?;
-    let body = parse_body(&request.registration_id, &body)?;
-    if body.csr.is_some() {
-        return Err(ApiError::bad_request(
-            "A status lookup must not carry a csr.",
-        ));
-    }
+    let body = body::status_lookup_request(&request.registration_id, &body)?;
     let result = api.pipeline.registration_status(&request, body).await?;
-    Ok(json_response(StatusCode::OK, &result).into_response())
+    Ok(answers::registration_status(&result).into_response())
 }

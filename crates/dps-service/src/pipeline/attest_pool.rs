@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dps_attestation::x509::ChainLimits;
-use dps_model::ErrorCode;
 use tokio::sync::Semaphore;
 
 use crate::config::AttestationLimits;
@@ -111,12 +110,10 @@ impl AttestPool {
                 "X.509 verification pool saturated: devices answered 429 (logged once per {WARN_EVERY_SECS} s)"
             );
         }
-        let mut error = ApiError::new(
-            ErrorCode::THROTTLED,
+        ApiError::throttled(
             format!("The server is busy verifying certificates; retry after {RETRY_AFTER_SECS} s."),
-        );
-        error.retry_after = Some(RETRY_AFTER_SECS);
-        error
+            RETRY_AFTER_SECS,
+        )
     }
 }
 
@@ -138,6 +135,7 @@ impl super::Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dps_model::ErrorCode;
 
     fn pool(threads: usize, timeout_ms: u64) -> AttestPool {
         AttestPool::new(&AttestationLimits {

@@ -14,8 +14,8 @@ use dps_attestation::sas::{Audience, ExpiryPolicy, SasToken, SymmetricKey};
 use dps_attestation::{keys, tpm, x509, AttestationError};
 use dps_model::registration::TpmRegistrationRequest;
 use dps_model::{
-    AttestationType, EnrollmentGroup, EnrollmentRef, ErrorCode, IndividualEnrollment,
-    RegistrationId, TpmAttestation, X509CertificateInfo,
+    AttestationType, EnrollmentGroup, EnrollmentRef, IndividualEnrollment, RegistrationId,
+    TpmAttestation, X509CertificateInfo,
 };
 use dps_storage::Store;
 use rustls::pki_types::CertificateDer;
@@ -77,7 +77,7 @@ pub(crate) enum Authentication {
 }
 
 fn refused(reason: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::UNAUTHORIZED, reason)
+    ApiError::unauthorized(reason)
 }
 
 /// The generic refusal: the same for unknown scope, unknown enrollment and
@@ -333,10 +333,7 @@ impl Authenticator<'_> {
             .as_deref()
             .or(enrolled.storage_root_key.as_deref())
             .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::INVALID_STORAGE_ROOT_KEY,
-                    "The TPM challenge needs tpm.storageRootKey.",
-                )
+                ApiError::invalid_storage_root_key("The TPM challenge needs tpm.storageRootKey.")
             })?;
         let issued_at = self.challenges.reserve(
             &self.view.tenant.id_scope,
@@ -349,7 +346,7 @@ impl Authenticator<'_> {
         tracing::debug!(registration = %self.registration_id, issued_at, "TPM challenge issued");
         let challenge =
             tpm::TpmChallenge::with_key(&tpm_request.endorsement_key, storage_root_key, key)
-                .map_err(|e| ApiError::new(ErrorCode::INVALID_ENDORSEMENT_KEY, format!("{e}.")))?;
+                .map_err(|e| ApiError::invalid_endorsement_key(format!("{e}.")))?;
         Ok(Authentication::TpmChallenge(challenge.authentication_key))
     }
 

@@ -385,7 +385,7 @@ impl Pipeline {
                 });
             }
             Ok(None) => {
-                record.error_code = Some(ErrorCode(401000).0);
+                record.error_code = Some(ErrorCode::ENROLLMENT_DISABLED.0);
                 record.error_message = Some("The enrollment is disabled.".to_owned());
             }
             Err(Failure { code, message }) => {
@@ -478,12 +478,7 @@ impl Pipeline {
         operation_id: &str,
     ) -> Result<RegistrationOperationStatus, ApiError> {
         let (view, registration_id) = self.view(request).await?;
-        let not_found = || {
-            ApiError::new(
-                ErrorCode::ASYNC_OPERATION_NOT_FOUND,
-                format!("Operation {operation_id:?} was not found."),
-            )
-        };
+        let not_found = || ApiError::unknown_operation(operation_id);
         if let Some(recent) = self
             .recent
             .get(&view.tenant.id_scope, operation_id)
@@ -537,12 +532,7 @@ impl Pipeline {
             .registration(scope, &registration_id)
             .await
             .map_err(ApiError::internal)?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::DEVICE_REGISTRATION_NOT_FOUND,
-                    "This device has no registration record.",
-                )
-            })?;
+            .ok_or_else(ApiError::no_registration_record)?;
         self.store
             .record_operation(OperationRecord::now(
                 scope,

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use dps_model::{ErrorCode, IdScope};
+use dps_model::IdScope;
 
 use super::rate_limit::{address_key, KeyedLimiter, Limited, Rate};
 use crate::config::ThrottlingConfig;
@@ -119,12 +119,7 @@ impl Throttle {
 /// The `429` answer.
 pub(crate) fn throttled(what: &str, limited: Limited) -> ApiError {
     let seconds = limited.retry_after_secs();
-    let mut error = ApiError::new(
-        ErrorCode::THROTTLED,
-        format!("{what}; retry after {seconds} s."),
-    );
-    error.retry_after = Some(seconds);
-    error
+    ApiError::throttled(format!("{what}; retry after {seconds} s."), seconds)
 }
 
 /// Lets a warning through at most once per [`LogGate::EVERY`] seconds, so an
@@ -152,6 +147,7 @@ impl LogGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dps_model::ErrorCode;
 
     fn scope(s: &str) -> IdScope {
         IdScope::new(s).unwrap()

@@ -337,17 +337,11 @@ fn decode(segment: &str) -> Result<String, ApiError> {
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(
-        dps_model::ErrorCode(404000),
-        "The requested resource does not exist.",
-    )
+    ApiError::route_not_found()
 }
 
 fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        dps_model::ErrorCode(405000),
-        "The method is not allowed on this resource.",
-    )
+    ApiError::method_not_allowed()
 }
 
 #[cfg(test)]

@@ -469,10 +469,7 @@ fn hub_not_found(host: &str) -> ApiError {
 }
 
 fn policy_not_found(name: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode(404000),
-        format!("Shared access policy {name:?} not found."),
-    )
+    ApiError::not_found(format!("Shared access policy {name:?} not found."))
 }
 
 #[cfg(test)]

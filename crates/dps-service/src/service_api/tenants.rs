@@ -181,10 +181,9 @@ async fn put(api: &ServiceApi, name: &str, call: &Call) -> Result<Response, ApiE
             Err(StoreError::AlreadyExists { id, .. })
                 if id.eq_ignore_ascii_case(scope.as_str()) && attempt < SCOPE_ATTEMPTS => {}
             Err(StoreError::AlreadyExists { .. }) => {
-                return Err(ApiError::new(
-                    dps_model::ErrorCode(409000),
-                    format!("Tenant {name:?} already exists."),
-                ))
+                return Err(ApiError::conflict(format!(
+                    "Tenant {name:?} already exists."
+                )))
             }
             Err(err) => return Err(err.into()),
         }

@@ -4,23 +4,24 @@
 //!
 //! Translation only, like the HTTPS endpoint: CONNECT authenticates through
 //! [`Pipeline::authenticate_device`], each request PUBLISH becomes a pipeline
-//! call ([`requests`]), and every answer is rendered by
-//! [`crate::respond::WireAnswer`] and published on
+//! call ([`requests`]), and every answer comes from [`crate::device::answers`]
+//! and is published on
 //! `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={n}]`.
 //!
-//! * [`topics`]: the username, request topics and reply topic (pure).
+//! * [`dps_model::mqtt`]: the username, request topics and reply topic (pure,
+//!   shared with `dps-client`).
 //! * [`session`]: one connection's state machine and its limits.
 //! * [`registry`]: the cap on connections per registration id.
 //! * [`transport`]: TLS stream or WebSocket under a session.
 //! * [`websocket`]: the upgrade hook on the HTTPS router.
 //!
 //! The codec is `rumqttc`'s `mqttbytes::v4` (packets only; none of its client).
-//! Not supported: MQTT 3.1 and 5, QoS 2 publishes, TPM attestation (as in Azure).
+//! Not supported: MQTT 3.1 and 5, QoS 2 publishes, TPM attestation (as in Azure:
+//! a device without a token or certificate is refused at CONNECT).
 
 mod registry;
 mod requests;
 mod session;
-mod topics;
 mod transport;
 mod websocket;
 
@@ -46,8 +47,6 @@ pub(crate) struct MqttLimits {
     pub(crate) max_packet_bytes: usize,
     /// Time from connection to CONNECT.
     pub(crate) connect_timeout: Duration,
-    /// Time from TCP accept to the end of the TLS handshake (MQTT over TLS).
-    pub(crate) handshake_timeout: Duration,
     /// The longest keep-alive honoured, in seconds (asking 0 gets this).
     pub(crate) max_keep_alive_seconds: u16,
     /// Requests of one connection in the pipeline at once.
@@ -78,6 +77,9 @@ pub struct MqttEndpoint {
     limits: MqttLimits,
     retry_after_seconds: u64,
     registry: Arc<ConnectionRegistry>,
+    /// The caps and the TLS handshake deadline of MQTT over TLS, as for
+    /// every listener.
+    connections: ConnectionLimits,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -104,7 +106,6 @@ impl MqttEndpoint {
             limits: MqttLimits {
                 max_packet_bytes: config.max_packet_bytes,
                 connect_timeout: Duration::from_millis(config.connect_timeout_ms),
-                handshake_timeout: connections.tls_handshake_timeout(),
                 max_keep_alive_seconds: connections.mqtt_max_keep_alive_seconds,
                 max_in_flight: config.max_in_flight,
                 max_throttled_replies: config.max_throttled_replies,
@@ -113,6 +114,7 @@ impl MqttEndpoint {
             registry: Arc::new(ConnectionRegistry::new(
                 config.max_connections_per_registration,
             )),
+            connections: connections.clone(),
             shutdown,
         })
     }
@@ -127,7 +129,7 @@ pub async fn serve_tls(
     endpoint: Arc<MqttEndpoint>,
     gate: Arc<ConnectionGate>,
 ) {
-    let handshake_timeout = endpoint.limits.handshake_timeout;
+    let limits = endpoint.connections.clone();
     let shutdown = endpoint.shutdown.clone();
     let serve = move |tls, connection, slot| {
         let endpoint = endpoint.clone();
@@ -137,7 +139,7 @@ pub async fn serve_tls(
             drop(slot);
         }
     };
-    accept_tls(listener, tls, gate, handshake_timeout, shutdown, serve).await;
+    accept_tls(listener, tls, gate, &limits, shutdown, serve).await;
 }
 
 #[cfg(test)]
@@ -149,7 +151,6 @@ mod tests {
         let limits = MqttLimits {
             max_packet_bytes: 1024,
             connect_timeout: Duration::from_secs(10),
-            handshake_timeout: Duration::from_secs(10),
             max_keep_alive_seconds: 300,
             max_in_flight: 1,
             max_throttled_replies: 1,

@@ -1,28 +1,24 @@
-//! Translation of MQTT device requests into pipeline calls, and of their
-//! outcomes into reply payloads (the MQTT twin of `http_api.rs`):
+//! Translation of MQTT device requests into pipeline calls (the MQTT twin of
+//! `http_api.rs`); bodies are read by [`crate::device::body`] and answers
+//! come from [`crate::device::answers`], as on every transport:
 //!
-//! | topic | pipeline call | answers |
-//! |---|---|---|
-//! | `PUT/iotdps-register` | register | `202` + retry-after (assigning), `200` (synchronous register), 4xx |
-//! | `GET/iotdps-get-operationstatus` | operation status | `202` + retry-after (assigning), `200`, 4xx |
+//! | topic | pipeline call |
+//! |---|---|
+//! | `PUT/iotdps-register` | register |
+//! | `GET/iotdps-get-operationstatus` | operation status |
 
 use bytes::Bytes;
-use dps_model::{ErrorCode, RegistrationStatus};
-use http::StatusCode;
+use dps_model::mqtt::RequestTopic;
 
-use super::topics::RequestTopic;
-use crate::device::http_api::parse_body;
-use crate::pipeline::{DeviceRequest, Pipeline, RegisterAnswer};
-use crate::respond::{ApiError, WireAnswer, MAX_BODY_BYTES};
+use crate::device::{answers, body};
+use crate::pipeline::{DeviceRequest, Pipeline};
+use crate::respond::{ApiError, WireAnswer};
 
 /// A request taken off a PUBLISH, owning what it needs to outlive the packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Instruction {
-    /// Register, with `forceRegistration`.
-    Register {
-        /// `forceRegistration=true`.
-        force: bool,
-    },
+    /// Register.
+    Register,
     /// Look up an operation.
     OperationStatus {
         /// The operation id, when the topic had one.
@@ -33,7 +29,7 @@ pub(crate) enum Instruction {
 impl From<&RequestTopic<'_>> for Instruction {
     fn from(topic: &RequestTopic<'_>) -> Self {
         match topic {
-            RequestTopic::Register { force, .. } => Instruction::Register { force: *force },
+            RequestTopic::Register { .. } => Instruction::Register,
             RequestTopic::OperationStatus { operation_id, .. } => Instruction::OperationStatus {
                 operation_id: operation_id.clone(),
             },
@@ -49,50 +45,23 @@ pub(crate) async fn answer(
     payload: Bytes,
     retry_after_seconds: u64,
 ) -> WireAnswer {
-    let result = match instruction {
-        Instruction::Register { force } => {
-            register(pipeline, request, force, &payload, retry_after_seconds).await
-        }
+    answers::either(match instruction {
+        Instruction::Register => register(pipeline, request, &payload, retry_after_seconds).await,
         Instruction::OperationStatus { operation_id } => {
             operation_status(pipeline, request, operation_id, retry_after_seconds).await
         }
-    };
-    result.unwrap_or_else(|err| err.to_wire())
+    })
 }
 
 async fn register(
     pipeline: &Pipeline,
     request: &DeviceRequest,
-    force: bool,
     payload: &[u8],
     retry_after_seconds: u64,
 ) -> Result<WireAnswer, ApiError> {
-    if payload.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(
-            ErrorCode::PAYLOAD_TOO_LARGE,
-            format!("The request body exceeds {MAX_BODY_BYTES} bytes."),
-        ));
-    }
-    // A bare JSON `null` means "no body", as an empty payload does.
-    let body: &[u8] = if payload.trim_ascii() == b"null" {
-        &[]
-    } else {
-        payload
-    };
-    let body = parse_body(&request.registration_id, body)?;
-    Ok(match pipeline.register(request, body, force).await? {
-        RegisterAnswer::Accepted(status) => {
-            WireAnswer::json(StatusCode::ACCEPTED, &status, Some(retry_after_seconds))
-        }
-        RegisterAnswer::Final(status) => WireAnswer::json(StatusCode::OK, &status, None),
-        // Unreachable in practice (CONNECT requires a token or a certificate),
-        // but a TPM challenge has no MQTT form.
-        RegisterAnswer::TpmChallenge { .. } => {
-            return Err(ApiError::bad_request(
-                "TPM attestation is not supported over MQTT; use HTTPS.",
-            ))
-        }
-    })
+    let body = body::registration_request(&request.registration_id, payload)?;
+    let outcome = pipeline.register(request, body, false).await?;
+    Ok(answers::register(&outcome, retry_after_seconds))
 }
 
 async fn operation_status(
@@ -104,19 +73,14 @@ async fn operation_status(
     let operation_id = operation_id
         .ok_or_else(|| ApiError::bad_request("The operationId topic parameter is required."))?;
     let status = pipeline.operation_status(request, &operation_id).await?;
-    Ok(if status.status == RegistrationStatus::Assigning {
-        WireAnswer::json(StatusCode::ACCEPTED, &status, Some(retry_after_seconds))
-    } else {
-        WireAnswer::json(StatusCode::OK, &status, None)
-    })
+    Ok(answers::operation_status(&status, retry_after_seconds))
 }
 
 /// The answer to a request over the per-connection in-flight cap.
 pub(crate) fn throttled(max_in_flight: usize, retry_after_seconds: u64) -> WireAnswer {
-    let mut error = ApiError::new(
-        ErrorCode::THROTTLED,
+    ApiError::throttled(
         format!("More than {max_in_flight} requests in flight on this connection."),
-    );
-    error.retry_after = Some(retry_after_seconds);
-    error.to_wire()
+        retry_after_seconds,
+    )
+    .to_wire()
 }

@@ -3,6 +3,17 @@
 //! topic, and the limits (CONNECT deadline, keep-alive, packet size, requests
 //! in flight). Any protocol violation closes this connection and nothing else.
 //!
+//! A malformed CONNECT (username shape, client id, protocol level) is refused
+//! with a CONNACK return code. Credentials that fail (bad token, unknown scope
+//! or enrollment, no token at all, throttled) are not: the connection is
+//! accepted *unverified*, and each request is answered on the reply topic by
+//! the pipeline, which authenticates every request as on HTTPS — so a device
+//! gets the same status and Azure error code on every transport (Azure's own
+//! MQTT endpoint answers an X.509 refusal as `res/401` with `401002`, spec
+//! §2.1), and a TPM device gets its challenge. An unverified connection never
+//! takes another connection's place (see [`super::registry`]) until one of its
+//! requests succeeds.
+//!
 //! Sessions are never persistent: `clean session` false is accepted (Python
 //! sends it) but CONNACK always says no session is present, and QoS 1 replies
 //! are not redelivered after a reconnect — a device that lost a reply asks again.
@@ -11,6 +22,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use dps_model::mqtt as topics;
 use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode,
     UnsubAck,
@@ -19,8 +31,8 @@ use rumqttc::mqttbytes::{Error as CodecError, Protocol, QoS};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::registry::Registered;
 use super::requests::{self, Instruction};
-use super::topics;
 use super::transport::Transport;
 use super::MqttEndpoint;
 use crate::listener::{stopped, ConnectionInfo};
@@ -60,6 +72,25 @@ impl std::fmt::Display for End {
 impl From<io::Error> for End {
     fn from(err: io::Error) -> Self {
         End::Io(err)
+    }
+}
+
+/// What woke a session up.
+enum Event {
+    /// Bytes from the device (0: it closed the connection).
+    Read(io::Result<usize>),
+    /// An answer ready to publish.
+    Reply(Reply),
+}
+
+/// Resolves when a newer connection of the same device took this one's
+/// place; never for a connection that is not registered.
+async fn evicted(registered: &mut Option<Registered>) {
+    match registered {
+        Some(registered) => {
+            let _ = (&mut registered.evicted).await;
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -121,17 +152,14 @@ impl Session {
         // MQTT 3.1.1 §3.1.2.10: the server closes after 1.5 × the keep-alive
         // without a control packet.
         let idle_limit = granted * 3 / 2;
-        let request = match self.accept(connect, connection).await {
-            Ok(request) => request,
+        let (request, verified) = match self.accept(connect, connection).await {
+            Ok(accepted) => accepted,
             Err(code) => {
                 let _ = self.connack(code).await;
                 return End::Violation(format!("CONNECT refused with {code:?}"));
             }
         };
-        let mut registered = self
-            .endpoint
-            .registry
-            .register(&request.id_scope, &request.registration_id);
+        let mut registered = verified.then(|| self.register(&request));
         if let Err(err) = self.connack(ConnectReturnCode::Success).await {
             return End::Io(err);
         }
@@ -145,23 +173,37 @@ impl Session {
                 return end;
             }
             let idle = tokio::time::sleep_until(last_read + idle_limit);
-            tokio::select! {
-                read = self.transport.read_into(&mut self.buf) => match read {
-                    Ok(0) => return End::Closed,
-                    Ok(_) => last_read = Instant::now(),
-                    Err(err) => return End::Io(err),
-                },
-                Some(reply) = replies.recv() => {
+            let event = tokio::select! {
+                read = self.transport.read_into(&mut self.buf) => Event::Read(read),
+                Some(reply) = replies.recv() => Event::Reply(reply),
+                _ = idle => return End::KeepAliveExpired,
+                _ = evicted(&mut registered) => return End::Replaced,
+                _ = stopped(&mut shutdown) => return End::Shutdown,
+            };
+            match event {
+                Event::Read(Ok(0)) => return End::Closed,
+                Event::Read(Ok(_)) => last_read = Instant::now(),
+                Event::Read(Err(err)) => return End::Io(err),
+                Event::Reply(reply) => {
                     self.in_flight = self.in_flight.saturating_sub(1);
+                    // A success means the pipeline authenticated the device.
+                    if registered.is_none() && reply.answer.status < 300 {
+                        registered = Some(self.register(&request));
+                    }
                     if let Err(err) = self.reply(None, &reply.rid, reply.answer).await {
                         return End::Io(err);
                     }
                 }
-                _ = idle => return End::KeepAliveExpired,
-                _ = &mut registered.evicted => return End::Replaced,
-                _ = stopped(&mut shutdown) => return End::Shutdown,
             }
         }
+    }
+
+    /// Count this connection under its registration id (evicting the
+    /// oldest over the cap): only for a device that proved its credentials.
+    fn register(&self, request: &DeviceRequest) -> Registered {
+        self.endpoint
+            .registry
+            .register(&request.id_scope, &request.registration_id)
     }
 
     /// The first packet, which must be a CONNECT, within the deadline.
@@ -194,12 +236,14 @@ impl Session {
         }
     }
 
-    /// Check the CONNECT and authenticate the device; the return code on refusal.
+    /// Check the CONNECT and authenticate the device: the request every
+    /// PUBLISH of this connection stands for, and whether its credentials
+    /// passed; the return code when the CONNECT itself is malformed.
     async fn accept(
         &mut self,
         connect: Connect,
         connection: &ConnectionInfo,
-    ) -> Result<DeviceRequest, ConnectReturnCode> {
+    ) -> Result<(DeviceRequest, bool), ConnectReturnCode> {
         if connect.protocol != Protocol::V4 {
             return Err(ConnectReturnCode::RefusedProtocolVersion);
         }
@@ -232,15 +276,16 @@ impl Session {
                 Transport::WebSocket(_) => crate::pipeline::TransportKind::MqttWs,
             },
         };
-        match self.endpoint.pipeline.authenticate_device(&request).await {
-            Ok(()) => Ok(request),
-            // Unknown scope, unknown enrollment, bad token or certificate:
-            // one answer, no hint which.
-            Err(err) if err.status().is_client_error() && err.status().as_u16() != 429 => {
-                Err(ConnectReturnCode::NotAuthorized)
+        let verified = match self.endpoint.pipeline.authenticate_device(&request).await {
+            Ok(()) => true,
+            Err(err) => {
+                // The requests will be refused with the code the pipeline
+                // chooses; the reason is in the pipeline's own log.
+                tracing::debug!(peer = %connection.peer, status = err.code.0, "MQTT connection unverified");
+                false
             }
-            Err(_) => Err(ConnectReturnCode::ServiceUnavailable),
-        }
+        };
+        Ok((request, verified))
     }
 
     /// Handle every complete packet in the buffer.
