@@ -29,7 +29,7 @@ fn config(dir: &std::path::Path, storage_url: Option<String>) -> ServiceConfig {
 }
 
 async fn get(server: &RunningServer, path: &str) -> Result<(StatusCode, Value)> {
-    let addr = server.admin_addr.context("admin listener is off")?;
+    let addr = server.admin_addr().context("admin listener is off")?;
     let response = reqwest::Client::new()
         .get(format!("http://{addr}{path}"))
         .timeout(Duration::from_secs(5))
@@ -58,7 +58,7 @@ async fn wait_for(server: &RunningServer, want: StatusCode, within: Duration) ->
 async fn healthz_and_readyz_answer_on_sqlite() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let server = dps_service::server::start(config(dir.path(), None)).await?;
-    let addr = server.admin_addr.context("admin address")?;
+    let addr = server.admin_addr().context("admin address")?;
     assert!(addr.ip().is_loopback(), "{addr}");
 
     let (status, body) = get(&server, "/healthz").await?;
@@ -80,7 +80,7 @@ async fn a_stalled_request_head_is_cut_off() -> Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let dir = tempfile::tempdir()?;
     let server = dps_service::server::start(config(dir.path(), None)).await?;
-    let mut stream = TcpStream::connect(server.admin_addr.context("admin address")?).await?;
+    let mut stream = TcpStream::connect(server.admin_addr().context("admin address")?).await?;
     stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
         .await?;
@@ -103,7 +103,7 @@ async fn admin_listener_can_be_disabled() -> Result<()> {
     let mut config = config(dir.path(), None);
     config.admin.enabled = false;
     let server = dps_service::server::start(config).await?;
-    assert_eq!(server.admin_addr, None);
+    assert_eq!(server.admin_addr(), None);
     server.shutdown().await;
     Ok(())
 }

@@ -27,7 +27,7 @@ pub(crate) fn client(
     )
     .credential(credential)
     .system_roots(false)
-    .trust_ca_pem(system.server.trust_pem.clone())
+    .trust_ca_pem(system.server.trust_pem().to_owned())
     .timeout(Duration::from_secs(30))
 }
 
@@ -36,7 +36,7 @@ pub(crate) async fn put_enrollment(system: &TestSystem, enrollment: serde_json::
         IndividualEnrollment::from_json(enrollment.to_string().as_bytes()).expect("enrollment");
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await
         .expect("stored");
@@ -46,7 +46,7 @@ pub(crate) async fn put_group(system: &TestSystem, group: serde_json::Value) {
     let group = EnrollmentGroup::from_json(group.to_string().as_bytes()).expect("group");
     system
         .server
-        .store
+        .store()
         .put_enrollment_group(system.scope(), group, Precondition::None)
         .await
         .expect("stored");
@@ -215,7 +215,7 @@ async fn x509_group_through_a_verified_ca_and_an_intermediate() -> Result<()> {
     });
     system
         .server
-        .store
+        .store()
         .replace_tenant(tenant, Precondition::None)
         .await?;
     put_group(

@@ -53,7 +53,7 @@ async fn wrong_key_and_unknown_scope_are_authentication_errors() -> Result<()> {
         ProvisioningClient::builder(system.device_host.clone(), "0ne0000FFFF", "rs-auth")
             .credential(Credential::symmetric_key(&generate_key())?)
             .system_roots(false)
-            .trust_ca_pem(system.server.trust_pem.clone())
+            .trust_ca_pem(system.server.trust_pem().to_owned())
             .build()?
             .register()
             .await

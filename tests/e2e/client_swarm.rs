@@ -25,7 +25,7 @@ fn swarm_config(system: &TestSystem, concurrency: usize) -> Result<SwarmConfig> 
     let mut config = SwarmConfig::new(
         system.device_host.clone(),
         system.scope().to_string(),
-        TlsTrust::new(false, &[system.server.trust_pem.as_str()])?,
+        TlsTrust::new(false, &[system.server.trust_pem()])?,
     );
     config.concurrency = concurrency;
     config.poll_interval = Some(Duration::ZERO);
@@ -53,7 +53,7 @@ async fn two_thousand_devices_spread_evenly_over_four_hubs() -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     system
         .server
-        .store
+        .store()
         .import_enrollments(system.scope(), enrollments)
         .await?;
 
@@ -160,7 +160,7 @@ async fn a_mixed_swarm_with_enrollments_created_through_the_service_routes() -> 
     .await?;
     let policy_key = generate_key();
     let api = FakeServiceApi {
-        store: system.server.store.clone(),
+        store: system.server.store().clone(),
         scope: system.scope().clone(),
         audience: "svc.test".to_owned(),
         key: SymmetricKey::from_base64(&policy_key)?,

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use dps_e2e::certs;
 
 fn client(system: &TestSystem, identity: Option<reqwest::Identity>) -> Client {
-    let ca = reqwest::Certificate::from_pem(system.server.trust_pem.as_bytes()).expect("CA");
+    let ca = reqwest::Certificate::from_pem(system.server.trust_pem().as_bytes()).expect("CA");
     let mut builder = Client::builder().use_rustls_tls().add_root_certificate(ca);
     if let Some(identity) = identity {
         builder = builder.identity(identity);
@@ -69,7 +69,7 @@ async fn enrolled(system: &TestSystem, id: &str) -> String {
     .unwrap();
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await
         .unwrap();
@@ -253,7 +253,7 @@ async fn sas_refusals_carry_their_codes() -> Result<()> {
     // Nothing was billed for the refusals: exactly one registration.
     let record = system
         .server
-        .store
+        .store()
         .registration(system.scope(), &RegistrationId::new("err-dev")?)
         .await?;
     assert_eq!(record.unwrap().status, RegistrationStatus::Assigned);
@@ -279,7 +279,7 @@ async fn certificate_refusals_carry_their_codes() -> Result<()> {
     });
     system
         .server
-        .store
+        .store()
         .replace_tenant(tenant, Precondition::None)
         .await?;
     let group = EnrollmentGroup::from_json(
@@ -290,7 +290,7 @@ async fn certificate_refusals_carry_their_codes() -> Result<()> {
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment_group(system.scope(), group, Precondition::None)
         .await?;
     let leaf = certs::signed_by("cert-dev-1", false, &root);

@@ -89,7 +89,7 @@ fn symmetric_enrollment(id: &str, key: &str) -> IndividualEnrollment {
 async fn put(system: &TestSystem, enrollment: IndividualEnrollment) -> IndividualEnrollment {
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await
         .expect("stored")
@@ -134,7 +134,7 @@ async fn symmetric_key_individual_enrollment_is_provisioned_on_the_first_poll() 
 
     let record = system
         .server
-        .store
+        .store()
         .registration(system.scope(), &RegistrationId::new("node-sym-1")?)
         .await?
         .expect("registration record");
@@ -155,7 +155,7 @@ async fn symmetric_key_group_device_uses_its_derived_key() -> Result<()> {
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment_group(system.scope(), group, Precondition::None)
         .await?;
     let device_key =
@@ -246,7 +246,7 @@ async fn x509_group_through_a_verified_ca_and_an_intermediate() -> Result<()> {
     });
     system
         .server
-        .store
+        .store()
         .replace_tenant(tenant, Precondition::None)
         .await?;
     let group = EnrollmentGroup::from_json(
@@ -257,7 +257,7 @@ async fn x509_group_through_a_verified_ca_and_an_intermediate() -> Result<()> {
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment_group(system.scope(), group, Precondition::None)
         .await?;
     // The tenant view is cached briefly; a fresh system reads it on first use.

@@ -13,7 +13,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 
 fn client(system: &TestSystem) -> Client {
-    let ca = reqwest::Certificate::from_pem(system.server.trust_pem.as_bytes()).expect("CA");
+    let ca = reqwest::Certificate::from_pem(system.server.trust_pem().as_bytes()).expect("CA");
     Client::builder()
         .use_rustls_tls()
         .add_root_certificate(ca)
@@ -31,7 +31,7 @@ async fn enroll(system: &TestSystem, id: &str, extra: Value) -> String {
     let enrollment = IndividualEnrollment::from_json(body.to_string().as_bytes()).unwrap();
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await
         .unwrap();
@@ -89,7 +89,7 @@ async fn billed(system: &TestSystem) -> u64 {
     let now = chrono::Utc::now();
     let report = system
         .server
-        .store
+        .store()
         .operation_report(
             system.scope(),
             now - chrono::Duration::hours(1),
@@ -123,7 +123,7 @@ async fn a_dead_hub_fails_the_registration_with_its_cause_on_the_record() -> Res
     );
     let record = system
         .server
-        .store
+        .store()
         .registration(system.scope(), &RegistrationId::new("dead-hub-dev")?)
         .await?
         .expect("the failure is recorded for administrators");
@@ -243,18 +243,18 @@ async fn tenants_declared_in_the_configuration_are_created_once() -> Result<()> 
         config
     };
     let server = dps_service::server::start(make(dir.path())).await?;
-    let first = server.tenants[0].clone();
+    let first = server.tenants()[0].clone();
     assert_eq!(first.id_scope.as_str(), "0ne0000C0F1");
     assert_eq!(first.service_host_name, "configured.localhost");
     assert_eq!(first.linked_hubs[0].host_name, "hub-x.test");
     assert_eq!(first.linked_hubs[0].allocation_weight, 3);
-    let operator_key = server.operator_key.clone();
+    let operator_key = server.operator_key().to_owned();
     server.shutdown().await;
     // A restart keeps the tenant (same keys), the hub link and the operator key.
     let server = dps_service::server::start(make(dir.path())).await?;
-    assert_eq!(server.tenants[0].access_policies, first.access_policies);
-    assert_eq!(server.operator_key, operator_key);
-    assert_eq!(server.store.list_tenants().await?.len(), 1);
+    assert_eq!(server.tenants()[0].access_policies, first.access_policies);
+    assert_eq!(server.operator_key(), operator_key);
+    assert_eq!(server.store().list_tenants().await?.len(), 1);
     server.shutdown().await;
     Ok(())
 }

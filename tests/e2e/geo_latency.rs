@@ -62,7 +62,7 @@ fn configure(config: &mut ServiceConfig) {
 async fn set_locations(system: &TestSystem, locations: [&str; 3]) -> Result<()> {
     let mut tenant = system
         .server
-        .store
+        .store()
         .tenant(system.scope())
         .await?
         .context("tenant")?;
@@ -76,7 +76,7 @@ async fn set_locations(system: &TestSystem, locations: [&str; 3]) -> Result<()> 
     }
     system
         .server
-        .store
+        .store()
         .replace_tenant(tenant, Precondition::None)
         .await?;
     Ok(())
@@ -164,7 +164,7 @@ async fn the_live_prober_measures_the_emulator_hubs_through_resolve() -> Result<
     .await?;
     let live = system
         .server
-        .live_latency
+        .live_latency()
         .clone()
         .context("probing is on by default")?;
     // The tenant was created after the server started: the next round
@@ -188,7 +188,7 @@ async fn the_live_prober_measures_the_emulator_hubs_through_resolve() -> Result<
     tenant.linked_hubs.retain(|h| h.host_name != "hub-c.test");
     system
         .server
-        .store
+        .store()
         .replace_tenant(tenant, Precondition::None)
         .await?;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -202,7 +202,7 @@ async fn the_live_prober_measures_the_emulator_hubs_through_resolve() -> Result<
     let mut system = system;
     system.config.allocation.geo_latency.probe.enabled = false;
     let system = system.restart().await?;
-    ensure!(system.server.live_latency.is_none());
+    ensure!(system.server.live_latency().is_none());
     system.stop().await;
     Ok(())
 }

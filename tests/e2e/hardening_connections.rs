@@ -31,7 +31,7 @@ async fn open(
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     for certificate in
-        rustls::pki_types::CertificateDer::pem_slice_iter(system.server.trust_pem.as_bytes())
+        rustls::pki_types::CertificateDer::pem_slice_iter(system.server.trust_pem().as_bytes())
     {
         roots.add(certificate?)?;
     }
@@ -132,7 +132,7 @@ async fn idle_and_dribbling_connections_are_closed_by_the_header_timeout() -> Re
     })
     .await?;
     let from = source(&system, 201)?;
-    let listeners = [system.server.device_addr, system.server.service_addr];
+    let listeners = [system.server.device_addr().expect("device HTTPS listener"), system.server.service_addr().expect("service listener")];
     for (addr, alpn) in listeners
         .into_iter()
         .flat_map(|addr| [(addr, b"http/1.1".as_slice()), (addr, b"h2".as_slice())])
@@ -150,7 +150,7 @@ async fn idle_and_dribbling_connections_are_closed_by_the_header_timeout() -> Re
 
     // One header byte every 300 ms: cut ~1 s after the first, long before
     // the request line is even complete.
-    let stream = open(&system, system.server.device_addr, from, &[b"http/1.1"]).await?;
+    let stream = open(&system, system.server.device_addr().expect("device HTTPS listener"), from, &[b"http/1.1"]).await?;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let started = Instant::now();
     let dribbler = tokio::spawn(async move {
@@ -170,7 +170,7 @@ async fn idle_and_dribbling_connections_are_closed_by_the_header_timeout() -> Re
         "dribbler closed after {after:?}"
     );
     dribbler.abort();
-    open_soon(&system.server.connections.device, 0).await?;
+    open_soon(&system.server.connections().device, 0).await?;
     system.stop().await;
     Ok(())
 }
@@ -184,7 +184,7 @@ async fn a_keep_alive_connection_lives_while_used_and_closes_after_the_idle_time
     })
     .await?;
     let from = source(&system, 201)?;
-    let mut stream = open(&system, system.server.device_addr, from, &[b"http/1.1"]).await?;
+    let mut stream = open(&system, system.server.device_addr().expect("device HTTPS listener"), from, &[b"http/1.1"]).await?;
     let request = b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n";
     stream.write_all(request).await?;
     let first = read_response(&mut stream).await?;
@@ -216,7 +216,7 @@ async fn a_dribbled_body_is_cut_at_the_body_timeout() -> Result<()> {
     })
     .await?;
     let from = source(&system, 201)?;
-    let stream = open(&system, system.server.device_addr, from, &[b"http/1.1"]).await?;
+    let stream = open(&system, system.server.device_addr().expect("device HTTPS listener"), from, &[b"http/1.1"]).await?;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let head = format!(
         "PUT /{}/registrations/dribble/register?api-version=2021-06-01 HTTP/1.1\r\n\
@@ -258,12 +258,12 @@ async fn a_dribbled_body_is_cut_at_the_body_timeout() -> Result<()> {
 
 /// The listeners of `system` with their gates, for the cap tests.
 fn listeners(system: &TestSystem) -> Result<Vec<(SocketAddr, Arc<ConnectionGate>)>> {
-    let connections = &system.server.connections;
+    let connections = &system.server.connections();
     Ok(vec![
-        (system.server.device_addr, connections.device.clone()),
-        (system.server.service_addr, connections.service.clone()),
+        (system.server.device_addr().expect("device HTTPS listener"), connections.device.clone()),
+        (system.server.service_addr().expect("service listener"), connections.service.clone()),
         (
-            system.server.mqtt_addr.context("MQTT is enabled")?,
+            system.server.mqtt_addr().context("MQTT is enabled")?,
             connections.mqtt.clone().context("an MQTT gate")?,
         ),
     ])
@@ -350,7 +350,7 @@ async fn a_websocket_mqtt_session_keeps_its_connections_place() -> Result<()> {
     .await?;
     let key = fixtures::symmetric_individual(&system, "ws-slot").await?;
     let from = source(&system, 201)?;
-    let addr = system.server.device_addr;
+    let addr = system.server.device_addr().expect("device HTTPS listener");
     let tls = open(&system, addr, from, &[b"http/1.1"]).await?;
     let mut request = "wss://localhost/$iothub/websocket".into_client_request()?;
     request
@@ -373,7 +373,7 @@ async fn a_websocket_mqtt_session_keeps_its_connections_place() -> Result<()> {
         })
     ));
     // The HTTP exchange is over; the session still holds the address's place.
-    assert_eq!(system.server.connections.device.stats().open, 1);
+    assert_eq!(system.server.connections().device.stats().open, 1);
     assert!(
         refused(&system, addr, from).await,
         "second connection admitted"
@@ -419,7 +419,7 @@ async fn mqtt_keep_alive_zero_gets_the_server_maximum_and_a_silent_client_the_co
         ..SystemOptions::default()
     })
     .await?;
-    let addr = system.server.mqtt_addr.context("MQTT is enabled")?;
+    let addr = system.server.mqtt_addr().context("MQTT is enabled")?;
     let from = source(&system, 201)?;
 
     // Nothing after the TLS handshake: closed at the CONNECT deadline.

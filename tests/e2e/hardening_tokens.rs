@@ -26,7 +26,7 @@ const DAY: u64 = 24 * 3600;
 const SKEW: u64 = 300;
 
 fn https(system: &TestSystem) -> Client {
-    let ca = reqwest::Certificate::from_pem(system.server.trust_pem.as_bytes()).expect("CA");
+    let ca = reqwest::Certificate::from_pem(system.server.trust_pem().as_bytes()).expect("CA");
     Client::builder()
         .use_rustls_tls()
         .add_root_certificate(ca)
@@ -46,7 +46,7 @@ async fn enrolled(system: &TestSystem, id: &str) -> Result<String> {
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await?;
     Ok(key)
@@ -156,7 +156,7 @@ async fn a_configured_cap_applies_to_tokens_signed_with_the_tpm_activated_key() 
     let id = RegistrationId::new(registration_id.as_str())?;
     assert!(system
         .server
-        .store
+        .store()
         .registration(system.scope(), &id)
         .await?
         .is_none());
@@ -211,7 +211,7 @@ async fn service_tokens_beyond_the_lifetime_cap_are_refused() -> Result<()> {
         );
     }
     // The operator's tokens too.
-    let operator = SymmetricKey::from_base64(&system.server.operator_key)?;
+    let operator = SymmetricKey::from_base64(&system.server.operator_key())?;
     let far =
         anonymous
             .clone()
@@ -225,7 +225,7 @@ async fn service_tokens_beyond_the_lifetime_cap_are_refused() -> Result<()> {
 async fn operator_tokens_must_name_this_service() -> Result<()> {
     let system = TestSystem::start(SystemOptions::default()).await?;
     let anonymous = Service::anonymous(&system)?;
-    let operator_key = system.server.operator_key.clone();
+    let operator_key = system.server.operator_key().to_owned();
     let signed_for = |sr: &str| {
         anonymous
             .clone()

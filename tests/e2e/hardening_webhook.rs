@@ -80,7 +80,7 @@ async fn register(system: &TestSystem, id: &str, key: &str) -> Result<Value> {
     let http = reqwest::Client::builder()
         .use_rustls_tls()
         .add_root_certificate(reqwest::Certificate::from_pem(
-            system.server.trust_pem.as_bytes(),
+            system.server.trust_pem().as_bytes(),
         )?)
         .build()?;
     let scope = system.scope().to_string();
@@ -207,7 +207,7 @@ async fn a_stored_loopback_webhook_is_refused_at_call_time_without_a_request() -
     let enrollment = IndividualEnrollment::from_json(body.to_string().as_bytes())?;
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await?;
     let poll = register(&system, "old-hook", &key).await?;

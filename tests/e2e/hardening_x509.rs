@@ -66,7 +66,7 @@ fn same_subject_bomb(common_name: &str, cas: usize) -> Result<Bomb> {
 }
 
 fn client(system: &TestSystem, identity: Option<&str>) -> Result<Client> {
-    let ca = reqwest::Certificate::from_pem(system.server.trust_pem.as_bytes())?;
+    let ca = reqwest::Certificate::from_pem(system.server.trust_pem().as_bytes())?;
     let mut builder = Client::builder().use_rustls_tls().add_root_certificate(ca);
     if let Some(pem) = identity {
         builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
@@ -124,7 +124,7 @@ async fn a_healthy_device_stays_fast_while_chain_bombs_are_in_flight() -> Result
         .push(ca_entry("hardening-root", root.pem(), true));
     system
         .server
-        .store
+        .store()
         .replace_tenant(tenant, Precondition::None)
         .await?;
     let group = EnrollmentGroup::from_json(
@@ -135,7 +135,7 @@ async fn a_healthy_device_stays_fast_while_chain_bombs_are_in_flight() -> Result
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment_group(system.scope(), group, Precondition::None)
         .await?;
     // …and a healthy symmetric-key device.
@@ -148,7 +148,7 @@ async fn a_healthy_device_stays_fast_while_chain_bombs_are_in_flight() -> Result
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await?;
     let token = create_token(

@@ -27,7 +27,7 @@ fn client(
     Ok(
         ProvisioningClient::builder(system.device_host.clone(), scope, id)
             .credential(credential)
-            .trust_ca_pem(system.server.trust_pem.clone())
+            .trust_ca_pem(system.server.trust_pem().to_owned())
             .system_roots(false)
             .transport(transport)
             .timeout(Duration::from_secs(20))

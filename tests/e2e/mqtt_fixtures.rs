@@ -31,7 +31,7 @@ pub(crate) async fn symmetric_individual(system: &TestSystem, id: &str) -> Resul
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await?;
     Ok(key)
@@ -52,7 +52,7 @@ pub(crate) async fn symmetric_group(
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment_group(system.scope(), group, Precondition::None)
         .await?;
     Ok(derive_device_key(&SymmetricKey::from_base64(&group_key)?, device_id).to_base64())
@@ -69,7 +69,7 @@ pub(crate) async fn x509_individual(system: &TestSystem, id: &str) -> Result<Cre
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await?;
     Ok(Credential::Certificate {
@@ -82,14 +82,14 @@ pub(crate) async fn x509_individual(system: &TestSystem, id: &str) -> Result<Cre
 pub(crate) async fn disable(system: &TestSystem, id: &str) -> Result<()> {
     let mut enrollment = system
         .server
-        .store
+        .store()
         .enrollment(system.scope(), &RegistrationId::new(id)?)
         .await?
         .expect("enrollment exists");
     enrollment.provisioning_status = ProvisioningStatus::Disabled;
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await?;
     Ok(())
@@ -101,7 +101,7 @@ pub(crate) async fn synchronous_register(system: &TestSystem) -> Result<()> {
     tenant.synchronous_register = true;
     system
         .server
-        .store
+        .store()
         .replace_tenant(tenant, Precondition::None)
         .await?;
     Ok(())

@@ -277,9 +277,9 @@ async fn three_replicas_on_one_database_provision_every_device_exactly_once() ->
             .await?;
     }
 
-    let trust: Vec<&str> = replicas.iter().map(|r| r.trust_pem.as_str()).collect();
+    let trust: Vec<&str> = replicas.iter().map(|r| r.trust_pem()).collect();
     let client = DeviceClient::new(&trust, &scope)?;
-    let endpoints = Arc::new(replicas.iter().map(|r| r.device_addr).collect::<Vec<_>>());
+    let endpoints = Arc::new(replicas.iter().map(|r| r.device_addr().expect("device HTTPS listener")).collect::<Vec<_>>());
     let gate = Arc::new(Semaphore::new(48));
     let mut swarm = tokio::task::JoinSet::new();
     for (index, device) in devices.iter().cloned().enumerate() {
@@ -299,13 +299,13 @@ async fn three_replicas_on_one_database_provision_every_device_exactly_once() ->
     // Every replica sees the same, complete picture.
     for replica in &replicas {
         assert_eq!(
-            replica.store.count_registrations(&scope).await?,
+            replica.store().count_registrations(&scope).await?,
             DEVICES as u64,
             "no record lost or duplicated"
         );
     }
     for (i, operation) in operations.iter().enumerate() {
-        let store = &replicas[i % 3].store;
+        let store = &replicas[i % 3].store();
         let stored = store.registration_operation(&scope, operation).await?;
         assert!(stored.is_some(), "operation {operation} stored");
     }

@@ -197,7 +197,7 @@ async fn x509_and_tpm_enrollments_keep_certificates_and_show_info() -> Result<()
     assert_eq!(replaced.status, 200, "{:?}", replaced.body);
     let stored = system
         .server
-        .store
+        .store()
         .enrollment(system.scope(), &"x509-dev".parse()?)
         .await?
         .unwrap();
@@ -418,7 +418,7 @@ async fn registration_records_are_read_listed_and_deleted() -> Result<()> {
     let provision = |id: &str, credential: Credential| {
         ProvisioningClient::builder(system.device_host.clone(), system.scope().to_string(), id)
             .credential(credential)
-            .trust_ca_pem(system.server.trust_pem.clone())
+            .trust_ca_pem(system.server.trust_pem().to_owned())
             .build()
     };
     for id in ["fleet-a", "fleet-b", "fleet-c"] {

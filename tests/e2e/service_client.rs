@@ -51,7 +51,7 @@ impl Service {
     pub(crate) fn anonymous(system: &TestSystem) -> Result<Service> {
         let http = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(
-                system.server.trust_pem.as_bytes(),
+                system.server.trust_pem().as_bytes(),
             )?)
             .build()?;
         Ok(Service {
@@ -76,7 +76,7 @@ impl Service {
         let token = token(
             &system.service_host,
             "operator",
-            &system.server.operator_key,
+            &system.server.operator_key(),
             3600,
         );
         Ok(Service::anonymous(system)?.with_token(token))

@@ -45,7 +45,7 @@ async fn expect(
 async fn register(system: &TestSystem, group_key: &str, id: &str) -> Result<()> {
     ProvisioningClient::builder(system.device_host.clone(), system.scope().to_string(), id)
         .credential(Credential::group_key(group_key, id)?)
-        .trust_ca_pem(system.server.trust_pem.clone())
+        .trust_ca_pem(system.server.trust_pem().to_owned())
         .build()?
         .register()
         .await?;

@@ -160,7 +160,7 @@ async fn node_service_sdk_manages_enrollments_and_groups() -> Result<()> {
     assert_ok(&out["x509Update"], "x509 update from GET");
     let stored = system
         .server
-        .store
+        .store()
         .enrollment(system.scope(), &"node-x509".parse()?)
         .await?
         .expect("stored");
@@ -294,7 +294,7 @@ async fn node_query_pages_through_250_enrollments() -> Result<()> {
     }
     system
         .server
-        .store
+        .store()
         .import_enrollments(system.scope(), enrollments)
         .await?;
     let out = tokio::task::block_in_place(|| node(&system, QUERY, &[]))?;
@@ -349,7 +349,7 @@ async fn node_reads_and_deletes_registration_records() -> Result<()> {
     for id in ["reg-dev-1", "reg-dev-2", "reg-dev-3"] {
         ProvisioningClient::builder(system.device_host.clone(), system.scope().to_string(), id)
             .credential(Credential::group_key(&group_key, id)?)
-            .trust_ca_pem(system.server.trust_pem.clone())
+            .trust_ca_pem(system.server.trust_pem().to_owned())
             .build()?
             .register()
             .await?;

@@ -73,7 +73,7 @@ async fn linked_hubs_and_defaults_change_where_devices_go() -> Result<()> {
                 id.clone(),
             )
             .credential(Credential::group_key(&group_key, &id)?)
-            .trust_ca_pem(system.server.trust_pem.clone())
+            .trust_ca_pem(system.server.trust_pem().to_owned())
             .build()?
             .register()
             .await
@@ -121,7 +121,7 @@ async fn linked_hubs_and_defaults_change_where_devices_go() -> Result<()> {
         api.put("/linkedHubs/hub-a.test", &echoed).await?.status,
         200
     );
-    let stored = system.server.store.tenant(system.scope()).await?.unwrap();
+    let stored = system.server.store().tenant(system.scope()).await?.unwrap();
     assert_eq!(
         stored.linked_hub("hub-a.test").unwrap().connection_string,
         cs
@@ -163,7 +163,7 @@ async fn linked_hubs_and_defaults_change_where_devices_go() -> Result<()> {
     // Synchronous register takes effect at once: a new device gets 200 from the PUT.
     let registration = register("dev-sync".to_owned()).await?;
     assert!(["hub-a.test", "hub-b.test"].contains(&registration.assigned_hub.as_str()));
-    let tenant = system.server.store.tenant(system.scope()).await?.unwrap();
+    let tenant = system.server.store().tenant(system.scope()).await?.unwrap();
     assert!(tenant.synchronous_register);
     system.stop().await;
     Ok(())
@@ -267,7 +267,7 @@ async fn ca_certificates_are_verified_by_proof_of_possession() -> Result<()> {
             chain_pem: format!("{}{}", device.pem(), root.pem()),
             key_pem: device.key_pem(),
         })
-        .trust_ca_pem(system.server.trust_pem.clone())
+        .trust_ca_pem(system.server.trust_pem().to_owned())
         .build()
     };
     let refused = register()?.register().await;
@@ -413,7 +413,7 @@ async fn the_operator_creates_tenants_that_work_end_to_end() -> Result<()> {
     let registration =
         ProvisioningClient::builder(system.device_host.clone(), scope.clone(), "contoso-dev")
             .credential(Credential::symmetric_key(device_key)?)
-            .trust_ca_pem(system.server.trust_pem.clone())
+            .trust_ca_pem(system.server.trust_pem().to_owned())
             .build()?
             .register()
             .await?;

@@ -112,7 +112,7 @@ async fn a_tpm_device_answers_the_challenge_and_signs_hub_tokens_with_the_delive
 
     let record = system
         .server
-        .store
+        .store()
         .registration(
             system.scope(),
             &RegistrationId::new(registration_id.as_str())?,

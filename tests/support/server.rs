@@ -112,7 +112,7 @@ impl TestSystem {
             }
         };
         let ca_file = dir.path().join("dps-ca.pem");
-        std::fs::write(&ca_file, &server.trust_pem)?;
+        std::fs::write(&ca_file, &server.trust_pem())?;
 
         let mut tenant = Tenant::new(format!("test-{block}"), service_ip.to_string())?;
         tenant.linked_hubs = options
@@ -120,7 +120,7 @@ impl TestSystem {
             .iter()
             .map(|h| LinkedHub::new(*h, hubs.connection_string(h).expect("hub exists")))
             .collect();
-        let tenant = server.store.create_tenant(tenant).await?;
+        let tenant = server.store().create_tenant(tenant).await?;
         Ok(TestSystem {
             server,
             hubs,

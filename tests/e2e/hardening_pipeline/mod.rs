@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 /// (any 127.x.y.z: the whole block is loopback), so a test can play
 /// several devices or an attacker at distinct addresses.
 pub(crate) fn client_from(system: &TestSystem, source: Ipv4Addr) -> Client {
-    let ca = reqwest::Certificate::from_pem(system.server.trust_pem.as_bytes()).expect("CA");
+    let ca = reqwest::Certificate::from_pem(system.server.trust_pem().as_bytes()).expect("CA");
     Client::builder()
         .use_rustls_tls()
         .add_root_certificate(ca)
@@ -43,7 +43,7 @@ pub(crate) async fn enroll(system: &TestSystem, scope: &IdScope, id: &str, extra
     let enrollment = IndividualEnrollment::from_json(body.to_string().as_bytes()).unwrap();
     system
         .server
-        .store
+        .store()
         .put_enrollment(scope, enrollment, Precondition::None)
         .await
         .unwrap();
@@ -57,7 +57,7 @@ pub(crate) async fn second_tenant(system: &TestSystem, name: &str, hubs: &[&str]
         .iter()
         .map(|h| LinkedHub::new(*h, system.hubs.connection_string(h).expect("hub exists")))
         .collect();
-    system.server.store.create_tenant(tenant).await.unwrap()
+    system.server.store().create_tenant(tenant).await.unwrap()
 }
 
 /// A registration token for `id` in `scope`, valid for ten minutes.

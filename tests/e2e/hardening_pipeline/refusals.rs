@@ -140,7 +140,7 @@ async fn known_and_unknown_scopes_answer_identical_refusals() -> Result<()> {
     let with_certificate = Client::builder()
         .use_rustls_tls()
         .add_root_certificate(reqwest::Certificate::from_pem(
-            system.server.trust_pem.as_bytes(),
+            system.server.trust_pem().as_bytes(),
         )?)
         .identity(identity)
         .local_address(IpAddr::V4(SOURCE))

@@ -98,7 +98,7 @@ async fn with_the_defaults_one_tenants_burst_is_throttled_and_another_tenant_is_
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment_group(system.scope(), group, Precondition::None)
         .await?;
     let group_key = SymmetricKey::from_base64(&group_key)?;

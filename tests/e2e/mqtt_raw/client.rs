@@ -36,7 +36,7 @@ pub(super) enum Next {
 
 impl Raw {
     pub(super) async fn open(system: &TestSystem) -> Result<Raw> {
-        let addr = system.server.mqtt_addr.context("MQTT is enabled")?;
+        let addr = system.server.mqtt_addr().context("MQTT is enabled")?;
         let tcp = TcpStream::connect(addr).await?;
         let stream = connector(system)?
             .connect(ServerName::try_from(system.device_host.clone())?, tcp)
@@ -130,7 +130,7 @@ pub(super) fn connector(system: &TestSystem) -> Result<TlsConnector> {
     use rustls::pki_types::pem::PemObject as _;
     let mut roots = rustls::RootCertStore::empty();
     for certificate in
-        rustls::pki_types::CertificateDer::pem_slice_iter(system.server.trust_pem.as_bytes())
+        rustls::pki_types::CertificateDer::pem_slice_iter(system.server.trust_pem().as_bytes())
     {
         roots.add(certificate?)?;
     }

@@ -276,7 +276,7 @@ async fn malformed_input_closes_only_that_connection() -> Result<()> {
     // Devices provisioning with dps-client over MQTT the whole time.
     let background = {
         let host = system.device_host.clone();
-        let trust = system.server.trust_pem.clone();
+        let trust = system.server.trust_pem().to_owned();
         let scope = scope.clone();
         tokio::spawn(async move {
             let mut provisioned = Vec::new();
@@ -483,7 +483,7 @@ async fn websocket_upgrade_works_on_any_path_with_the_mqtt_subprotocol() -> Resu
     let system = TestSystem::start(SystemOptions::default()).await?;
     let scope = system.scope().to_string();
     let key = fixtures::symmetric_individual(&system, "raw-ws").await?;
-    let https = system.server.device_addr;
+    let https = system.server.device_addr().expect("device HTTPS listener");
     for (path, host, subprotocol) in [
         ("/$iothub/websocket", "localhost", Some("mqtt")),
         ("/$iothub/websocket", "localhost:443", Some("mqtt")),
