@@ -285,7 +285,8 @@ impl ServiceConfig {
 
     /// Check values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ServiceError> {
-        if self.device.listen == self.service.listen {
+        // Port 0 asks for an ephemeral port: two of them never collide.
+        if self.device.listen.port() != 0 && self.device.listen == self.service.listen {
             return Err(ServiceError::Config {
                 reason: "device.listen and service.listen must differ".to_owned(),
             });
