@@ -72,10 +72,10 @@ async fn start_system() -> Result<System> {
     config.device.mqtt.websocket = true;
     let server = dps_service::server::start(config).await?;
     let tenant = system::tenant("bench", "127.0.0.2", Some(&hubs));
-    let tenant = server.store.create_tenant(tenant).await?;
+    let tenant = server.store().create_tenant(tenant).await?;
     let mut synchronous = system::tenant("bench-synchronous", "127.0.0.2", Some(&hubs));
     synchronous.synchronous_register = true;
-    let synchronous = server.store.create_tenant(synchronous).await?;
+    let synchronous = server.store().create_tenant(synchronous).await?;
     Ok(System {
         server,
         hubs,
@@ -91,7 +91,7 @@ async fn enroll(system: &System, scope: &IdScope, plan: &SwarmPlan) -> Result<()
         let group = EnrollmentGroup::from_json(group.to_string().as_bytes())?;
         system
             .server
-            .store
+            .store()
             .put_enrollment_group(scope, group, Precondition::None)
             .await?;
     }
@@ -103,7 +103,7 @@ async fn enroll(system: &System, scope: &IdScope, plan: &SwarmPlan) -> Result<()
     for chunk in enrollments.chunks(10_000) {
         system
             .server
-            .store
+            .store()
             .import_enrollments(scope, chunk.to_vec())
             .await?;
     }
@@ -121,9 +121,9 @@ async fn swarm_phase(
 ) -> Result<(Row, SwarmReport)> {
     enroll(system, &system.scope, &plan).await?;
     let mut config = SwarmConfig::new(
-        system.server.device_addr.to_string(),
+        system.server.device_addr().expect("device HTTPS listener").to_string(),
         system.scope.to_string(),
-        TlsTrust::new(false, &[system.server.trust_pem.as_str()])?,
+        TlsTrust::new(false, &[system.server.trust_pem()])?,
     );
     config.concurrency = concurrency;
     config.poll_interval = Some(Duration::ZERO);
@@ -235,12 +235,12 @@ async fn transport_phase(
     enroll(system, scope, &plan).await?;
     let endpoint = match transport {
         Transport::Mqtt => mqtt_addr(system)?,
-        _ => system.server.device_addr,
+        _ => system.server.device_addr().expect("device HTTPS listener"),
     };
     let mut config = DeviceLoop::new(
         vec![endpoint.to_string()],
         scope.to_string(),
-        vec![system.server.trust_pem.clone()],
+        vec![system.server.trust_pem().to_owned()],
     );
     config.transport = transport;
     config.concurrency = concurrency;
@@ -255,7 +255,7 @@ async fn transport_phase(
 fn mqtt_addr(system: &System) -> Result<SocketAddr> {
     system
         .server
-        .mqtt_addr
+        .mqtt_addr()
         .ok_or_else(|| anyhow::anyhow!("the server does not serve MQTT"))
 }
 
@@ -295,7 +295,7 @@ fn main() -> Result<()> {
         let system = start_system().await?;
         println!(
             "dps on {} (HTTPS, MQTT over WebSocket) and {} (MQTT over TLS); SQLite, 4 hubs on the in-process emulator; {} cores; {devices} devices per phase",
-            system.server.device_addr,
+            system.server.device_addr().expect("device HTTPS listener"),
             mqtt_addr(&system)?,
             dps_benches::cores()
         );
@@ -373,7 +373,7 @@ fn main() -> Result<()> {
         )
         .await?;
         let half = symmetric.rate / 2.0;
-        let latency = system.server.device_latency.clone();
+        let latency = system.server.device_latency().clone();
         let (register_before, poll_before) = (latency.register.snapshot(), latency.poll.snapshot());
         let (paced, _) = swarm_phase(
             &system,

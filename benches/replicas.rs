@@ -184,7 +184,7 @@ async fn scaling(
     let mut rows = Vec::new();
     for count in 1..=settings.replicas {
         let replicas = start_replicas(backend, storage_url, hubs, dir, count).await?;
-        let store = &replicas[0].store;
+        let store = &replicas[0].store();
         let scope = match &scope {
             Some(scope) => scope.clone(),
             None => {
@@ -200,9 +200,9 @@ async fn scaling(
         system::import_devices(store.as_ref(), &scope, &measured.devices).await?;
 
         let mut config = DeviceLoop::new(
-            replicas.iter().map(|r| r.device_addr.to_string()).collect(),
+            replicas.iter().map(|r| r.device_addr().expect("device HTTPS listener").to_string()).collect(),
             scope.to_string(),
-            replicas.iter().map(|r| r.trust_pem.clone()).collect(),
+            replicas.iter().map(|r| r.trust_pem().to_owned()).collect(),
         );
         config.concurrency = settings.concurrency;
         let name = format!("{backend}, {count} replica(s): warm-up");

@@ -269,9 +269,9 @@ async fn start() -> Result<(RunningServer, Api, tempfile::TempDir)> {
         unix_now() + 3 * 3600,
         Some(OWNER_POLICY),
     );
-    server.store.create_tenant(tenant).await?;
+    server.store().create_tenant(tenant).await?;
     let api = Api {
-        base: format!("https://{}", server.service_addr).into(),
+        base: format!("https://{}", server.service_addr().expect("service listener")).into(),
         token: token.into(),
     };
     Ok((server, api, dir))
@@ -286,24 +286,24 @@ fn main() -> Result<()> {
     dps_benches::runtime()?.block_on(async move {
         let (server, api, _dir) = start().await?;
         let scope = server
-            .store
+            .store()
             .tenant_by_name("admin-bench")
             .await?
             .context("tenant")?
             .id_scope;
         println!(
             "dps service API on {} ({}), {} cores; SAS token of policy {OWNER_POLICY}; api-version {SERVICE_API_VERSION}",
-            server.service_addr,
+            server.service_addr().expect("service listener"),
             std::env::var("DPS_BENCH_STORAGE").unwrap_or_else(|_| "SQLite".to_owned()),
             dps_benches::cores()
         );
-        let seconds = system::import_typical(server.store.as_ref(), &scope, seeded, seeded_id).await?;
+        let seconds = system::import_typical(server.store().as_ref(), &scope, seeded, seeded_id).await?;
         println!(
             "seeded {seeded} enrollments through the store in {seconds:.1} s ({:.0}/s, batches of {IMPORT_CHUNK}; not over HTTP)\n",
             seeded as f64 / seconds.max(1e-9)
         );
 
-        let trust = TlsTrust::new(false, &[server.trust_pem.as_str()])?;
+        let trust = TlsTrust::new(false, &[server.trust_pem()])?;
         let clients = (0..concurrency)
             .map(|_| keep_alive_client(&trust))
             .collect::<Result<Vec<_>>>()?;
