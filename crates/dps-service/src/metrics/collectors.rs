@@ -44,13 +44,13 @@ impl Collector for DeviceLatencyCollector {
         encode_transport_latency(
             &mut encoder,
             "dps_device_register_duration_seconds",
-            "Server-side time of register instructions (hub calls and store commit included, TLS handshake excluded), by transport",
+            "Server-side time of register instructions (hub calls and store commit included, TLS handshake excluded), by transport.",
             &self.0.register,
         )?;
         encode_transport_latency(
             &mut encoder,
             "dps_device_poll_duration_seconds",
-            "Server-side time of operation status polls, by transport",
+            "Server-side time of operation status polls, by transport.",
             &self.0.poll,
         )
     }
@@ -76,7 +76,7 @@ impl Collector for ConnectionsCollector {
         {
             let mut family = encoder.encode_descriptor(
                 "dps_open_connections",
-                "Connections open now (TLS handshakes included; MQTT over WebSocket counts under device), by listener",
+                "Connections open now (TLS handshakes included; MQTT over WebSocket counts under device), by listener.",
                 None,
                 MetricType::Gauge,
             )?;
@@ -89,7 +89,7 @@ impl Collector for ConnectionsCollector {
         {
             let mut family = encoder.encode_descriptor(
                 "dps_connections_accepted",
-                "Connections admitted under the caps, by listener",
+                "Connections admitted under the caps, by listener.",
                 None,
                 MetricType::Counter,
             )?;
@@ -102,7 +102,7 @@ impl Collector for ConnectionsCollector {
         {
             let mut family = encoder.encode_descriptor(
                 "dps_connections_refused",
-                "Connections closed at accept because a cap was reached, by listener and cap (total or address)",
+                "Connections closed at accept because a cap was reached, by listener and cap (total or address).",
                 None,
                 MetricType::Counter,
             )?;
@@ -119,7 +119,7 @@ impl Collector for ConnectionsCollector {
         }
         let mut family = encoder.encode_descriptor(
             "dps_tls_handshake_failures",
-            "TLS handshakes that failed or timed out, by listener",
+            "TLS handshakes that failed or timed out, by listener.",
             None,
             MetricType::Counter,
         )?;
@@ -151,7 +151,7 @@ impl Collector for StoreWriterCollector {
         encoder
             .encode_descriptor(
                 "dps_store_writer_queue_depth",
-                "Writes waiting for the store's single writer",
+                "Writes waiting for the store's single writer.",
                 None,
                 MetricType::Gauge,
             )?
@@ -159,7 +159,7 @@ impl Collector for StoreWriterCollector {
         encoder
             .encode_descriptor(
                 "dps_store_writer_queue_capacity",
-                "Writes that may wait before callers wait to enqueue",
+                "Writes that may wait before callers wait to enqueue.",
                 None,
                 MetricType::Gauge,
             )?
@@ -179,7 +179,7 @@ impl Collector for StoreWriterCollector {
         encoder
             .encode_descriptor(
                 "dps_store_writer_batch_size",
-                "Writes per transaction of the store's writer (group commit)",
+                "Writes per transaction of the store's writer (group commit).",
                 None,
                 MetricType::Histogram,
             )?

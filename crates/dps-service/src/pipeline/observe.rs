@@ -110,6 +110,16 @@ impl Pipeline {
         if outcome == Outcome::Throttled {
             self.metrics.throttled(request.transport);
         }
+        // Over MQTT a device is refused at CONNECT, before any register
+        // instruction: that is its refused registration.
+        if instruction == "connect" {
+            self.metrics.registration(
+                request.transport,
+                outcome,
+                Some(error.code.0),
+                &request.id_scope,
+            );
+        }
         self.refusal_log.write(&RefusedRegistration {
             instruction,
             outcome,
