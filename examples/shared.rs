@@ -11,6 +11,8 @@
 //!
 //! `docs/embedding.md` walks through them.
 
+#![deny(missing_docs)]
+
 use std::path::Path;
 
 use anyhow::Context as _;

@@ -1,5 +1,5 @@
 //! The conformance battery every allocation [`Policy`] must pass, built-in or
-//! yours, instantiated per policy with [`policy_battery!`]:
+//! yours, instantiated per policy with [`policy_battery!`](crate::policy_battery):
 //!
 //! ```
 //! use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The conformance battery every [`IotHub`] implementation must pass — the
 //! real [`crate::HubClient`] against a hub (or the `dps-hub-sim` emulator),
 //! or a connector of your own that keeps identities somewhere else —
-//! instantiated per implementation with [`hub_battery!`]:
+//! instantiated per implementation with [`hub_battery!`](crate::hub_battery):
 //!
 //! ```no_run
 //! use std::sync::Arc;

@@ -40,3 +40,54 @@ async fn fresh() -> TestHub {
 }
 
 dps_hub::hub_battery!(fresh);
+
+/// The battery catches hubs that break the registry rules.
+mod the_battery_bites {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use dps_hub::conformance::{create_on_a_taken_id_is_a_conflict, TestHub};
+    use dps_hub::{Device, HubError, IfMatch, IotHub, Twin};
+    use dps_model::DeviceId;
+
+    /// Treats every create as create-or-replace, as a careless store would.
+    struct Upserting(Arc<dyn IotHub>);
+
+    #[async_trait]
+    impl IotHub for Upserting {
+        fn host_name(&self) -> &str {
+            self.0.host_name()
+        }
+        async fn put_device(&self, device: &Device, _: IfMatch) -> Result<Device, HubError> {
+            Ok(self.0.create_or_update_device(device).await?.0)
+        }
+        async fn get_device(&self, id: &DeviceId) -> Result<Device, HubError> {
+            self.0.get_device(id).await
+        }
+        async fn delete_device(&self, id: &DeviceId, cond: IfMatch) -> Result<(), HubError> {
+            self.0.delete_device(id, cond).await
+        }
+        async fn get_twin(&self, id: &DeviceId) -> Result<Twin, HubError> {
+            self.0.get_twin(id).await
+        }
+        async fn replace_twin(
+            &self,
+            id: &DeviceId,
+            t: &Twin,
+            c: IfMatch,
+        ) -> Result<Twin, HubError> {
+            self.0.replace_twin(id, t, c).await
+        }
+        async fn patch_twin(&self, id: &DeviceId, t: &Twin, c: IfMatch) -> Result<Twin, HubError> {
+            self.0.patch_twin(id, t, c).await
+        }
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "a second create must fail")]
+    async fn a_create_that_overwrites_fails() {
+        let real = super::fresh().await;
+        let fixture = TestHub::new(Arc::new(Upserting(real.hub.clone()))).keep_alive(real);
+        create_on_a_taken_id_is_a_conflict(&fixture).await;
+    }
+}
