@@ -28,6 +28,8 @@
 //!
 //! This crate is plain data and grammar: no I/O, no async.
 
+#![deny(missing_docs)]
+
 pub mod attestation;
 pub mod bulk;
 pub mod enrollment;
