@@ -50,6 +50,8 @@
 //! Deliberately not here: looking enrollments up, choosing between individual
 //! and group enrollments, certificate revocation, and anything on the wire.
 
+#![deny(missing_docs)]
+
 mod error;
 pub mod keys;
 pub mod sas;
