@@ -65,6 +65,8 @@
 //! redirect and uses no proxy for the webhook: either would take the call
 //! past the egress policy.
 
+#![deny(missing_docs)]
+
 mod allocator;
 #[cfg(feature = "conformance")]
 pub mod conformance;
