@@ -48,6 +48,8 @@
 //! `dps-allocation`), does not store anything, and speaks only the registry
 //! part of IoT Hub's service API: no messaging, methods, jobs or bulk import.
 
+#![deny(missing_docs)]
+
 mod client;
 #[cfg(feature = "conformance")]
 pub mod conformance;
