@@ -7,7 +7,8 @@
 //! * Each hub has an `iothubowner` policy key; requests are authorized with
 //!   service SAS tokens exactly as IoT Hub does (`dps_attestation::sas`).
 //! * Endpoints: `PUT/GET/DELETE /devices/{id}`, `GET/PUT/PATCH /twins/{id}`,
-//!   `GET /devices?top=N`, `GET /statistics/devices`; any api-version; etags
+//!   `GET /devices?top=N`, the bulk registry operation `POST /devices`
+//!   (identity and initial twin per entry, per-entry results), `GET /statistics/devices`; any api-version; etags
 //!   with `If-Match`; IoT Hub error bodies (`{"Message":"ErrorCode:X;…"}` +
 //!   `iothub-errorcode`).
 //! * TLS: a generated CA and server certificate covering every hub name,
@@ -33,9 +34,12 @@
 //! ```
 //!
 //! Deliberately not emulated: device-side traffic (MQTT/AMQP, device tokens),
-//! modules, queries, bulk import/export, jobs, configurations, direct methods,
+//! modules, queries, bulk import/export jobs (blob storage), jobs, configurations, direct methods,
 //! quotas. Reported properties exist but nothing writes them.
 
+#![deny(missing_docs)]
+
+mod bulk;
 mod config;
 mod error;
 mod http;
