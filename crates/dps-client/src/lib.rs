@@ -79,6 +79,8 @@
 //! AMQP, certificate issuance (`csr`), and connecting to the IoT hub after
 //! provisioning.
 
+#![deny(missing_docs)]
+
 pub mod admin;
 mod credential;
 mod error;
