@@ -58,6 +58,8 @@
 //! stored as the records carry them; protect the database file). It is the
 //! only crate that knows SQL.
 
+#![deny(missing_docs)]
+
 mod error;
 mod memory;
 pub mod postgres;

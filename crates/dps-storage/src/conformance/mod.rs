@@ -1,5 +1,6 @@
 //! The conformance battery every [`Store`] backend must pass, written once over
-//! `Arc<dyn Store>` and instantiated per backend with [`store_battery!`]:
+//! `Arc<dyn Store>` and instantiated per backend with
+//! [`store_battery!`](crate::store_battery):
 //!
 //! ```
 //! use std::sync::Arc;

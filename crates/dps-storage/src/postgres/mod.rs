@@ -5,7 +5,7 @@
 //!   next use.
 //! * **Writes** are settled by the database, never by this process: each
 //!   conditional write repeats its condition in the statement that applies it
-//!   and stores its billing row in that same statement ([`writes`]), so
+//!   and stores its billing row in that same statement (`writes.rs`), so
 //!   replicas racing on one record get exactly one winner. Nothing needs more
 //!   than PostgreSQL's default `READ COMMITTED` isolation; serialization
 //!   failures (CockroachDB runs `SERIALIZABLE`) are retried.
@@ -16,7 +16,7 @@
 //! * **Schema**: migrations shipped in the binary, applied at connect under a
 //!   lock so that replicas may start at once ([`MigrationLock`]).
 //! * **Dialect**: the subset CockroachDB and YugabyteDB accept too (see
-//!   [`sql`] and `docs/operations.md`).
+//!   `sql.rs` and `docs/operations.md`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), dps_storage::StoreError> {

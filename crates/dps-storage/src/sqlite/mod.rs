@@ -3,9 +3,9 @@
 //! * **Reads** go to read-only connections (`read_connections` of each
 //!   kind, default 4); WAL mode lets them run while the writer writes. Point
 //!   reads of one record run on plain SQLite handles in the calling task
-//!   ([`point_reads`]); scans run on sqlx connections ([`readers`]).
+//!   (`point_reads.rs`); scans run on sqlx connections (`readers.rs`).
 //! * **Writes** go to one writer task owning the only read-write connection
-//!   ([`writer`]), which batches concurrent writes into one transaction
+//!   (`writer.rs`), which batches concurrent writes into one transaction
 //!   (group commit) and answers each caller only after the commit.
 //! * **Durability**: WAL journal with `synchronous=NORMAL` by default: a
 //!   committed transaction survives a crash of the process (it is in the WAL
@@ -14,10 +14,10 @@
 //!   stays consistent). [`Synchronous::Full`] syncs the WAL at every commit and
 //!   survives power loss too, at the cost of one `fsync` per batch.
 //! * **Checkpoints** (copying the WAL back into the database file) run in a
-//!   background task on their own connection ([`checkpoint`]), off the
+//!   background task on their own connection (`checkpoint.rs`), off the
 //!   writer's path.
 //! * **Schema**: migrations shipped in the binary, applied at open
-//!   ([`schema`]).
+//!   (`schema.rs`).
 
 mod bulk;
 mod checkpoint;
