@@ -100,6 +100,11 @@ impl Pipeline {
 
     /// Log a refused or failed instruction with its specific reason (the
     /// device gets the generic answer), and count a throttled one.
+    ///
+    /// The credential check at MQTT CONNECT is neither logged nor counted:
+    /// the connection is accepted unverified and each of its requests is
+    /// refused (and logged, and counted) by the pipeline like any other, so
+    /// logging the CONNECT too would give one refused registration two lines.
     pub(super) fn observe_error(
         &self,
         instruction: &'static str,
@@ -110,15 +115,8 @@ impl Pipeline {
         if outcome == Outcome::Throttled {
             self.metrics.throttled(request.transport);
         }
-        // Over MQTT a device is refused at CONNECT, before any register
-        // instruction: that is its refused registration.
         if instruction == "connect" {
-            self.metrics.registration(
-                request.transport,
-                outcome,
-                Some(error.code.0),
-                &request.id_scope,
-            );
+            return;
         }
         self.refusal_log.write(&RefusedRegistration {
             instruction,
