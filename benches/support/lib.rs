@@ -3,6 +3,8 @@
 //! ([`system`]), and a device loop that provisions over any transport through
 //! several endpoints ([`devices`]).
 
+#![deny(missing_docs)]
+
 pub mod devices;
 pub mod system;
 pub mod table;

@@ -7,15 +7,21 @@ use rcgen::{
 
 /// A certificate with its key, able to sign others when it is a CA.
 pub struct Issued {
+    /// The signed certificate: what a device presents, or what the server
+    /// is told to trust when this is a CA.
     pub cert: rcgen::Certificate,
+    /// The certificate's private key: signs the device's TLS handshake, or
+    /// the certificates this CA issues.
     pub key: KeyPair,
 }
 
 impl Issued {
+    /// The certificate in PEM, as enrollments and device clients take it.
     pub fn pem(&self) -> String {
         self.cert.pem()
     }
 
+    /// The private key in PEM (PKCS#8), for a device client's TLS identity.
     pub fn key_pem(&self) -> String {
         self.key.serialize_pem()
     }

@@ -4,6 +4,8 @@
 //! address ([`server`], which first checks that port 443 may be bound:
 //! [`ports`]), and a software TPM ([`swtpm`]).
 
+#![deny(missing_docs)]
+
 pub mod certs;
 pub mod node;
 pub mod npm;
