@@ -13,12 +13,12 @@ use crate::support::{assert_failed, System, HUB};
 
 async fn provision(system: &System, registration_id: &str, key: &str) -> Result<()> {
     let registration = ProvisioningClient::builder(
-        system.server.device_addr.to_string(),
+        system.server.device_addr().expect("device HTTPS listener").to_string(),
         system.tenant.id_scope.as_str(),
         registration_id,
     )
     .credential(Credential::symmetric_key(key)?)
-    .trust_ca_pem(system.server.trust_pem.clone())
+    .trust_ca_pem(system.server.trust_pem().to_owned())
     .system_roots(false)
     .poll_interval(Duration::ZERO)
     .build()?
@@ -240,12 +240,12 @@ async fn a_group_its_derived_keys_and_its_registration_records() -> Result<()> {
 async fn register_raw(system: &System, registration_id: &str, token: &str) -> Result<Value> {
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(
-            system.server.trust_pem.as_bytes(),
+            system.server.trust_pem().as_bytes(),
         )?)
         .build()?;
     let url = format!(
         "https://{}/{}/registrations/{registration_id}/register?api-version=2021-06-01",
-        system.server.device_addr, system.tenant.id_scope
+        system.server.device_addr().expect("device HTTPS listener"), system.tenant.id_scope
     );
     let answer = http
         .put(url)

@@ -19,7 +19,7 @@ async fn seed(system: &System, count: usize) -> Result<Vec<String>> {
         .collect::<Result<Vec<_>, _>>()?;
     system
         .server
-        .store
+        .store()
         .import_enrollments(&system.tenant.id_scope, enrollments)
         .await?;
     Ok(ids)

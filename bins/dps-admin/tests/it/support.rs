@@ -76,13 +76,13 @@ impl System {
             .await
             .map_err(|e| anyhow::anyhow!("starting dps: {e:?}"))?;
         let ca_file = dir.path().join("dps-ca.pem");
-        std::fs::write(&ca_file, &server.trust_pem)?;
+        std::fs::write(&ca_file, &server.trust_pem())?;
         let mut tenant = Tenant::new("admin-test", "admin-test.dps.invalid")?;
         tenant.linked_hubs = vec![LinkedHub::new(
             HUB,
             hubs.connection_string(HUB).context("the hub exists")?,
         )];
-        let tenant = server.store.create_tenant(tenant).await?;
+        let tenant = server.store().create_tenant(tenant).await?;
         Ok(System {
             server,
             _hubs: hubs,
@@ -101,7 +101,7 @@ impl System {
 
     /// The service listener, `127.0.0.2:PORT`.
     pub(crate) fn endpoint(&self) -> String {
-        self.server.service_addr.to_string()
+        self.server.service_addr().expect("service listener").to_string()
     }
 
     /// Run `dps-admin` with the connection in the environment (as an

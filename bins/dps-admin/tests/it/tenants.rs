@@ -11,7 +11,7 @@ async fn an_operator_manages_tenants_and_a_profile_reaches_the_new_one() -> Resu
     let system = System::start().await?;
     let endpoint = system.endpoint();
     let ca = system.ca_file.display().to_string();
-    let key = system.server.operator_key.clone();
+    let key = system.server.operator_key().to_owned();
     // Flags this time, no environment.
     let operator = |args: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
@@ -203,7 +203,7 @@ async fn tokens_minted_for_a_policy_and_the_operator_are_accepted() -> Result<()
     let system = System::start().await?;
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(
-            system.server.trust_pem.as_bytes(),
+            system.server.trust_pem().as_bytes(),
         )?)
         .build()?;
     let base = format!("https://{}", system.endpoint());
@@ -258,7 +258,7 @@ async fn tokens_minted_for_a_policy_and_the_operator_are_accepted() -> Result<()
                 "token",
                 "--operator",
                 "--operator-key",
-                &system.server.operator_key,
+                &system.server.operator_key(),
                 "--endpoint",
                 &system.endpoint(),
             ],

@@ -58,7 +58,7 @@ async fn register_prints_the_assignment_or_the_error_class() -> Result<()> {
     )?;
     system
         .server
-        .store
+        .store()
         .put_enrollment(system.scope(), enrollment, Precondition::None)
         .await?;
 
@@ -104,7 +104,7 @@ async fn swarm_provisions_every_device_and_reports() -> Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     system
         .server
-        .store
+        .store()
         .import_enrollments(system.scope(), enrollments)
         .await?;
 

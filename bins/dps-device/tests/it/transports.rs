@@ -46,7 +46,7 @@ fn swarm_args(system: &TestSystem, transport: &str, prefix: &str, count: u64) ->
 
 /// Nothing the swarm created is left: no enrollment, no group, no record.
 async fn assert_clean(system: &TestSystem) -> Result<()> {
-    let store = &system.server.store;
+    let store = &system.server.store();
     let enrollments = store
         .list_enrollments(system.scope(), &PageRequest::first(100))
         .await?;
@@ -163,7 +163,7 @@ async fn register_speaks_every_transport() -> Result<()> {
         )?;
         system
             .server
-            .store
+            .store()
             .put_enrollment(system.scope(), enrollment, Precondition::None)
             .await?;
     }
