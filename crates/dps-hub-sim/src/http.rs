@@ -27,7 +27,7 @@ pub(crate) struct RoutedHub(pub(crate) Arc<HubState>);
 
 pub(crate) fn router(state: Arc<SimState>) -> Router {
     Router::new()
-        .route("/devices", get(list_devices))
+        .route("/devices", get(list_devices).post(bulk_registry))
         // azure-iothub lists with a trailing slash.
         .route("/devices/", get(list_devices))
         .route(
@@ -81,6 +81,23 @@ async fn put_device(
     let saved = hub.registry().put_device(&id, device, if_match(&headers))?;
     state.mark_changed();
     Ok(json_reply(StatusCode::OK, &saved))
+}
+
+/// `POST /devices`: the bulk registry operation (see `bulk.rs`).
+async fn bulk_registry(
+    State(state): State<Arc<SimState>>,
+    Extension(RoutedHub(hub)): Extension<RoutedHub>,
+    body: Bytes,
+) -> Reply {
+    let entries = crate::bulk::parse_request(&body)?;
+    let result = crate::bulk::apply(&mut hub.registry(), entries);
+    state.mark_changed();
+    let status = if result.is_successful {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok(json_reply(status, &result))
 }
 
 async fn get_device(

@@ -9,7 +9,7 @@ use dps_hub::wire::{
     AuthenticationMechanism, AuthenticationType, ConnectionState, Device, DeviceStatus, ErrorCode,
     RegistryStatistics, SymmetricKeyPair, Twin, TwinProperties, X509Thumbprint,
 };
-use dps_model::{DeviceId, Precondition};
+use dps_model::{DeviceId, Precondition, TwinCollection};
 use serde::{Deserialize, Serialize};
 
 use crate::twin::TwinState;
@@ -264,6 +264,24 @@ impl Registry {
             record.twin.patch(body.tags, desired, &now);
         }
         Ok(render_twin(record))
+    }
+
+    /// The identity etag of `id`, if it exists.
+    pub(crate) fn device_etag(&self, id: &str) -> Option<String> {
+        self.devices.get(id).and_then(|r| r.device.etag.clone())
+    }
+
+    /// Give a device just created by this same bulk entry its initial twin,
+    /// without a version step: the identity and its twin are born together.
+    pub(crate) fn set_initial_twin(
+        &mut self,
+        id: &str,
+        tags: Option<TwinCollection>,
+        desired: Option<TwinCollection>,
+    ) {
+        if let Some(record) = self.devices.get_mut(id) {
+            record.twin.initialise(tags, desired);
+        }
     }
 
     pub(crate) fn list(&self, top: usize) -> Vec<Device> {

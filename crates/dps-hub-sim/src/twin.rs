@@ -41,6 +41,21 @@ impl TwinState {
         BASE64.encode(self.version.to_be_bytes())
     }
 
+    /// Set the content of a brand-new twin (bulk create with a twin): no
+    /// version step, as if the twin had been created with it.
+    pub(crate) fn initialise(
+        &mut self,
+        tags: Option<TwinCollection>,
+        desired: Option<TwinCollection>,
+    ) {
+        if let Some(tags) = tags {
+            self.tags = without_nulls(strip_metadata(tags));
+        }
+        if let Some(desired) = desired {
+            self.desired = without_nulls(strip_metadata(desired));
+        }
+    }
+
     /// Replace tags and desired properties (PUT /twins).
     pub(crate) fn replace(&mut self, tags: TwinCollection, desired: TwinCollection, now: &str) {
         self.tags = without_nulls(strip_metadata(tags));

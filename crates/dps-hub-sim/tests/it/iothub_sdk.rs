@@ -27,7 +27,10 @@ async function failure(promise) {
     await promise;
     return null;
   } catch (e) {
-    return { name: e.constructor.name, status: e.response ? e.response.statusCode : null, message: e.message };
+    return {
+      name: e.constructor.name, status: e.response ? e.response.statusCode : null, message: e.message,
+      body: typeof e.responseBody === 'string' && e.responseBody.startsWith('{') ? JSON.parse(e.responseBody) : null,
+    };
   }
 }
 
@@ -66,7 +69,31 @@ async function wrongKey() {
   return { get: await failure(registry.get(deviceId)) };
 }
 
-const scenarios = { lifecycle, wrongKey };
+// The bulk registry call (POST /devices): identity and initial twin in one
+// request, per-device results, update and delete in bulk.
+async function bulk() {
+  const one = deviceId + '-1', two = deviceId + '-2', three = deviceId + '-3';
+  const added = (await registry.addDevices([
+    { deviceId: one, status: 'enabled', tags: { site: 'north' }, properties: { desired: { interval: 5 } } },
+    { deviceId: two, authentication: { x509Thumbprint: { primaryThumbprint: process.env.THUMBPRINT } } },
+  ])).responseBody;
+  const twin = (await registry.getTwin(one)).responseBody;
+  const second = (await registry.get(two)).responseBody;
+  const partial = await failure(registry.addDevices([{ deviceId: one }, { deviceId: three }]));
+  const updated = (await registry.updateDevices([{ deviceId: three, status: 'disabled' }], true)).responseBody;
+  const third = (await registry.get(three)).responseBody;
+  const removed = (await registry.removeDevices([{ deviceId: one }, { deviceId: two }], true)).responseBody;
+  const tooMany = await failure(registry._bulkOperation ? new Promise((resolve, reject) => registry._bulkOperation(
+    Array.from({ length: 101 }, (_, i) => ({ id: deviceId + '-x' + i, importMode: 'create' })),
+    (err, res) => (err ? reject(err) : resolve(res)))) : Promise.resolve());
+  const list = (await registry.list()).responseBody.map((d) => d.deviceId).sort();
+  return {
+    added: plain(added), twinTags: twin.tags, twinDesired: plain(twin.properties.desired), twinVersion: twin.version,
+    secondAuth: plain(second.authentication), partial, updated: plain(updated), thirdStatus: third.status, removed: plain(removed), tooMany, list,
+  };
+}
+
+const scenarios = { lifecycle, wrongKey, bulk };
 scenarios[scenario]().then(
   (result) => { console.log(JSON.stringify(result)); process.exit(0); },
   (err) => { console.error(err && err.stack ? err.stack : err); process.exit(1); },
@@ -152,6 +179,51 @@ async fn azure_iothub_registry_drives_the_emulator() -> anyhow::Result<()> {
     assert_eq!(out["missing"]["name"], "DeviceNotFoundError");
     assert_eq!(out["missingTwin"]["name"], "DeviceNotFoundError");
     assert_eq!(sim.device(NODE_HUB_IP, "node-dev-x509"), None);
+
+    // Bulk: Registry.addDevices / updateDevices / removeDevices (POST /devices).
+    let out = run_node_json(
+        &packages,
+        REGISTRY_SCRIPT,
+        &["bulk", "bulk-dev"],
+        &env,
+        SCRIPT_TIMEOUT,
+    )
+    .await?;
+    let success = json!({"isSuccessful": true, "errors": [], "warnings": []});
+    assert_eq!(out["added"], success);
+    assert_eq!(out["twinTags"], json!({"site": "north"}));
+    assert_eq!(out["twinDesired"]["interval"], 5);
+    assert_eq!(
+        out["twinVersion"], 1,
+        "identity and twin written in one step"
+    );
+    assert_eq!(out["secondAuth"]["type"], "selfSigned");
+    assert_eq!(
+        out["secondAuth"]["x509Thumbprint"]["primaryThumbprint"],
+        THUMBPRINT
+    );
+    // One device's rejection fails only that device: 400 with the result body.
+    let partial = &out["partial"];
+    assert_eq!(partial["name"], "ArgumentError");
+    assert_eq!(partial["status"], 400);
+    assert_eq!(partial["body"]["isSuccessful"], false);
+    assert_eq!(partial["body"]["errors"][0]["deviceId"], "bulk-dev-1");
+    assert_eq!(
+        partial["body"]["errors"][0]["errorCode"],
+        "DeviceAlreadyExists"
+    );
+    assert_eq!(partial["body"]["errors"].as_array().map(Vec::len), Some(1));
+    assert_eq!(out["updated"], success);
+    assert_eq!(out["thirdStatus"], "disabled");
+    assert_eq!(out["removed"], success);
+    assert_eq!(out["tooMany"]["status"], 413);
+    assert_eq!(
+        out["tooMany"]["body"]["Message"]
+            .as_str()
+            .map(|m| m.starts_with("ErrorCode:TooManyDevices;")),
+        Some(true)
+    );
+    assert_eq!(out["list"], json!(["bulk-dev-3", "node-dev"]));
 
     // A wrong key: UnauthorizedError.
     let wrong = cs.replace(

@@ -70,6 +70,8 @@ fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> 
 pub enum ErrorCode {
     /// 400004: a malformed body, id or header.
     ArgumentInvalid,
+    /// 400xxx: a bulk call names one device twice (sub-code unconfirmed).
+    DeviceDefinedMultipleTimes,
     /// 401002: the token is missing, malformed, expired or wrongly signed.
     IotHubUnauthorizedAccess,
     /// 403002: the hub's device quota is used up.
@@ -82,6 +84,8 @@ pub enum ErrorCode {
     DeviceAlreadyExists,
     /// 412001: `If-Match` etag mismatch.
     PreconditionFailed,
+    /// 413xxx: a bulk call carries more than 100 devices (sub-code unconfirmed).
+    TooManyDevices,
     /// 429001: too many requests.
     ThrottlingException,
     /// 500001: internal failure.
@@ -91,14 +95,16 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    const ALL: [ErrorCode; 10] = [
+    const ALL: [ErrorCode; 12] = [
         ErrorCode::ArgumentInvalid,
+        ErrorCode::DeviceDefinedMultipleTimes,
         ErrorCode::IotHubUnauthorizedAccess,
         ErrorCode::IotHubQuotaExceeded,
         ErrorCode::DeviceNotFound,
         ErrorCode::IotHubNotFound,
         ErrorCode::DeviceAlreadyExists,
         ErrorCode::PreconditionFailed,
+        ErrorCode::TooManyDevices,
         ErrorCode::ThrottlingException,
         ErrorCode::ServerError,
         ErrorCode::ServiceUnavailable,
@@ -108,12 +114,14 @@ impl ErrorCode {
     pub fn name(self) -> &'static str {
         match self {
             ErrorCode::ArgumentInvalid => "ArgumentInvalid",
+            ErrorCode::DeviceDefinedMultipleTimes => "DeviceDefinedMultipleTimes",
             ErrorCode::IotHubUnauthorizedAccess => "IotHubUnauthorizedAccess",
             ErrorCode::IotHubQuotaExceeded => "IotHubQuotaExceeded",
             ErrorCode::DeviceNotFound => "DeviceNotFound",
             ErrorCode::IotHubNotFound => "IotHubNotFound",
             ErrorCode::DeviceAlreadyExists => "DeviceAlreadyExists",
             ErrorCode::PreconditionFailed => "PreconditionFailed",
+            ErrorCode::TooManyDevices => "TooManyDevices",
             ErrorCode::ThrottlingException => "ThrottlingException",
             ErrorCode::ServerError => "ServerError",
             ErrorCode::ServiceUnavailable => "ServiceUnavailable",
@@ -124,12 +132,14 @@ impl ErrorCode {
     pub fn number(self) -> u32 {
         match self {
             ErrorCode::ArgumentInvalid => 400004,
+            ErrorCode::DeviceDefinedMultipleTimes => 400011,
             ErrorCode::IotHubUnauthorizedAccess => 401002,
             ErrorCode::IotHubQuotaExceeded => 403002,
             ErrorCode::DeviceNotFound => 404001,
             ErrorCode::IotHubNotFound => 404103,
             ErrorCode::DeviceAlreadyExists => 409001,
             ErrorCode::PreconditionFailed => 412001,
+            ErrorCode::TooManyDevices => 413002,
             ErrorCode::ThrottlingException => 429001,
             ErrorCode::ServerError => 500001,
             ErrorCode::ServiceUnavailable => 503001,
