@@ -50,14 +50,15 @@ pub(crate) async fn start_hub_emulator(
     .await
     .map_err(|e| failed(format!("starting the in-process IoT hub emulator: {e}")))?;
     let hub_ca = config.data_dir.join("hub-emulator-ca.pem");
-    std::fs::write(&hub_ca, hubs.ca_pem().unwrap_or_default()).map_err(|e| {
-        ServiceError::Io {
-            path: hub_ca.clone(),
-            reason: e.to_string(),
-        }
+    std::fs::write(&hub_ca, hubs.ca_pem().unwrap_or_default()).map_err(|e| ServiceError::Io {
+        path: hub_ca.clone(),
+        reason: e.to_string(),
     })?;
     config.hubs.trusted_ca_files.push(hub_ca);
-    config.hubs.resolve.insert(EMULATED_HUB.to_owned(), hubs.addr());
+    config
+        .hubs
+        .resolve
+        .insert(EMULATED_HUB.to_owned(), hubs.addr());
     if config.tenants.is_empty() {
         let connection_string = hubs
             .connection_string(EMULATED_HUB)
@@ -94,13 +95,11 @@ impl Samples {
         let device = server
             .device_addr()
             .map_or_else(String::new, |a| a.to_string());
-        let scope = server
-            .tenants()
-            .first()
-            .map_or("", |t| t.id_scope.as_str());
-        let key = self.second_key.clone().unwrap_or_else(|| {
-            format!("<primaryKey of GET /enrollments/{SECOND_SAMPLE_DEVICE}>")
-        });
+        let scope = server.tenants().first().map_or("", |t| t.id_scope.as_str());
+        let key = self
+            .second_key
+            .clone()
+            .unwrap_or_else(|| format!("<primaryKey of GET /enrollments/{SECOND_SAMPLE_DEVICE}>"));
         vec![
             format!(
                 "provisioned {SAMPLE_DEVICE} in {} ms: hub {}, device id {}, substatus {}; on the hub: {}",
@@ -159,21 +158,19 @@ pub async fn provision_samples(server: &RunningServer) -> Result<Samples, Servic
 
     let (first_key, _) = enroll(&admin, SAMPLE_DEVICE).await?;
     let started = Instant::now();
-    let registration = ProvisioningClient::builder(
-        device.to_string(),
-        tenant.id_scope.as_str(),
-        SAMPLE_DEVICE,
-    )
-    .credential(Credential::symmetric_key(&first_key).map_err(client_failed)?)
-    .trust_ca_pem(server.trust_pem().to_owned())
-    .build()
-    .map_err(client_failed)?
-    .register()
-    .await
-    .map_err(|e| failed(format!("provisioning the sample device: {e}")))?;
-    let on_hub = server
-        .hub_emulator()
-        .is_some_and(|hubs| hubs.device(&registration.assigned_hub, SAMPLE_DEVICE).is_some());
+    let registration =
+        ProvisioningClient::builder(device.to_string(), tenant.id_scope.as_str(), SAMPLE_DEVICE)
+            .credential(Credential::symmetric_key(&first_key).map_err(client_failed)?)
+            .trust_ca_pem(server.trust_pem().to_owned())
+            .build()
+            .map_err(client_failed)?
+            .register()
+            .await
+            .map_err(|e| failed(format!("provisioning the sample device: {e}")))?;
+    let on_hub = server.hub_emulator().is_some_and(|hubs| {
+        hubs.device(&registration.assigned_hub, SAMPLE_DEVICE)
+            .is_some()
+    });
     let provisioned = ProvisionedSample {
         elapsed: started.elapsed(),
         substatus: registration

@@ -94,10 +94,10 @@ pub fn probe_targets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dps_allocation::LiveLatency;
-    use tokio::net::TcpListener;
     use dps_allocation::latency::ProberConfig;
+    use dps_allocation::LiveLatency;
     use dps_model::{LinkedHub, Tenant};
+    use tokio::net::TcpListener;
 
     fn tenant(name: &str, hubs: &[(&str, bool)]) -> Tenant {
         let mut tenant = Tenant::new(name, format!("{name}.localhost")).unwrap();
