@@ -169,7 +169,11 @@ async fn malformed_connects_are_refused_with_return_codes() -> Result<()> {
 /// takes the place of the device's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credential_refusals_come_on_the_reply_topic_and_give_no_hint() -> Result<()> {
-    let system = TestSystem::start(SystemOptions::default()).await?;
+    let system = TestSystem::start(SystemOptions {
+        configure: &|config| config.device.mqtt.connect_timeout_ms = 600,
+        ..SystemOptions::default()
+    })
+    .await?;
     let scope = system.scope().to_string();
     let key = fixtures::symmetric_individual(&system, "raw-auth").await?;
     let wrong_key = dps_attestation::keys::generate_key();
@@ -213,6 +217,12 @@ async fn credential_refusals_come_on_the_reply_topic_and_give_no_hint() -> Resul
         let body = json(&reply);
         assert_eq!(body["errorCode"], 401002, "{case}: {body}");
         messages.push(body["message"].clone());
+        // Unverified and silent: closed at the CONNECT deadline, not the
+        // keep-alive (180 s here).
+        assert!(
+            raw.closed_within(Duration::from_secs(2)).await?.is_some(),
+            "{case}: an unverified connection outlived the CONNECT deadline"
+        );
     }
     assert!(
         messages.windows(2).all(|pair| pair[0] == pair[1]),

@@ -52,6 +52,10 @@ enum End {
     KeepAliveExpired,
     /// A newer connection of the same device took this one's place.
     Replaced,
+    /// An unverified connection sent nothing within the CONNECT deadline
+    /// (the SDKs disconnect by themselves once refused; closing at once
+    /// after a refusal makes the Node SDK lose the answer).
+    Refused,
     /// The server is shutting down.
     Shutdown,
 }
@@ -64,6 +68,7 @@ impl std::fmt::Display for End {
             End::Io(err) => write!(f, "connection error: {err}"),
             End::KeepAliveExpired => f.write_str("keep-alive expired"),
             End::Replaced => f.write_str("replaced by a newer connection of the device"),
+            End::Refused => f.write_str("unverified connection idle"),
             End::Shutdown => f.write_str("server shutdown"),
         }
     }
@@ -172,11 +177,22 @@ impl Session {
             if let Err(end) = self.handle_buffered(&request, &reply_sender).await {
                 return end;
             }
-            let idle = tokio::time::sleep_until(last_read + idle_limit);
+            // An unverified connection with nothing in flight gets the
+            // CONNECT deadline, not the keep-alive: failed credentials hold
+            // no connection for long.
+            let verified = registered.is_some();
+            let idle = tokio::time::sleep_until(
+                last_read
+                    + if verified || self.in_flight > 0 {
+                        idle_limit
+                    } else {
+                        self.endpoint.limits.connect_timeout
+                    },
+            );
             let event = tokio::select! {
                 read = self.transport.read_into(&mut self.buf) => Event::Read(read),
                 Some(reply) = replies.recv() => Event::Reply(reply),
-                _ = idle => return End::KeepAliveExpired,
+                _ = idle => return if verified { End::KeepAliveExpired } else { End::Refused },
                 _ = evicted(&mut registered) => return End::Replaced,
                 _ = stopped(&mut shutdown) => return End::Shutdown,
             };
@@ -187,7 +203,8 @@ impl Session {
                 Event::Reply(reply) => {
                     self.in_flight = self.in_flight.saturating_sub(1);
                     // A success means the pipeline authenticated the device.
-                    if registered.is_none() && reply.answer.status < 300 {
+                    let status = reply.answer.status;
+                    if registered.is_none() && status < 300 {
                         registered = Some(self.register(&request));
                     }
                     if let Err(err) = self.reply(None, &reply.rid, reply.answer).await {
