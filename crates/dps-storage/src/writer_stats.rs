@@ -78,4 +78,26 @@ mod tests {
         assert_eq!(stats.batch_sizes.last(), Some(&(u64::MAX, 1)));
         assert_eq!((stats.queue_depth, stats.queue_capacity), (2, 10));
     }
+
+    #[tokio::test]
+    async fn the_sqlite_writer_reports_its_batches_and_the_others_nothing() {
+        use crate::{MemoryStore, SqliteOptions, SqliteStore, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("dps.db"), SqliteOptions::default())
+            .await
+            .unwrap();
+        let before = store.writer_stats().expect("SQLite has a writer");
+        assert_eq!(
+            before.queue_capacity,
+            SqliteOptions::default().queue_depth as u64
+        );
+        let tenant = dps_model::Tenant::new("stats", "stats.localhost").unwrap();
+        store.create_tenant(tenant).await.unwrap();
+        let after = store.writer_stats().unwrap();
+        assert_eq!(after.batches_total, before.batches_total + 1);
+        assert_eq!(after.writes_total, before.writes_total + 1);
+        assert_eq!(after.queue_depth, 0);
+        store.close().await;
+        assert_eq!(MemoryStore::new().writer_stats(), None);
+    }
 }
