@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use dps_hub_sim::{HubSim, HubSimConfig, HubSpec, TlsSource};
+use dps_hub_sim::{HubSim, HubSimConfig, HubSpec, HubTier, Throttling, TlsSource};
 
 /// IoT hub registry emulator (devices and twins over HTTPS).
 #[derive(Parser, Debug)]
@@ -32,6 +32,17 @@ struct Args {
     /// Extra DNS names or IPs for the generated certificate. Repeatable.
     #[arg(long = "cert-name", value_name = "NAME")]
     cert_names: Vec<String>,
+    /// Throttle every hub like an IoT hub of this tier (Free, B1-B3, S1-S3):
+    /// identity registry and twin operation limits, 429 with Retry-After.
+    /// Off when absent.
+    #[arg(long, value_name = "TIER")]
+    tier: Option<HubTier>,
+    /// Units of --tier per hub.
+    #[arg(long, default_value_t = 1, requires = "tier")]
+    units: u32,
+    /// Run the throttling clock this many times faster than real time.
+    #[arg(long, default_value_t = 1.0, requires = "tier")]
+    throttle_speedup: f64,
     /// Where to write the generated CA certificate (PEM) for clients to trust.
     #[arg(long, default_value_os_t = std::env::temp_dir().join("dps-hub-sim-ca.pem"))]
     ca_out: PathBuf,
@@ -68,9 +79,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             extra_names: args.cert_names,
         },
     };
+    let throttling = args.tier.map(|tier| Throttling {
+        speedup: args.throttle_speedup,
+        ..Throttling::new(tier, args.units)
+    });
+    let hubs = args
+        .hubs
+        .into_iter()
+        .map(|hub| match &throttling {
+            Some(t) => hub.throttled(t.clone()),
+            None => hub,
+        })
+        .collect();
     let sim = HubSim::start(HubSimConfig {
         listen: args.listen,
-        hubs: args.hubs,
+        hubs,
         data_file: args.data_file,
         tls,
     })

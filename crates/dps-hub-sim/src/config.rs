@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use dps_attestation::keys::generate_key;
 
+use crate::throttle::Throttling;
+
 /// The policy name of every emulated hub's connection string.
 pub const DEFAULT_POLICY: &str = "iothubowner";
 
@@ -45,6 +47,9 @@ pub struct HubSpec {
     /// Policy key in base64. `None`: reuse the key stored in the data file for
     /// this hub, or generate one.
     pub key: Option<String>,
+    /// IoT Hub's throttles for a tier and unit count; `None` (the default):
+    /// no throttling, so tests are never slowed by it.
+    pub throttling: Option<Throttling>,
 }
 
 impl HubSpec {
@@ -54,7 +59,14 @@ impl HubSpec {
             host_name: host_name.into(),
             key_name: DEFAULT_POLICY.to_owned(),
             key: None,
+            throttling: None,
         }
+    }
+
+    /// The same hub, throttled like IoT Hub at this tier and unit count.
+    pub fn throttled(mut self, throttling: Throttling) -> Self {
+        self.throttling = Some(throttling);
+        self
     }
 
     /// A hub with this base64 `iothubowner` key.
@@ -98,6 +110,7 @@ impl std::fmt::Debug for HubSpec {
             .field("host_name", &self.host_name)
             .field("key_name", &self.key_name)
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .field("throttling", &self.throttling)
             .finish()
     }
 }

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::registry::RegistryError;
 use crate::state::{HubState, SimState};
+use crate::throttle::Meter;
 
 const JSON: &str = "application/json; charset=utf-8";
 
@@ -90,6 +91,11 @@ async fn bulk_registry(
     body: Bytes,
 ) -> Reply {
     let entries = crate::bulk::parse_request(&body)?;
+    // One identity registry operation per entry, as IoT Hub counts them.
+    let cost = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+    if let Err(retry_after) = hub.charge(Meter::Registry, cost) {
+        return Ok(throttled_reply(&retry_after));
+    }
     let result = crate::bulk::apply(&mut hub.registry(), entries);
     state.mark_changed();
     let status = if result.is_successful {
@@ -230,6 +236,19 @@ pub(crate) fn fault_reply(status: u16, retry_after_secs: Option<u64>) -> Respons
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// The throttling model's refusal: `429 ThrottlingException` with `Retry-After`.
+pub(crate) fn throttled_reply(retry_after: &str) -> Response {
+    let mut response = error_reply(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::ThrottlingException,
+        "The IoT hub's identity registry or twin throttle is exceeded; retry later.",
+    );
+    if let Ok(value) = HeaderValue::from_str(retry_after) {
+        response.headers_mut().insert(RETRY_AFTER, value);
     }
     response
 }

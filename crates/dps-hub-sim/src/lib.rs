@@ -14,6 +14,10 @@
 //! * TLS: a generated CA and server certificate covering every hub name,
 //!   `localhost`, `127.0.0.1` and the listen IP — or a certificate from files.
 //! * State in memory, optionally persisted to a JSON file (see [`DEBOUNCE`]).
+//! * Throttling (off by default): IoT Hub's identity registry and twin
+//!   throttles per tier and unit count, 429 `ThrottlingException` with
+//!   `Retry-After`; a bulk call costs one registry operation per entry (see
+//!   [`Throttling`]).
 //! * Test hooks: [`RunningHubSim::set_fault`] makes a hub fail or vanish;
 //!   [`RunningHubSim::device`] and [`RunningHubSim::twin`] read state directly.
 //!
@@ -35,7 +39,7 @@
 //!
 //! Deliberately not emulated: device-side traffic (MQTT/AMQP, device tokens),
 //! modules, queries, bulk import/export jobs (blob storage), jobs, configurations, direct methods,
-//! quotas. Reported properties exist but nothing writes them.
+//! daily quotas, traffic shaping. Reported properties exist but nothing writes them.
 
 #![deny(missing_docs)]
 
@@ -47,6 +51,7 @@ mod persist;
 mod registry;
 mod server;
 mod state;
+mod throttle;
 mod tls;
 mod twin;
 
@@ -54,3 +59,4 @@ pub use config::{Fault, HubSimConfig, HubSpec, TlsSource, DEFAULT_POLICY};
 pub use error::HubSimError;
 pub use persist::DEBOUNCE;
 pub use server::{HubSim, RunningHubSim};
+pub use throttle::{HubTier, Throttling};

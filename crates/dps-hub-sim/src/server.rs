@@ -22,9 +22,10 @@ use tokio_rustls::LazyConfigAcceptor;
 use tower::ServiceExt as _;
 
 use crate::config::{Fault, HubSimConfig};
-use crate::http::{authorize, fault_reply, router, unknown_hub, RoutedHub};
+use crate::http::{authorize, fault_reply, router, throttled_reply, unknown_hub, RoutedHub};
 use crate::persist::{self, PersistedHub};
 use crate::state::{HubState, SimState};
+use crate::throttle::{meter_of, Throttling};
 use crate::tls;
 use crate::HubSimError;
 
@@ -98,9 +99,9 @@ fn build_hubs(
     mut saved: BTreeMap<String, PersistedHub>,
 ) -> Result<Hubs, HubSimError> {
     let invalid = |reason: String| HubSimError::InvalidConfig { reason };
-    let mut wanted: Vec<PersistedHub> = Vec::new();
+    let mut wanted: Vec<(PersistedHub, Option<Throttling>)> = Vec::new();
     if config.hubs.is_empty() {
-        wanted.extend(std::mem::take(&mut saved).into_values());
+        wanted.extend(std::mem::take(&mut saved).into_values().map(|h| (h, None)));
     }
     for spec in &config.hubs {
         let host = spec.host_name.trim();
@@ -113,18 +114,21 @@ fn build_hubs(
             (None, Some(stored)) => stored.key.clone(),
             (None, None) => generate_key(),
         };
-        wanted.push(PersistedHub {
-            host_name: host.to_owned(),
-            key_name: spec.key_name.clone(),
-            key,
-            registry: stored.map(|s| s.registry).unwrap_or_default(),
-        });
+        wanted.push((
+            PersistedHub {
+                host_name: host.to_owned(),
+                key_name: spec.key_name.clone(),
+                key,
+                registry: stored.map(|s| s.registry).unwrap_or_default(),
+            },
+            spec.throttling.clone(),
+        ));
     }
     if wanted.is_empty() {
         return Err(invalid("no hub to serve".to_owned()));
     }
     let mut hubs: Vec<Arc<HubState>> = Vec::new();
-    for hub in wanted {
+    for (hub, throttling) in wanted {
         if hubs
             .iter()
             .any(|h| h.host_name.eq_ignore_ascii_case(&hub.host_name))
@@ -135,7 +139,7 @@ fn build_hubs(
             .ok()
             .filter(|k| !k.as_bytes().is_empty())
             .ok_or_else(|| invalid(format!("the key of hub {:?} is not base64", hub.host_name)))?;
-        hubs.push(Arc::new(HubState::new(hub, key)));
+        hubs.push(Arc::new(HubState::new(hub, key, throttling.as_ref())));
     }
     Ok((hubs, saved))
 }
@@ -272,6 +276,11 @@ async fn handle_request(
     if let Err(refusal) = authorize(&hub, authorization.as_deref()) {
         return Ok(refusal.into_response());
     }
+    if let Some(meter) = meter_of(request.method(), request.uri().path()) {
+        if let Err(retry_after) = hub.charge(meter, 1) {
+            return Ok(throttled_reply(&retry_after));
+        }
+    }
     request.extensions_mut().insert(RoutedHub(hub));
     let request = request.map(Body::new);
     Ok(match router.oneshot(request).await {
@@ -357,6 +366,18 @@ impl RunningHubSim {
     /// Number of devices on `host` (0 for an unknown hub).
     pub fn device_count(&self, host: &str) -> usize {
         self.with_hub(host, |h| h.registry().len()).unwrap_or(0)
+    }
+
+    /// Identity registry operations asked of `host` so far (each bulk entry
+    /// is one), whether throttled or not.
+    pub fn registry_operation_count(&self, host: &str) -> u64 {
+        self.with_hub(host, |h| h.registry_operation_count())
+            .unwrap_or(0)
+    }
+
+    /// Requests `host` refused with 429 by its throttling model so far.
+    pub fn throttled_count(&self, host: &str) -> u64 {
+        self.with_hub(host, |h| h.throttled_count()).unwrap_or(0)
     }
 
     /// Requests routed to `host` so far, faulted ones included.

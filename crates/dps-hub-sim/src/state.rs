@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use crate::config::Fault;
 use crate::persist::{PersistedHub, PersistedState};
 use crate::registry::Registry;
+use crate::throttle::{Meter, Throttle, Throttling};
 use crate::tls::strip_port;
 
 /// One emulated hub.
@@ -21,6 +22,11 @@ pub(crate) struct HubState {
     registry: Mutex<Registry>,
     requests: AtomicU64,
     fault: Mutex<Option<ActiveFault>>,
+    throttle: Option<Throttle>,
+    /// Identity registry operations asked for (a bulk entry is one), throttled or not.
+    registry_operations: AtomicU64,
+    /// Requests answered 429 by the throttling model.
+    throttled: AtomicU64,
 }
 
 struct ActiveFault {
@@ -38,7 +44,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl HubState {
-    pub(crate) fn new(persisted: PersistedHub, key: SymmetricKey) -> Self {
+    pub(crate) fn new(
+        persisted: PersistedHub,
+        key: SymmetricKey,
+        throttling: Option<&Throttling>,
+    ) -> Self {
         HubState {
             host_name: persisted.host_name,
             key_name: persisted.key_name,
@@ -47,7 +57,34 @@ impl HubState {
             registry: Mutex::new(persisted.registry),
             requests: AtomicU64::new(0),
             fault: Mutex::new(None),
+            throttle: throttling.map(Throttle::new),
+            registry_operations: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
         }
+    }
+
+    /// Count `cost` operations against `meter`; with throttling on, the
+    /// `Retry-After` text when they do not fit.
+    pub(crate) fn charge(&self, meter: Meter, cost: u32) -> Result<(), String> {
+        if meter == Meter::Registry {
+            self.registry_operations
+                .fetch_add(u64::from(cost), Ordering::Relaxed);
+        }
+        let Some(throttle) = &self.throttle else {
+            return Ok(());
+        };
+        throttle.charge(meter, cost).map_err(|wait| {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            throttle.retry_after(wait)
+        })
+    }
+
+    pub(crate) fn registry_operation_count(&self) -> u64 {
+        self.registry_operations.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn throttled_count(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
     }
 
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {

@@ -6,3 +6,4 @@ mod lifecycle;
 mod node;
 mod protocol;
 mod support;
+mod throttling;
