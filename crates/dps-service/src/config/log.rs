@@ -61,6 +61,9 @@ mod tests {
         assert_eq!(LogConfig::default().format, LogFormat::Text);
         assert!(toml::from_str::<LogConfig>("format = \"xml\"").is_err());
         assert_eq!("JSON".parse::<LogFormat>(), Ok(LogFormat::Json));
-        assert!("xml".parse::<LogFormat>().unwrap_err().contains("text or json"));
+        assert!("xml"
+            .parse::<LogFormat>()
+            .unwrap_err()
+            .contains("text or json"));
     }
 }
