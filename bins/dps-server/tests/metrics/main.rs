@@ -304,6 +304,7 @@ async fn metrics_of_the_real_binary_count_every_transport_and_pass_promtool() ->
         1.0,
     )?;
     expect(&text, "dps_registrations_in_flight", 0.0)?;
+    expect(&text, "dps_service_requests_total{status=\"401\"}", 1.0)?;
     expect(
         &text,
         "dps_device_register_duration_seconds_count{transport=\"https\"}",

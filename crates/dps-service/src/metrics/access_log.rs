@@ -1,6 +1,7 @@
 //! The optional access log of the service API (`[log] access_log = true`):
 //! one INFO line per request under the target `dps::access`, with method,
-//! path, status, duration and peer address.
+//! path, status, duration and peer address (installed by
+//! [`super::service_api::layer`]).
 //!
 //! The path is logged without its query string, and no header is logged:
 //! the `Authorization` header carries a SAS token, and nothing else of a
@@ -11,19 +12,14 @@ use std::time::Instant;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::Router;
 
 use crate::listener::ConnectionInfo;
 
 /// The tracing target of access log lines.
 pub const TARGET: &str = "dps::access";
 
-/// `router` with every request logged.
-pub fn layer(router: Router) -> Router {
-    router.layer(axum::middleware::from_fn(log_request))
-}
-
-async fn log_request(request: Request, next: Next) -> Response {
+/// Run `request` through `next`, then log it.
+pub(super) async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     // `uri().path()` excludes the query string.

@@ -15,13 +15,15 @@
 //!   elsewhere (connection gates, the store writer, device latency).
 //! * [`refusal_log`]: the rate-limited line per refused or failed
 //!   registration.
-//! * [`access_log`]: the optional access log of the service API.
+//! * [`service_api`]: service API answers by status, and its optional
+//!   [`access_log`].
 
 pub mod access_log;
 pub mod collectors;
 pub mod device;
 pub mod hub;
 pub mod refusal_log;
+pub mod service_api;
 pub mod store;
 
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use crate::connection_limits::ListenerGates;
 
 use self::collectors::{ConnectionsCollector, DeviceLatencyCollector, StoreWriterCollector};
 use self::device::DeviceMetrics;
+use self::service_api::ServiceApiMetrics;
 use self::store::{InstrumentedStore, StoreMetrics};
 
 /// The `Content-Type` of `/metrics` answers.
@@ -48,6 +51,8 @@ pub struct ServerMetrics {
     pub device: Arc<DeviceMetrics>,
     /// The store's (see [`ServerMetrics::instrument_store`]).
     pub store: Arc<StoreMetrics>,
+    /// The service API's (see [`ServerMetrics::observe_service_api`]).
+    pub service_api: Arc<ServiceApiMetrics>,
 }
 
 impl ServerMetrics {
@@ -56,12 +61,19 @@ impl ServerMetrics {
         ServerMetrics {
             device: Arc::new(DeviceMetrics::new(config)),
             store: Arc::new(StoreMetrics::default()),
+            service_api: Arc::default(),
         }
     }
 
     /// `store`, its calls timed and its billing operations counted.
     pub fn instrument_store(&self, store: Arc<dyn Store>) -> Arc<dyn Store> {
         InstrumentedStore::wrap(store, self.store.clone())
+    }
+
+    /// The service API's `router`, its answers counted and, with
+    /// `access_log`, each request logged.
+    pub fn observe_service_api(&self, router: axum::Router, access_log: bool) -> axum::Router {
+        service_api::layer(router, self.service_api.clone(), access_log)
     }
 
     /// The registry of everything, the listeners' gates and the store
@@ -73,6 +85,7 @@ impl ServerMetrics {
             self.device.latency.clone(),
         )));
         self.store.register(&mut registry);
+        self.service_api.register(&mut registry);
         registry.register_collector(Box::new(StoreWriterCollector(store)));
         registry.register_collector(Box::new(ConnectionsCollector(gates.clone())));
         Arc::new(MetricsRegistry { registry })

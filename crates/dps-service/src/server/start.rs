@@ -148,10 +148,7 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
         .with_throttling(&config.throttling)
         .with_egress(egress),
     );
-    let service_router = match config.log.access_log {
-        true => crate::metrics::access_log::layer(service_router),
-        false => service_router,
-    };
+    let service_router = metrics.observe_service_api(service_router, config.log.access_log);
 
     let connections = ListenerGates::new(&config.connections, addresses.mqtt.is_some());
     let endpoints = Endpoints {
