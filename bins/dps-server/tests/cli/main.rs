@@ -369,3 +369,41 @@ async fn short_and_non_base64_operator_keys_are_refused_at_start() -> Result<()>
     );
     Ok(())
 }
+
+/// The first log line of a server started from a configuration file that
+/// ends with `extra_toml`, with `flags` added; then the server is stopped.
+async fn first_log_line(dir: &Path, extra_toml: &str, flags: &[&str]) -> Result<String> {
+    let path = config_file(dir, None)?;
+    let mut text = std::fs::read_to_string(&path)?;
+    text.push_str(extra_toml);
+    std::fs::write(&path, text)?;
+    let mut child = server().arg("--config").arg(&path).args(flags).spawn()?;
+    let mut stderr = BufReader::new(child.stderr.take().context("stderr")?).lines();
+    let line = tokio::time::timeout(BANNER_DEADLINE, stderr.next_line())
+        .await
+        .context("no log line")??
+        .context("dps-server exited without a log line")?;
+    child.start_kill()?;
+    child.wait().await?;
+    Ok(line)
+}
+
+/// `[log] format` in the file chooses the log format; `--log-format` wins
+/// over it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_format_comes_from_the_file_unless_the_flag_says_otherwise() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let json_section = "[log]\nformat = \"json\"\n";
+    let line = first_log_line(dir.path(), json_section, &[]).await?;
+    let value: serde_json::Value =
+        serde_json::from_str(&line).with_context(|| format!("not a JSON log line: {line}"))?;
+    assert!(value.get("level").is_some(), "{line}");
+
+    let line = first_log_line(dir.path(), json_section, &["--log-format", "text"]).await?;
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&line).is_err(),
+        "the flag asked for text: {line}"
+    );
+    assert!(line.contains("INFO"), "{line}");
+    Ok(())
+}
