@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use dps_model::DeviceId;
 
-use crate::wire::{Device, Twin};
+use crate::wire::{BulkRegistryOperationResult, Device, ExportImportDevice, Twin};
 use crate::HubError;
 
 /// The `If-Match` condition of a write.
@@ -68,6 +68,17 @@ pub trait IotHub: Send + Sync {
         patch: &Twin,
         if_match: IfMatch,
     ) -> Result<Twin, HubError>;
+
+    /// `POST /devices`: the bulk registry operation, up to
+    /// [`crate::wire::MAX_BULK_DEVICES`] entries; every entry not named in the
+    /// result's `errors` was applied. The default applies the entries one by
+    /// one with the single-device calls, for hubs without a bulk API.
+    async fn bulk_registry(
+        &self,
+        devices: &[ExportImportDevice],
+    ) -> Result<BulkRegistryOperationResult, HubError> {
+        crate::bulk::one_by_one(self, devices).await
+    }
 
     /// Create the identity, or replace it if the id is taken (`If-Match: "*"`).
     /// Returns the hub's record and whether it was newly created.

@@ -7,6 +7,9 @@
 //!   SAS tokens derived from the hub's service [`ConnectionString`], with
 //!   retries of throttling, server and transport failures within a deadline.
 //! * [`HubDirectory`]: one cached client per linked hub, sharing connections.
+//! * [`provision_devices`]: many devices on one hub with the bulk registry
+//!   call (`POST /devices`, identity and initial twin per entry, 100 a call),
+//!   each device's outcome its own.
 //! * [`ensure_device`] and [`migrate_device`]: the provisioning steps of the
 //!   protocol spec (§6.4, §7.1) — make the identity exist with the right
 //!   credentials and initial twin; move a device between hubs, copying or
@@ -46,10 +49,11 @@
 //!
 //! This crate does not decide *which* hub a device goes to (that is
 //! `dps-allocation`), does not store anything, and speaks only the registry
-//! part of IoT Hub's service API: no messaging, methods, jobs or bulk import.
+//! part of IoT Hub's service API: no messaging, methods, jobs or blob import/export.
 
 #![deny(missing_docs)]
 
+mod bulk;
 mod client;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -60,6 +64,7 @@ mod hub;
 mod provisioning;
 pub mod wire;
 
+pub use bulk::{bulk_entry, error_from_entry, provision_devices};
 pub use client::{HubClient, HubClientOptions, API_VERSION};
 pub use connection_string::ConnectionString;
 pub use directory::HubDirectory;

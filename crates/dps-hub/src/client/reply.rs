@@ -10,7 +10,7 @@ use crate::HubError;
 /// Longest hub message kept in an error (bodies of proxies can be whole pages).
 const MAX_MESSAGE: usize = 512;
 
-pub(super) fn error_from_reply(
+pub(crate) fn error_from_reply(
     host: &str,
     status: u16,
     headers: &HeaderMap,

@@ -2,6 +2,7 @@
 //! the hub emulator over real TLS on loopback.
 
 mod battery;
+mod bulk;
 mod devices;
 mod faults;
 mod support;
