@@ -6,6 +6,7 @@ mod admin_health;
 mod client_credentials;
 mod client_errors;
 mod client_swarm;
+mod device_error_battery;
 mod device_errors;
 mod device_node;
 mod failures;
