@@ -167,9 +167,13 @@ impl Authenticator<'_> {
                             .and_then(|k| k.secondary_key.as_deref()),
                     )
                     .ok_or_else(unauthorized)?;
+                    // Specific for the operator's log; the device gets the
+                    // generic refusal (`Pipeline::guarded`).
                     token
                         .check_signature(&[&primary, &secondary])
-                        .map_err(|_| unauthorized())?;
+                        .map_err(|_| {
+                            refused("Unauthorized: the token's signature matches neither key of the individual enrollment.")
+                        })?;
                     Evidence::SymmetricKey { primary, secondary }
                 }
                 AttestationType::Tpm => {
@@ -217,7 +221,9 @@ impl Authenticator<'_> {
                 });
             }
         }
-        Err(unauthorized())
+        Err(refused(
+            "Unauthorized: no individual enrollment, and no symmetric-key group's derived key signed the token.",
+        ))
     }
 
     async fn by_certificate(

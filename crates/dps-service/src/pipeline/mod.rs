@@ -11,6 +11,7 @@ mod assign;
 mod attest_pool;
 mod authenticate;
 mod challenges;
+mod hub_batch;
 mod latency;
 mod locks;
 mod observe;
@@ -112,6 +113,7 @@ impl HubConnector for HubDirectory {
 pub struct Pipeline {
     store: Arc<dyn Store>,
     hubs: Arc<dyn HubConnector>,
+    hub_batches: hub_batch::HubBatches,
     allocator: Arc<dps_allocation::Allocator>,
     tenants: Arc<TenantCache>,
     expiry: ExpiryPolicy,
@@ -140,6 +142,7 @@ impl Pipeline {
         Pipeline {
             store,
             hubs,
+            hub_batches: Default::default(),
             allocator,
             tenants,
             expiry,
@@ -161,12 +164,15 @@ impl Pipeline {
         // the registration id is checked first, so a malformed one gets the
         // same 400 whether the scope exists or not.
         let registration_id = RegistrationId::new(request.registration_id.as_str())?;
-        let scope = IdScope::new(request.id_scope.as_str()).map_err(|_| unauthorized())?;
+        // Specific reasons for the operator's log; the device gets the
+        // generic refusal (`guarded`).
+        let scope = IdScope::new(request.id_scope.as_str())
+            .map_err(|_| ApiError::unauthorized("Unauthorized: malformed ID scope."))?;
         let view = self
             .tenants
             .get(self.store.as_ref(), &scope)
             .await?
-            .ok_or_else(unauthorized)?;
+            .ok_or_else(|| ApiError::unauthorized("Unauthorized: no tenant has this ID scope."))?;
         Ok((view, registration_id))
     }
 
@@ -299,6 +305,7 @@ impl Pipeline {
         let outcome = if enabled {
             Assignment {
                 hubs: &self.hubs,
+                hub_batches: &self.hub_batches,
                 allocator: &self.allocator,
                 metrics: &self.metrics,
                 view: &view,
