@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use dps_hub::wire::{Device, Twin};
+use dps_hub::wire::{BulkRegistryOperationResult, Device, ExportImportDevice, Twin};
 use dps_hub::{HubError, IfMatch, IotHub};
 use dps_model::DeviceId;
 
@@ -41,6 +41,14 @@ impl TimedHub {
 impl IotHub for TimedHub {
     fn host_name(&self) -> &str {
         self.inner.host_name()
+    }
+
+    async fn bulk_registry(
+        &self,
+        devices: &[ExportImportDevice],
+    ) -> Result<BulkRegistryOperationResult, HubError> {
+        self.timed("bulk_registry", self.inner.bulk_registry(devices))
+            .await
     }
 
     async fn put_device(&self, device: &Device, if_match: IfMatch) -> Result<Device, HubError> {

@@ -9,10 +9,7 @@ use dps_allocation::{plan_after_allocation, plan_before_allocation, TwinAction a
 use dps_allocation::{AllocationRequest, DeviceAttestation, DeviceContext};
 use dps_attestation::sas::SymmetricKey;
 use dps_attestation::tpm;
-use dps_hub::{
-    ensure_device, migrate_device, DeviceAuth, DeviceProvisioning, IotHub, MigrationMode,
-    TwinAction,
-};
+use dps_hub::{migrate_device, DeviceAuth, DeviceProvisioning, IotHub, MigrationMode, TwinAction};
 use dps_model::{DeviceId, ErrorCode, RegistrationId, RegistrationRecord, RegistrationSubstatus};
 use serde_json::Value;
 
@@ -38,6 +35,8 @@ pub(crate) struct Failure {
 
 pub(crate) struct Assignment<'a> {
     pub(crate) hubs: &'a Arc<dyn HubConnector>,
+    /// Identity writes coalesced per hub (`hub_batch.rs`).
+    pub(crate) hub_batches: &'a super::hub_batch::HubBatches,
     pub(crate) allocator: &'a dps_allocation::Allocator,
     /// Allocation time goes here (`dps_allocation_duration_seconds`).
     pub(crate) metrics: &'a crate::metrics::device::DeviceMetrics,
@@ -139,18 +138,24 @@ impl Assignment<'_> {
                 .await
                 .map(|_| ())
             }
-            (PlannedTwin::KeepExisting, _) => {
-                let keep = DeviceProvisioning {
-                    twin_action: TwinAction::Keep,
+            // Same hub, or first assignment / factory reset / a move from a
+            // hub no longer linked (initial twin): one entry of a bulk write.
+            (twin, _) => {
+                let keep = matches!(twin, PlannedTwin::KeepExisting);
+                let request = DeviceProvisioning {
+                    twin_action: if keep {
+                        TwinAction::Keep
+                    } else {
+                        TwinAction::ApplyInitial
+                    },
                     ..provisioning.clone()
                 };
-                ensure_device(target.as_ref(), &keep).await.map(|_| ())
+                let linked = self.view.tenant.linked_hub(&plan.target_hub);
+                let key = linked.map_or(plan.target_hub.as_str(), |h| h.connection_string.as_str());
+                self.hub_batches
+                    .provision(key, Arc::clone(&target), request)
+                    .await
             }
-            // First assignment, a factory reset on the same hub, or a move
-            // from a hub that is no longer linked: the initial twin.
-            _ => ensure_device(target.as_ref(), &provisioning)
-                .await
-                .map(|_| ()),
         };
         result.map_err(|err| Failure {
             code: ErrorCode::HUB_FAILURE,

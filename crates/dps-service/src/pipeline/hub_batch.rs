@@ -1,0 +1,309 @@
+//! Hub write coalescing: registrations in flight for the same hub are
+//! written with one bulk registry call (`POST /devices`, identity and initial
+//! twin per entry, up to 100 a call) instead of a call or two per device.
+//!
+//! Batching is "whatever queued while the previous call was in flight": per
+//! hub, at most one bulk call runs; a registration arriving while none runs
+//! starts one at once (no gather window, so a lone device waits for nothing),
+//! and the registrations arriving meanwhile go together in the next call. The
+//! call runs in its own task, so a device that hangs up abandons only its own
+//! answer.
+//!
+//! Each device's outcome is its own (`dps_hub::provision_devices`): an entry
+//! the hub refused fails that device only. A throttled hub (429, already
+//! retried by the hub client within its deadline) is retried here, honouring
+//! `Retry-After`, for as long as each waiting device's [`PATIENCE`] lasts —
+//! meanwhile the device is simply still being registered (`assigning`), and
+//! it fails only if the hub stays throttled for all of it.
+//!
+//! Queues are keyed by the linked hub's connection string: two tenants
+//! linking the same hub with different credentials never share a call.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use dps_hub::wire::MAX_BULK_DEVICES;
+use dps_hub::{provision_devices, DeviceProvisioning, HubError, IotHub};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// How long a registration keeps waiting for a throttled hub: below the
+/// 30-second request timeout of the official Node SDK and of `dps-client`, so
+/// the device still gets its answer on the same request.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(25);
+
+/// Wait before retrying a throttled call whose 429 named no `Retry-After`.
+const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+
+/// The write queues of every hub, one per connection string.
+#[derive(Default)]
+pub(crate) struct HubBatches {
+    queues: Mutex<HashMap<String, Arc<HubQueue>>>,
+    patience: Option<Duration>,
+}
+
+#[derive(Default)]
+struct HubQueue {
+    state: Mutex<QueueState>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    waiting: VecDeque<Pending>,
+    /// A writer task is running for this queue.
+    writing: bool,
+}
+
+struct Pending {
+    request: DeviceProvisioning,
+    deadline: Instant,
+    answer: oneshot::Sender<Result<(), HubError>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl HubBatches {
+    /// Batches whose devices wait at most `patience` for a throttled hub.
+    #[cfg(test)]
+    pub(crate) fn with_patience(patience: Duration) -> Self {
+        HubBatches {
+            patience: Some(patience),
+            ..HubBatches::default()
+        }
+    }
+
+    /// Make `request` true on `hub` (reached with `connection_string`),
+    /// together with whatever else is queued for that hub.
+    pub(crate) async fn provision(
+        &self,
+        connection_string: &str,
+        hub: Arc<dyn IotHub>,
+        request: DeviceProvisioning,
+    ) -> Result<(), HubError> {
+        let queue = Arc::clone(
+            lock(&self.queues)
+                .entry(connection_string.to_owned())
+                .or_default(),
+        );
+        let (answer, answered) = oneshot::channel();
+        let start_writer = {
+            let mut state = lock(&queue.state);
+            state.waiting.push_back(Pending {
+                request,
+                deadline: Instant::now() + self.patience.unwrap_or(PATIENCE),
+                answer,
+            });
+            !std::mem::replace(&mut state.writing, true)
+        };
+        if start_writer {
+            tokio::spawn(write_queue(queue, hub));
+        }
+        answered.await.unwrap_or_else(|_| {
+            Err(HubError::InvalidResponse {
+                host: String::new(),
+                status: 0,
+                reason: "the hub writer stopped before answering".to_owned(),
+            })
+        })
+    }
+}
+
+/// The writer of one queue: bulk calls until the queue is empty.
+async fn write_queue(queue: Arc<HubQueue>, hub: Arc<dyn IotHub>) {
+    loop {
+        let batch: Vec<Pending> = {
+            let mut state = lock(&queue.state);
+            // Devices that hung up need no write.
+            state.waiting.retain(|p| !p.answer.is_closed());
+            if state.waiting.is_empty() {
+                state.writing = false;
+                return;
+            }
+            let take = state.waiting.len().min(MAX_BULK_DEVICES);
+            state.waiting.drain(..take).collect()
+        };
+        let requests: Vec<DeviceProvisioning> = batch.iter().map(|p| p.request.clone()).collect();
+        let outcomes = provision_devices(hub.as_ref(), &requests).await;
+        let now = Instant::now();
+        let mut retry_after: Option<Duration> = None;
+        let mut again = Vec::new();
+        for (pending, outcome) in batch.into_iter().zip(outcomes) {
+            match outcome {
+                Err(HubError::Throttled {
+                    retry_after: after, ..
+                }) if now + after.unwrap_or(DEFAULT_RETRY) < pending.deadline => {
+                    let wait = after.unwrap_or(DEFAULT_RETRY);
+                    retry_after = Some(retry_after.map_or(wait, |w| w.max(wait)));
+                    again.push(pending);
+                }
+                outcome => {
+                    let _ = pending.answer.send(outcome);
+                }
+            }
+        }
+        if let Some(wait) = retry_after {
+            tracing::debug!(
+                host = hub.host_name(),
+                devices = again.len(),
+                ?wait,
+                "hub throttled; retrying the bulk write"
+            );
+            {
+                // Back at the head of the queue, in their order.
+                let mut state = lock(&queue.state);
+                for pending in again.into_iter().rev() {
+                    state.waiting.push_front(pending);
+                }
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use dps_attestation::sas::SymmetricKey;
+    use dps_hub::wire::{BulkRegistryOperationResult, Device, ExportImportDevice, Twin};
+    use dps_hub::{DeviceAuth, IfMatch, TwinAction};
+    use dps_model::{DeviceCapabilities, DeviceId};
+
+    /// A hub that answers bulk calls after a pause, throttles the first
+    /// `throttle_first` calls, and counts calls and entries.
+    #[derive(Default)]
+    struct CountingHub {
+        calls: AtomicUsize,
+        entries: AtomicUsize,
+        throttle_first: usize,
+        pause: Duration,
+    }
+
+    #[async_trait]
+    impl IotHub for CountingHub {
+        fn host_name(&self) -> &str {
+            "hub.example"
+        }
+        async fn bulk_registry(
+            &self,
+            devices: &[ExportImportDevice],
+        ) -> Result<BulkRegistryOperationResult, HubError> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.pause).await;
+            if call < self.throttle_first {
+                return Err(HubError::Throttled {
+                    host: "hub.example".into(),
+                    status: 429,
+                    retry_after: Some(Duration::from_millis(20)),
+                    code: None,
+                    message: "slow down".into(),
+                });
+            }
+            self.entries.fetch_add(devices.len(), Ordering::SeqCst);
+            Ok(BulkRegistryOperationResult {
+                is_successful: true,
+                ..Default::default()
+            })
+        }
+        async fn put_device(&self, _: &Device, _: IfMatch) -> Result<Device, HubError> {
+            unreachable!("every write goes through the bulk call")
+        }
+        async fn get_device(&self, _: &DeviceId) -> Result<Device, HubError> {
+            unreachable!("not used")
+        }
+        async fn delete_device(&self, _: &DeviceId, _: IfMatch) -> Result<(), HubError> {
+            unreachable!("not used")
+        }
+        async fn get_twin(&self, _: &DeviceId) -> Result<Twin, HubError> {
+            unreachable!("not used")
+        }
+        async fn replace_twin(&self, _: &DeviceId, _: &Twin, _: IfMatch) -> Result<Twin, HubError> {
+            unreachable!("not used")
+        }
+        async fn patch_twin(&self, _: &DeviceId, _: &Twin, _: IfMatch) -> Result<Twin, HubError> {
+            unreachable!("not used")
+        }
+    }
+
+    fn request(i: usize) -> DeviceProvisioning {
+        let key = SymmetricKey::from_bytes(vec![3; 32]);
+        DeviceProvisioning {
+            device_id: DeviceId::new(format!("d{i}")).unwrap(),
+            auth: DeviceAuth::SymmetricKey {
+                primary: key.clone(),
+                secondary: key,
+            },
+            capabilities: DeviceCapabilities::default(),
+            initial_twin: None,
+            twin_action: TwinAction::ApplyInitial,
+        }
+    }
+
+    async fn run(
+        batches: Arc<HubBatches>,
+        hub: Arc<CountingHub>,
+        devices: usize,
+    ) -> Vec<Result<(), HubError>> {
+        let tasks: Vec<_> = (0..devices)
+            .map(|i| {
+                let (batches, hub) = (Arc::clone(&batches), Arc::clone(&hub));
+                tokio::spawn(async move { batches.provision("cs", hub, request(i)).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        outcomes
+    }
+
+    #[tokio::test]
+    async fn a_lone_device_is_written_at_once_and_a_crowd_shares_calls() {
+        let hub = Arc::new(CountingHub {
+            pause: Duration::from_millis(20),
+            ..CountingHub::default()
+        });
+        let batches = Arc::new(HubBatches::default());
+        let started = Instant::now();
+        assert!(run(Arc::clone(&batches), Arc::clone(&hub), 1).await[0].is_ok());
+        assert!(started.elapsed() < Duration::from_millis(200));
+        assert_eq!(hub.calls.load(Ordering::SeqCst), 1);
+
+        // 250 at once: the first call takes who came first, the rest queue
+        // behind it and go 100 at a time.
+        let outcomes = run(batches, Arc::clone(&hub), 250).await;
+        assert!(outcomes.iter().all(Result::is_ok));
+        let calls = hub.calls.load(Ordering::SeqCst) - 1;
+        assert!((3..=5).contains(&calls), "{calls} calls for 250 devices");
+        assert_eq!(hub.entries.load(Ordering::SeqCst), 251);
+    }
+
+    #[tokio::test]
+    async fn throttled_writes_wait_within_patience_then_fail_past_it() {
+        let hub = Arc::new(CountingHub {
+            throttle_first: 3,
+            ..CountingHub::default()
+        });
+        let batches = Arc::new(HubBatches::with_patience(Duration::from_secs(5)));
+        let outcomes = run(batches, Arc::clone(&hub), 10).await;
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        assert_eq!(hub.entries.load(Ordering::SeqCst), 10);
+
+        let stubborn = Arc::new(CountingHub {
+            throttle_first: usize::MAX,
+            ..CountingHub::default()
+        });
+        let impatient = Arc::new(HubBatches::with_patience(Duration::from_millis(60)));
+        let outcomes = run(impatient, stubborn, 3).await;
+        assert!(outcomes
+            .iter()
+            .all(|o| matches!(o, Err(HubError::Throttled { .. }))));
+    }
+}
