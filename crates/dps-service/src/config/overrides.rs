@@ -78,6 +78,10 @@ mod tests {
 
         let mut config = ServiceConfig::from_toml("[log]\nformat = \"json\"\n").unwrap();
         config.apply_overrides(Overrides::default());
-        assert_eq!(config.log.format, LogFormat::Json, "no flag: the file's value");
+        assert_eq!(
+            config.log.format,
+            LogFormat::Json,
+            "no flag: the file's value"
+        );
     }
 }
