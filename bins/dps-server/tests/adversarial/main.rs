@@ -116,7 +116,8 @@ async fn healthy_devices_provision_while_attacked() -> Result<()> {
             }
         });
     }
-    // Bad tokens over MQTT: CONNECT, CONNACK refused, again.
+    // Bad tokens over MQTT: CONNECT (accepted unverified: refusals come on
+    // the reply topic, a silent connection is closed), again.
     for flood in 0..2u8 {
         let (tls, scope, stats) = (tls.clone(), scope.clone(), stats.clone());
         attackers.spawn(async move {

@@ -66,23 +66,15 @@ pub(super) fn refusal(code: ConnectReturnCode) -> ClientError {
     }
 }
 
-pub(super) fn kind(packet: &Packet) -> &'static str {
-    match packet {
-        Packet::Connect(_) => "CONNECT",
-        Packet::ConnAck(_) => "CONNACK",
-        Packet::Publish(_) => "PUBLISH",
-        Packet::PubAck(_) => "PUBACK",
-        Packet::PubRec(_) => "PUBREC",
-        Packet::PubRel(_) => "PUBREL",
-        Packet::PubComp(_) => "PUBCOMP",
-        Packet::Subscribe(_) => "SUBSCRIBE",
-        Packet::SubAck(_) => "SUBACK",
-        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
-        Packet::UnsubAck(_) => "UNSUBACK",
-        Packet::PingReq => "PINGREQ",
-        Packet::PingResp => "PINGRESP",
-        Packet::Disconnect => "DISCONNECT",
-    }
+/// A packet's type, for error messages: the variant name its `Debug` form
+/// starts with (only ever formatted on the way to an error).
+pub(super) fn kind(packet: &Packet) -> String {
+    let debug = format!("{packet:?}");
+    debug
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// `host` or `host:port` (IPv6 in brackets) → host and port.
@@ -121,6 +113,13 @@ mod tests {
         );
         assert_eq!(split_host_port("[::1]:9000", 443), ("::1".to_owned(), 9000));
         assert_eq!(split_host_port("[::1]", 443), ("::1".to_owned(), 443));
+    }
+
+    #[test]
+    fn packet_kinds_are_variant_names() {
+        assert_eq!(kind(&Packet::PingResp), "PingResp");
+        let ack = rumqttc::mqttbytes::v4::SubAck::new(7, vec![]);
+        assert_eq!(kind(&Packet::SubAck(ack)), "SubAck");
     }
 
     #[test]
