@@ -16,6 +16,7 @@ mod hardening_pipeline;
 mod hardening_tokens;
 mod hardening_webhook;
 mod hardening_x509;
+mod hub_coalescing;
 mod mqtt_client;
 mod mqtt_fixtures;
 mod mqtt_node;

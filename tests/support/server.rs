@@ -68,12 +68,25 @@ impl Default for SystemOptions<'_> {
 impl TestSystem {
     /// Start the emulator and the server, and create the tenant.
     pub async fn start(options: SystemOptions<'_>) -> Result<TestSystem> {
+        Self::start_throttled(options, None).await
+    }
+
+    /// [`TestSystem::start`] with every emulated hub throttled like an IoT
+    /// hub (`None`: no throttling).
+    pub async fn start_throttled(
+        options: SystemOptions<'_>,
+        hub_throttling: Option<dps_hub_sim::Throttling>,
+    ) -> Result<TestSystem> {
         crate::ports::require_port_443()?;
         let dir = tempfile::tempdir()?;
-        let hubs = HubSim::start(HubSimConfig::new(
-            SocketAddr::from(([127, 0, 0, 1], 0)),
-            options.hubs,
-        ))
+        let specs = options.hubs.iter().map(|h| match &hub_throttling {
+            Some(t) => dps_hub_sim::HubSpec::new(*h).throttled(t.clone()),
+            None => dps_hub_sim::HubSpec::new(*h),
+        });
+        let hubs = HubSim::start(HubSimConfig {
+            hubs: specs.collect(),
+            ..HubSimConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), &[])
+        })
         .await
         .context("starting the hub emulator")?;
         let hub_ca = dir.path().join("hub-ca.pem");
