@@ -16,7 +16,7 @@ use anyhow::{bail, ensure, Context as _, Result};
 use dps_attestation::keys::generate_key;
 use dps_attestation::sas::{create_token, registration_resource, unix_now, SymmetricKey};
 use dps_client::{Credential, ProvisioningClient, Transport};
-use dps_hub_sim::{HubSim, HubSimConfig};
+use dps_hub_sim::{HubSim, HubSimConfig, RunningHubSim};
 use dps_model::{IndividualEnrollment, LinkedHub, Tenant};
 use dps_service::ServiceConfig;
 use dps_storage::{SqliteOptions, SqliteStore, Store};
@@ -116,9 +116,23 @@ fn expect(text: &str, series: &str, value: f64) -> Result<()> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_of_the_real_binary_count_every_transport_and_pass_promtool() -> Result<()> {
-    let promtool = promtool()?;
+/// A running `dps-server` with a tenant, five enrolled devices (keys
+/// known) and a hub emulator in this process.
+struct System {
+    server: Server,
+    scope: String,
+    devices: Vec<(String, String)>,
+    device_addr: SocketAddr,
+    service_addr: SocketAddr,
+    mqtt_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    /// The server's development CA (PEM).
+    ca: String,
+    _hubs: RunningHubSim,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_system(access_log: bool) -> Result<System> {
     let dir = tempfile::tempdir()?;
     let hubs = HubSim::start(HubSimConfig::new(SocketAddr::from((IP, 0)), &[HUB])).await?;
     let hub_ca = dir.path().join("hub-ca.pem");
@@ -161,13 +175,43 @@ async fn metrics_of_the_real_binary_count_every_transport_and_pass_promtool() ->
     config.device.mqtt.listen = Some(mqtt_addr);
     config.service.listen = service_addr;
     config.admin.listen = Some(admin_addr);
-    config.log.access_log = true;
+    config.log.access_log = access_log;
     config.hubs.trusted_ca_files = vec![hub_ca];
     config.hubs.resolve.insert(HUB.to_owned(), hubs.addr());
     let config_file = dir.path().join("dps.toml");
     std::fs::write(&config_file, toml::to_string(&config)?)?;
-    let mut server = start_server(&config_file, &dir.path().join("server.log"), admin_addr).await?;
+    let server = start_server(&config_file, &dir.path().join("server.log"), admin_addr).await?;
     let ca = std::fs::read_to_string(dir.path().join("data/tls/ca.pem"))?;
+    Ok(System {
+        server,
+        scope,
+        devices,
+        device_addr,
+        service_addr,
+        mqtt_addr,
+        admin_addr,
+        ca,
+        _hubs: hubs,
+        _dir: dir,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_of_the_real_binary_count_every_transport_and_pass_promtool() -> Result<()> {
+    let promtool = promtool()?;
+    let system = start_system(true).await?;
+    let (scope, devices, ca) = (
+        system.scope.clone(),
+        system.devices.clone(),
+        system.ca.clone(),
+    );
+    let (device_addr, service_addr, mqtt_addr, admin_addr) = (
+        system.device_addr,
+        system.service_addr,
+        system.mqtt_addr,
+        system.admin_addr,
+    );
+    let mut server = system.server;
 
     // 2 over HTTPS, 1 over MQTT, 1 over MQTT over WebSocket.
     let plan = [
@@ -400,5 +444,118 @@ async fn metrics_of_the_real_binary_count_every_transport_and_pass_promtool() ->
     }
 
     server.child.kill().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_devices_writes_a_bounded_log_and_counts_every_refusal() -> Result<()> {
+    const FLOOD: usize = 400;
+    const WORKERS: usize = 8;
+    let system = start_system(false).await?;
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .add_root_certificate(reqwest::Certificate::from_pem(system.ca.as_bytes())?)
+        .build()?;
+    let id = system.devices[0].0.clone();
+    let token = create_token(
+        &registration_resource(&system.scope, &id),
+        &SymmetricKey::from_base64(&generate_key())?,
+        unix_now() + 600,
+        Some("registration"),
+    );
+    let url = format!(
+        "https://{}/{}/registrations/{id}/register?api-version=2021-06-01",
+        system.device_addr, system.scope
+    );
+    let refuse = {
+        let (http, url, token, id) = (http.clone(), url.clone(), token.clone(), id.clone());
+        move || {
+            let (http, url, token, id) = (http.clone(), url.clone(), token.clone(), id.clone());
+            async move {
+                let answer = http
+                    .put(url)
+                    .header("Authorization", token)
+                    .json(&json!({ "registrationId": id }))
+                    .send()
+                    .await?;
+                // Refused, then (the address failing too often) throttled.
+                ensure!(
+                    matches!(answer.status().as_u16(), 401 | 429),
+                    "{}",
+                    answer.status()
+                );
+                anyhow::Ok(())
+            }
+        }
+    };
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..WORKERS {
+        let refuse = refuse.clone();
+        workers.spawn(async move {
+            for _ in 0..FLOOD / WORKERS {
+                refuse().await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = workers.join_next().await {
+        done??;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let refusal_lines = |server: &Server| {
+        server
+            .log_events()
+            .iter()
+            .filter(|e| e["fields"]["message"] == "registration refused or failed")
+            .count()
+    };
+    let written = refusal_lines(&system.server);
+    // The burst (100), then 20 a second.
+    let allowed = 100 + (20.0 * elapsed).ceil() as usize;
+    ensure!(
+        (100..=allowed).contains(&written),
+        "{written} lines for {FLOOD} refusals in {elapsed:.2} s (allowed {allowed})"
+    );
+    ensure!(
+        written < FLOOD,
+        "the flood outran the limit: nothing suppressed"
+    );
+
+    // Dropped lines are summed up in one WARN before the next line that
+    // passes, at most once per 10 s: during the flood when a token came
+    // back meanwhile, else before the next line once a token is back (the
+    // bucket refills at 20 a second: 50 ms each).
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    refuse().await?;
+    let events = system.server.log_events();
+    let summaries: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["fields"]["message"] == "refused or failed registration lines suppressed (rate limit)"
+        })
+        .collect();
+    assert_eq!(summaries.len(), 1, "one summary per 10 s");
+    assert_eq!(summaries[0]["level"], "WARN");
+    let suppressed = summaries[0]["fields"]["suppressed"]
+        .as_u64()
+        .context("suppressed count")? as usize;
+    let lines = refusal_lines(&system.server);
+    assert!(suppressed > 0 && lines + suppressed <= FLOOD + 1);
+    assert!(lines <= written + 1, "at most the one after the pause");
+
+    // The metrics count every refusal, logged or not.
+    let text = reqwest::get(format!("http://{}/metrics", system.admin_addr))
+        .await?
+        .text()
+        .await?;
+    let counted: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("dps_registrations_total{transport=\"https\""))
+        .filter(|l| l.contains("outcome=\"refused\"") || l.contains("outcome=\"throttled\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(counted, (FLOOD + 1) as f64, "{text}");
     Ok(())
 }
