@@ -15,11 +15,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
-use http::{header, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{header, HeaderValue};
 
 use super::{answers, body};
 use crate::listener::ConnectionInfo;
@@ -61,45 +62,57 @@ pub fn router(pipeline: Arc<Pipeline>, retry_after_seconds: u64, location: Strin
         .with_state(api)
 }
 
-fn device_request(
-    scope: String,
-    registration: String,
-    query: &HashMap<String, String>,
-    headers: &HeaderMap,
-    connection: &ConnectionInfo,
-) -> Result<DeviceRequest, ApiError> {
-    let api_version = query
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
-        .map(|(_, v)| v.clone())
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| ApiError::bad_request("The api-version query parameter is required."))?;
-    let sas_token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    Ok(DeviceRequest {
-        id_scope: scope,
-        registration_id: registration,
-        api_version,
-        credentials: DeviceCredentials {
-            sas_token,
-            client_chain: connection.client_chain.clone(),
-        },
-        peer: connection.peer.ip(),
-        transport: crate::pipeline::TransportKind::Https,
-    })
+/// The device request an HTTPS request stands for: scope and registration id
+/// from the path, `api-version` from the query, the token from
+/// `Authorization`, the client certificate and address from the connection.
+struct Device(DeviceRequest);
+
+impl<S: Send + Sync> FromRequestParts<S> for Device {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(path) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|err| ApiError::bad_request(err.body_text()))?;
+        let Query(query) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|err| ApiError::bad_request(err.body_text()))?;
+        let connection = parts
+            .extensions
+            .get::<ConnectionInfo>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("device request without connection information"))?;
+        let api_version = query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("api-version"))
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::bad_request("The api-version query parameter is required."))?;
+        let sas_token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let part = |name: &str| path.get(name).cloned().unwrap_or_default();
+        Ok(Device(DeviceRequest {
+            id_scope: part("scope"),
+            registration_id: part("registration"),
+            api_version,
+            credentials: DeviceCredentials {
+                sas_token,
+                client_chain: connection.client_chain.clone(),
+            },
+            peer: connection.peer.ip(),
+            transport: crate::pipeline::TransportKind::Https,
+        }))
+    }
 }
 
 async fn register(
     State(api): State<DeviceApi>,
-    Path((scope, registration)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-    Extension(connection): Extension<ConnectionInfo>,
-    headers: HeaderMap,
+    Device(request): Device,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let request = device_request(scope, registration, &query, &headers, &connection)?;
     let body = body::registration_request(&request.registration_id, &body)?;
     let outcome = api.pipeline.register(&request, body, false).await?;
     let mut response = answers::register(&outcome, api.retry_after_seconds).into_response();
@@ -119,26 +132,23 @@ async fn register(
 
 async fn operation_status(
     State(api): State<DeviceApi>,
-    Path((scope, registration, operation)): Path<(String, String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-    Extension(connection): Extension<ConnectionInfo>,
-    headers: HeaderMap,
+    Device(request): Device,
+    Path(path): Path<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     // GET bodies (the Node SDK sends `{}`) are ignored.
-    let request = device_request(scope, registration, &query, &headers, &connection)?;
-    let status = api.pipeline.operation_status(&request, &operation).await?;
+    let operation = path
+        .get("operation")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let status = api.pipeline.operation_status(&request, operation).await?;
     Ok(answers::operation_status(&status, api.retry_after_seconds).into_response())
 }
 
 async fn registration_status(
     State(api): State<DeviceApi>,
-    Path((scope, registration)): Path<(String, String)>,
-    Query(query): Query<HashMap<String, String>>,
-    Extension(connection): Extension<ConnectionInfo>,
-    headers: HeaderMap,
+    Device(request): Device,
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
-    let request = device_request(scope, registration, &query, &headers, &connection)?;
     let body = body::status_lookup_request(&request.registration_id, &body)?;
     let result = api.pipeline.registration_status(&request, body).await?;
     Ok(answers::registration_status(&result).into_response())
