@@ -191,3 +191,58 @@ impl Collector for StoreWriterCollector {
             )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::config::ConnectionLimits;
+
+    fn render(collector: impl Collector) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(collector));
+        let mut text = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn connections_are_read_from_the_gates_at_scrape_time() {
+        let gates = ListenerGates::new(&ConnectionLimits::default(), false);
+        let open = gates.device.admit("192.0.2.1".parse().unwrap()).unwrap();
+        gates.device.tls_handshake_failed();
+        let text = render(ConnectionsCollector(gates.clone()));
+        assert!(text.contains("dps_open_connections{listener=\"device\"} 1\n"));
+        assert!(text.contains("dps_open_connections{listener=\"service\"} 0\n"));
+        assert!(!text.contains("listener=\"mqtt\""), "no MQTT listener");
+        assert!(text.contains("dps_tls_handshake_failures_total{listener=\"device\"} 1\n"));
+        // Nothing is copied: the next scrape sees the gate as it is then.
+        drop(open);
+        let text = render(ConnectionsCollector(gates));
+        assert!(text.contains("dps_open_connections{listener=\"device\"} 0\n"));
+    }
+
+    #[test]
+    fn device_latency_is_exposed_per_transport_with_cumulative_buckets() {
+        let latency = Arc::new(PipelineLatency::default());
+        latency
+            .register
+            .record(TransportKind::Mqtt, Duration::from_millis(3));
+        latency
+            .register
+            .record(TransportKind::Mqtt, Duration::from_millis(30));
+        let text = render(DeviceLatencyCollector(latency));
+        let mqtt = "dps_device_register_duration_seconds_bucket{transport=\"mqtt\"";
+        assert!(text.contains(&format!("{mqtt},le=\"0.0025\"}} 0\n")));
+        assert!(text.contains(&format!("{mqtt},le=\"0.005\"}} 1\n")));
+        assert!(text.contains(&format!("{mqtt},le=\"0.05\"}} 2\n")));
+        assert!(text.contains(&format!("{mqtt},le=\"+Inf\"}} 2\n")));
+        assert!(
+            text.contains("dps_device_register_duration_seconds_sum{transport=\"mqtt\"} 0.033\n")
+        );
+        assert!(text.contains("dps_device_poll_duration_seconds_count{transport=\"https\"} 0\n"));
+    }
+}
