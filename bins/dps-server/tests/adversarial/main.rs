@@ -50,6 +50,7 @@ async fn healthy_devices_provision_while_attacked() -> Result<()> {
     let extras = Extras {
         mqtt: true,
         x509_group_ca_pem: Some(group_ca),
+        ..Extras::default()
     };
     let mut system = CrashSystem::prepare_with(backend, SERVER_IP, dir, DEVICES, extras).await?;
     store.close().await;

@@ -47,6 +47,10 @@ pub(crate) struct Extras {
     pub(crate) mqtt: bool,
     /// An X.509 enrollment group with this CA (PEM) as its signing certificate.
     pub(crate) x509_group_ca_pem: Option<String>,
+    /// Lift the per-tenant service API limit: the crash workload writes
+    /// enrollments as fast as the server takes them, beyond the default
+    /// 200/s (burst 1,000), and a 429 there is not what it tests.
+    pub(crate) unthrottled_service_api: bool,
 }
 
 /// The emulator, the tenant, the devices and the (re)startable server.
@@ -60,7 +64,10 @@ pub(crate) struct CrashSystem {
     pub(crate) device_addr: SocketAddr,
     pub(crate) service_addr: SocketAddr,
     /// The MQTT listener, when [`Extras::mqtt`] asked for one.
+    #[allow(dead_code)] // the adversarial test's, which shares this file
     pub(crate) mqtt_addr: Option<SocketAddr>,
+    /// The admin listener: `/readyz` says when the server serves.
+    admin_addr: SocketAddr,
     pub(crate) started: DateTime<Utc>,
     dir: tempfile::TempDir,
     config_file: PathBuf,
@@ -80,7 +87,11 @@ impl CrashSystem {
         dir: tempfile::TempDir,
         device_count: usize,
     ) -> Result<CrashSystem> {
-        Self::prepare_with(backend, device_ip, dir, device_count, Extras::default()).await
+        let extras = Extras {
+            unthrottled_service_api: true,
+            ..Extras::default()
+        };
+        Self::prepare_with(backend, device_ip, dir, device_count, extras).await
     }
 
     /// [`CrashSystem::prepare`], with what `extras` adds.
@@ -105,6 +116,7 @@ impl CrashSystem {
         let service_ip = Ipv4Addr::new(a, b, c, d + 1);
         let device_addr = free_port(device_ip)?;
         let service_addr = free_port(service_ip)?;
+        let admin_addr = free_port(device_ip)?;
         let mqtt_addr = if extras.mqtt {
             Some(free_port(device_ip)?)
         } else {
@@ -152,8 +164,13 @@ impl CrashSystem {
         config.device.mqtt.enabled = extras.mqtt;
         config.device.mqtt.listen = mqtt_addr;
         config.service.listen = service_addr;
+        if extras.unthrottled_service_api {
+            let unlimited = dps_service::config::ThrottlingConfig::unlimited();
+            config.throttling.service_requests_per_second = unlimited.service_requests_per_second;
+            config.throttling.service_burst = unlimited.service_burst;
+        }
         // The default admin port is fixed: tests run side by side.
-        config.admin.listen = Some(SocketAddr::from((device_ip, 0)));
+        config.admin.listen = Some(admin_addr);
         config.tls.dev_names = vec![device_ip.to_string(), service_ip.to_string()];
         config.hubs.trusted_ca_files = vec![hub_ca];
         for hub in HUBS {
@@ -169,6 +186,7 @@ impl CrashSystem {
             device_addr,
             service_addr,
             mqtt_addr,
+            admin_addr,
             started,
             dir,
             config_file,
@@ -199,7 +217,9 @@ impl CrashSystem {
             .expect("the owner policy exists")
     }
 
-    /// Spawn `dps-server` and wait until both endpoints accept connections.
+    /// Spawn `dps-server` and wait until it is ready: `/readyz` answers 200
+    /// once every listener serves (the ports are bound, and accept TCP
+    /// connections into their backlog, before the store is even opened).
     pub(crate) async fn start_server(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -217,6 +237,9 @@ impl CrashSystem {
             .context("spawning dps-server")?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
+        let readiness = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()?;
         loop {
             if let Some(status) = self
                 .child
@@ -225,13 +248,12 @@ impl CrashSystem {
             {
                 bail!("dps-server exited with {status}: {}", self.log_tail());
             }
-            let device = tokio::net::TcpStream::connect(self.device_addr).await;
-            let service = tokio::net::TcpStream::connect(self.service_addr).await;
-            let mqtt = match self.mqtt_addr {
-                Some(addr) => tokio::net::TcpStream::connect(addr).await.map(drop),
-                None => Ok(()),
-            };
-            if device.is_ok() && service.is_ok() && mqtt.is_ok() {
+            let ready = readiness
+                .get(format!("http://{}/readyz", self.admin_addr))
+                .send()
+                .await
+                .is_ok_and(|answer| answer.status() == 200);
+            if ready {
                 break;
             }
             if Instant::now() > deadline {
