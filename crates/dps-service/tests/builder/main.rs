@@ -13,15 +13,16 @@ use dps_client::{Credential, ProvisioningClient, TlsTrust};
 use dps_model::{IdScope, RegistrationId};
 use dps_service::data_lock::{DataDirLock, LOCK_FILE};
 use dps_service::server::{policy_url, Listeners, RunningServer, Server};
+use dps_service::tls::ServerIdentity;
 use dps_service::ServiceError;
 use dps_storage::{MemoryStore, Store};
 use serde_json::json;
 
-use support::{BySite, RecordingHubs, HUBS};
+use support::{BySite, RecordingHubs, SecondHubNearest, HUBS};
 
 /// Create a symmetric-key enrollment through the server's service API, as
 /// the tenant's owner; returns the device key.
-async fn enroll(server: &RunningServer, id: &str, custom_url: Option<&str>) -> Result<String> {
+async fn enroll(server: &RunningServer, id: &str, policy: Option<&str>) -> Result<String> {
     let tenant = &server.tenants()[0];
     let owner = tenant
         .connection_string(dps_model::tenant::OWNER_POLICY)
@@ -39,10 +40,14 @@ async fn enroll(server: &RunningServer, id: &str, custom_url: Option<&str>) -> R
         "registrationId": id,
         "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key}},
     });
-    if let Some(url) = custom_url {
-        enrollment["allocationPolicy"] = json!("custom");
-        enrollment["customAllocationDefinition"] =
-            json!({"webhookUrl": url, "apiVersion": "2021-10-01"});
+    match policy {
+        Some("geoLatency") => enrollment["allocationPolicy"] = json!("geoLatency"),
+        Some(url) => {
+            enrollment["allocationPolicy"] = json!("custom");
+            enrollment["customAllocationDefinition"] =
+                json!({"webhookUrl": url, "apiVersion": "2021-10-01"});
+        }
+        None => {}
     }
     admin
         .put_record(Collection::Enrollments, &enrollment, None)
@@ -82,6 +87,7 @@ async fn replaced_store_policy_and_hub_connector_serve_a_registration() -> Resul
         .shared_store(store.clone())
         .policy("By-Site", BySite)
         .hub_connector(hubs.clone())
+        .latency_source(SecondHubNearest)
         .start()
         .await?;
     // The SDK-normalised spelling (System.Uri lowercases and adds a '/').
@@ -106,6 +112,17 @@ async fn replaced_store_policy_and_hub_connector_serve_a_registration() -> Resul
         "no SQLite store was opened beside the given one"
     );
 
+    // The given latency source is the one geoLatency reads.
+    for id in ["near-device-1", "near-device-2"] {
+        let key = enroll(&server, id, Some("geoLatency")).await?;
+        let registration = device(&server, id, &key, json!({}))?.register().await?;
+        assert_eq!(registration.assigned_hub, HUBS[1], "{id}");
+    }
+    assert!(
+        server.live_latency().is_none(),
+        "no prober beside the source"
+    );
+
     // A URL naming no registered policy fails that registration by name.
     let key = enroll(&server, "lost-device", Some(&policy_url("nowhere"))).await?;
     let err = device(&server, "lost-device", &key, json!({}))?
@@ -117,11 +134,14 @@ async fn replaced_store_policy_and_hub_connector_serve_a_registration() -> Resul
     Ok(())
 }
 
-/// Only the listeners asked for are bound.
+/// Only the listeners asked for are bound; a given TLS identity is the
+/// one presented (no development CA is generated).
 #[tokio::test]
 async fn a_listener_subset_binds_only_those_listeners() -> Result<()> {
     let dir = tempfile::tempdir()?;
+    let identity = ServerIdentity::generate_in_memory(&["127.0.0.1".to_owned()])?;
     let server = Server::builder(support::config(dir.path()))
+        .tls(identity.clone())
         .store(MemoryStore::new())
         .hub_connector(RecordingHubs::default())
         .listeners(Listeners {
@@ -136,6 +156,11 @@ async fn a_listener_subset_binds_only_those_listeners() -> Result<()> {
     assert_eq!(server.mqtt_addr(), None);
     assert_eq!(server.admin_addr(), None);
     assert!(server.connections().mqtt.is_none());
+    assert_eq!(server.trust_pem(), identity.trust_pem);
+    assert!(
+        !dir.path().join("tls").exists(),
+        "a development CA was made"
+    );
     let shown = format!("{server:?}");
     assert!(shown.contains("mqtt_addr: None"), "{shown}");
     assert!(!shown.contains(server.operator_key()), "{shown}");
