@@ -65,6 +65,67 @@ impl ApiError {
         )
     }
 
+    /// 404: no such individual enrollment.
+    pub fn enrollment_not_found(registration_id: &str) -> Self {
+        ApiError::new(
+            ErrorCode::ENROLLMENT_NOT_FOUND,
+            format!("Enrollment {registration_id:?} not found."),
+        )
+    }
+
+    /// 404: no such enrollment group.
+    pub fn enrollment_group_not_found(group_id: &str) -> Self {
+        ApiError::new(
+            ErrorCode::ENROLLMENT_GROUP_NOT_FOUND,
+            format!("Enrollment group {group_id:?} not found."),
+        )
+    }
+
+    /// 404: no registration record of this id (service API).
+    pub fn registration_not_found(registration_id: &str) -> Self {
+        ApiError::new(
+            ErrorCode::DEVICE_REGISTRATION_NOT_FOUND,
+            format!("Registration {registration_id:?} not found."),
+        )
+    }
+
+    /// 404: no such CA certificate.
+    pub fn ca_certificate_not_found(name: &str) -> Self {
+        ApiError::new(
+            ErrorCode::CERTIFICATE_AUTHORITY_NOT_FOUND,
+            format!("CA certificate {name:?} not found."),
+        )
+    }
+
+    /// 404: no such linked hub.
+    pub fn linked_hub_not_found(host: &str) -> Self {
+        ApiError::new(
+            ErrorCode::LINKED_HUB_NOT_FOUND,
+            format!("Linked hub {host:?} not found."),
+        )
+    }
+
+    /// 412: an `If-Match` that does not hold.
+    pub fn precondition_failed(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::PRECONDITION_FAILED, message)
+    }
+
+    /// 400: a bulk operation over its item limit.
+    pub fn too_many_enrollments(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::TOO_MANY_ENROLLMENTS, message)
+    }
+
+    /// 400: one id twice in a bulk operation.
+    pub fn registration_id_defined_multiple_times(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::REGISTRATION_ID_DEFINED_MULTIPLE_TIMES, message)
+    }
+
+    /// 400 with the plain bad-request code: a request the protocol layer
+    /// cannot take (e.g. a WebSocket version other than 13).
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::BAD_REQUEST, message)
+    }
+
     /// 405 for a known path with the wrong method.
     pub fn method_not_allowed() -> Self {
         ApiError::new(

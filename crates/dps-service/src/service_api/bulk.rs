@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use axum::response::Response;
 use dps_model::bulk::MAX_BULK_ITEMS;
 use dps_model::{
-    BulkEnrollmentOperationError, BulkEnrollmentOperationResult, BulkOperationMode, ETag,
-    ErrorCode, IdScope, Precondition,
+    BulkEnrollmentOperationError, BulkEnrollmentOperationResult, BulkOperationMode, ETag, IdScope,
+    Precondition,
 };
 use serde_json::Value;
 
@@ -47,25 +47,19 @@ pub(crate) async fn run<R: Record>(
         .and_then(Value::as_array)
         .ok_or_else(|| wire::invalid(bulk_field::<R>(), "", "required: an array of records"))?;
     if items.len() > MAX_BULK_ITEMS {
-        return Err(ApiError::new(
-            ErrorCode::TOO_MANY_ENROLLMENTS,
-            format!(
-                "A bulk operation takes at most {MAX_BULK_ITEMS} items; this one has {}.",
-                items.len()
-            ),
-        ));
+        return Err(ApiError::too_many_enrollments(format!(
+            "A bulk operation takes at most {MAX_BULK_ITEMS} items; this one has {}.",
+            items.len()
+        )));
     }
     let mut seen = HashSet::new();
     for item in items {
         if let Some(id) = item.get(R::ID_FIELD).and_then(Value::as_str) {
             if !seen.insert(id.to_ascii_lowercase()) {
-                return Err(ApiError::new(
-                    ErrorCode::REGISTRATION_ID_DEFINED_MULTIPLE_TIMES,
-                    format!(
-                        "{} {id:?} appears more than once in the request.",
-                        R::ID_FIELD
-                    ),
-                ));
+                return Err(ApiError::registration_id_defined_multiple_times(format!(
+                    "{} {id:?} appears more than once in the request.",
+                    R::ID_FIELD
+                )));
             }
         }
     }

@@ -17,7 +17,7 @@ use dps_attestation::sas::unix_now;
 use dps_attestation::x509::{
     certificate_info, generate_verification_code, verify_proof_of_possession,
 };
-use dps_model::{CaCertificate, ETag, ErrorCode, IdScope, X509CertificateInfo};
+use dps_model::{CaCertificate, ETag, IdScope, X509CertificateInfo};
 use serde::{Deserialize, Serialize};
 
 use super::routes::SettingsOp;
@@ -206,8 +206,7 @@ fn check_if_match_absent(precondition: &dps_model::Precondition) -> Result<(), A
     if precondition.allows(None) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ErrorCode::PRECONDITION_FAILED,
+        Err(ApiError::precondition_failed(
             "Precondition failed: there is no certificate of this name.",
         ))
     }
@@ -230,10 +229,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::CERTIFICATE_AUTHORITY_NOT_FOUND,
-        format!("CA certificate {name:?} not found."),
-    )
+    ApiError::ca_certificate_not_found(name)
 }
 
 /// A CA certificate as answered (the PEM is public; the pending code is not shown).

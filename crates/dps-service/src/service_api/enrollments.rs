@@ -6,8 +6,8 @@ use std::fmt::Display;
 
 use axum::response::Response;
 use dps_model::{
-    AttestationMechanism, AttestationType, ETag, EnrollmentGroup, EnrollmentGroupId, ErrorCode,
-    IdScope, IndividualEnrollment, ModelError, OperationKind, Precondition, RegistrationId,
+    AttestationMechanism, AttestationType, ETag, EnrollmentGroup, EnrollmentGroupId, IdScope,
+    IndividualEnrollment, ModelError, OperationKind, Precondition, RegistrationId,
 };
 use dps_storage::{Entity, Page, PageRequest, Store, StoreError, StoreResult, Written};
 use futures::future::BoxFuture;
@@ -141,10 +141,7 @@ impl Record for IndividualEnrollment {
         self.etag = None;
     }
     fn not_found(id: &RegistrationId) -> ApiError {
-        ApiError::new(
-            ErrorCode::ENROLLMENT_NOT_FOUND,
-            format!("Enrollment {:?} not found.", id.as_str()),
-        )
+        ApiError::enrollment_not_found(id.as_str())
     }
     fn load<'a>(
         store: &'a dyn Store,
@@ -234,10 +231,7 @@ impl Record for EnrollmentGroup {
         self.etag = None;
     }
     fn not_found(id: &EnrollmentGroupId) -> ApiError {
-        ApiError::new(
-            ErrorCode::ENROLLMENT_GROUP_NOT_FOUND,
-            format!("Enrollment group {:?} not found.", id.as_str()),
-        )
+        ApiError::enrollment_group_not_found(id.as_str())
     }
     fn load<'a>(
         store: &'a dyn Store,
@@ -463,11 +457,8 @@ fn precondition_failed<R: Record>(id: &R::Id, precondition: &Precondition) -> Ap
         Precondition::Absent => "no record".to_owned(),
         Precondition::None => "nothing".to_owned(),
     };
-    ApiError::new(
-        ErrorCode::PRECONDITION_FAILED,
-        format!(
-            "Precondition failed: {} {id} does not have {wanted}.",
-            R::ID_FIELD
-        ),
-    )
+    ApiError::precondition_failed(format!(
+        "Precondition failed: {} {id} does not have {wanted}.",
+        R::ID_FIELD
+    ))
 }

@@ -7,7 +7,7 @@ use dps_attestation::keys::{generate_key, validate_key};
 use dps_attestation::tpm::same_endorsement_key;
 use dps_attestation::x509::certificate_info;
 use dps_model::{
-    AttestationMechanism, AttestationType, ErrorCode, ModelError, Tenant, X509Attestation,
+    AttestationMechanism, AttestationType, ModelError, Tenant, X509Attestation,
     X509CertificateWithInfo, X509Certificates,
 };
 use serde_json::Value;
@@ -104,10 +104,9 @@ pub(crate) fn prepare_attestation(
                 .map(|t| t.endorsement_key.as_str())
                 .unwrap_or_default();
             if let Err(err) = same_endorsement_key(ek, ek) {
-                return Err(ApiError::new(
-                    ErrorCode::INVALID_ENDORSEMENT_KEY,
-                    format!("invalid value for `attestation.tpm.endorsementKey`: {err}"),
-                ));
+                return Err(ApiError::invalid_endorsement_key(format!(
+                    "invalid value for `attestation.tpm.endorsementKey`: {err}"
+                )));
             }
         }
         AttestationType::X509 => {
@@ -379,7 +378,7 @@ mod tests {
         let mut tpm: AttestationMechanism =
             serde_json::from_str(r#"{"type":"tpm","tpm":{"endorsementKey":"AQID"}}"#).unwrap();
         let err = prepare_attestation(&mut tpm, None, true).unwrap_err();
-        assert_eq!(err.code, ErrorCode::INVALID_ENDORSEMENT_KEY);
+        assert_eq!(err.code, dps_model::ErrorCode::INVALID_ENDORSEMENT_KEY);
         assert!(err.message.contains("endorsementKey"));
     }
 }

@@ -3,7 +3,7 @@
 
 use axum::response::Response;
 use dps_model::{
-    DeviceRegistrationState, EnrollmentGroupId, ErrorCode, IdScope, OperationKind, RegistrationId,
+    DeviceRegistrationState, EnrollmentGroupId, IdScope, OperationKind, RegistrationId,
 };
 
 use super::routes::RegistrationOp;
@@ -22,12 +22,10 @@ pub(crate) async fn handle(
     match op {
         RegistrationOp::Get(id) => {
             let id = RegistrationId::new(id)?;
-            let record = store.registration(scope, &id).await?.ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::DEVICE_REGISTRATION_NOT_FOUND,
-                    format!("Registration {:?} not found.", id.as_str()),
-                )
-            })?;
+            let record = store
+                .registration(scope, &id)
+                .await?
+                .ok_or_else(|| ApiError::registration_not_found(id.as_str()))?;
             api.bill(
                 scope,
                 OperationKind::RegistrationStateRead,

@@ -13,8 +13,8 @@ use chrono::{DateTime, Duration, Utc};
 use dps_attestation::keys::{generate_key, validate_key};
 use dps_hub::ConnectionString;
 use dps_model::{
-    AccessRight, AllocationPolicy, ETag, ErrorCode, IdScope, LinkedHub, Precondition,
-    SharedAccessPolicy, Tenant,
+    AccessRight, AllocationPolicy, ETag, IdScope, LinkedHub, Precondition, SharedAccessPolicy,
+    Tenant,
 };
 use dps_storage::StoreError;
 use serde_json::Value;
@@ -221,10 +221,9 @@ pub(crate) fn check_if_match(precondition: &Precondition, current: &ETag) -> Res
     if precondition.allows(Some(current)) {
         Ok(())
     } else {
-        Err(ApiError::new(
-            ErrorCode::PRECONDITION_FAILED,
-            format!("Precondition failed: the current etag is {current}."),
-        ))
+        Err(ApiError::precondition_failed(format!(
+            "Precondition failed: the current etag is {current}."
+        )))
     }
 }
 
@@ -462,10 +461,7 @@ pub(crate) fn redact_connection_string(text: &str) -> String {
 }
 
 fn hub_not_found(host: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::LINKED_HUB_NOT_FOUND,
-        format!("Linked hub {host:?} not found."),
-    )
+    ApiError::linked_hub_not_found(host)
 }
 
 fn policy_not_found(name: &str) -> ApiError {

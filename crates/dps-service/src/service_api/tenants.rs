@@ -144,10 +144,9 @@ async fn put(api: &ServiceApi, name: &str, call: &Call) -> Result<Response, ApiE
     }
 
     if !precondition.allows(None) {
-        return Err(ApiError::new(
-            dps_model::ErrorCode::PRECONDITION_FAILED,
-            format!("Precondition failed: there is no tenant {name:?}."),
-        ));
+        return Err(ApiError::precondition_failed(format!(
+            "Precondition failed: there is no tenant {name:?}."
+        )));
     }
     let owner = SharedAccessPolicy {
         key_name: OWNER_POLICY.to_owned(),

@@ -68,11 +68,8 @@ fn upgrade(endpoint: Arc<MqttEndpoint>, mut request: Request, subprotocol: Strin
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v.as_bytes() == b"13");
     if !version_ok {
-        let mut response = ApiError::new(
-            dps_model::ErrorCode::BAD_REQUEST,
-            "Only WebSocket version 13 is supported.",
-        )
-        .into_response();
+        let mut response =
+            ApiError::unsupported("Only WebSocket version 13 is supported.").into_response();
         *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
         response.headers_mut().insert(
             header::SEC_WEBSOCKET_VERSION,
