@@ -114,7 +114,7 @@ async fn register(
     LimitedBody(body): LimitedBody,
 ) -> Result<Response, ApiError> {
     let body = body::registration_request(&request.registration_id, &body)?;
-    let outcome = api.pipeline.register(&request, body, false).await?;
+    let outcome = api.pipeline.register(&request, body).await?;
     let mut response = answers::register(&outcome, api.retry_after_seconds).into_response();
     if let RegisterAnswer::Accepted(_) = outcome {
         // Never the request's `Host`: a client must not choose where this

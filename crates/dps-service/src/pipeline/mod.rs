@@ -217,16 +217,11 @@ impl Pipeline {
         &self,
         request: &DeviceRequest,
         body: DeviceRegistrationRequest,
-        force: bool,
     ) -> Result<RegisterAnswer, ApiError> {
         let started = std::time::Instant::now();
         let _in_flight = self.metrics.in_flight();
         let answer = self
-            .guarded(
-                "register",
-                request,
-                self.register_untimed(request, body, force),
-            )
+            .guarded("register", request, self.register_untimed(request, body))
             .await;
         self.observe_register(request, &answer, started.elapsed());
         answer.map(|settled| settled.answer)
@@ -268,7 +263,6 @@ impl Pipeline {
         &self,
         request: &DeviceRequest,
         body: DeviceRegistrationRequest,
-        _force: bool,
     ) -> Result<observe::Settled, ApiError> {
         let (view, registration_id) = self.view(request).await?;
         let device = match self

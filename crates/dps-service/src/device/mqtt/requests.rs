@@ -60,7 +60,7 @@ async fn register(
     retry_after_seconds: u64,
 ) -> Result<WireAnswer, ApiError> {
     let body = body::registration_request(&request.registration_id, payload)?;
-    let outcome = pipeline.register(request, body, false).await?;
+    let outcome = pipeline.register(request, body).await?;
     Ok(answers::register(&outcome, retry_after_seconds))
 }
 
