@@ -1,6 +1,6 @@
 //! Building the whole service and running it.
 //!
-//! [`Server::builder`] takes a [`ServiceConfig`](crate::ServiceConfig) and
+//! [`Server::builder`] takes a [`ServiceConfig`] and
 //! makes every part from it — the store (`storage_url`), the allocation
 //! policies, the hub connector (`[hubs]`), the latency source of
 //! `geoLatency`, the TLS identity, the listeners — unless the caller
