@@ -1,4 +1,4 @@
-//! The TLS accept loop shared by every listener ([`accept_tls`]: TCP accept
+//! The TLS accept loop shared by every listener (`accept_tls`: TCP accept
 //! under the connection caps, TLS handshake bounded in time, the client
 //! certificate chain captured), and HTTP/1.1 or HTTP/2 served on it by an
 //! axum router under the header, body and idle timeouts, with the peer

@@ -3,7 +3,7 @@
 //! `timestampUtc`), `x-ms-error-code`, and `Retry-After` only where clients
 //! should retry (some SDKs retry any 4xx that carries it).
 //!
-//! [`refusals`] is where each failure gets its Azure error code.
+//! `refusals` is where each failure gets its Azure error code.
 
 mod refusals;
 

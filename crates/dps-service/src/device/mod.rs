@@ -1,15 +1,15 @@
 //! The device provisioning endpoint (spec §1, §2): translation only. Every
 //! request becomes a call on the [`crate::pipeline::Pipeline`]; every outcome
-//! becomes an answer in [`answers`], the same on every transport.
+//! becomes an answer in `answers`, the same on every transport.
 //!
-//! * [`body`]: the request body, read the same way on every transport.
-//! * [`answers`]: pipeline outcomes → status, body and wait.
+//! * `body`: the request body, read the same way on every transport.
+//! * `answers`: pipeline outcomes → status, body and wait.
 //! * HTTPS: [`router`].
 //! * MQTT over TLS and over WebSocket: [`mqtt`].
 //!
 //! A new transport (AMQP) reads frames into [`crate::pipeline::DeviceRequest`]s
-//! and bodies through [`body`], calls the pipeline, and renders the
-//! [`crate::respond::WireAnswer`]s of [`answers`]; the TLS accept loop is
+//! and bodies through `body`, calls the pipeline, and renders the
+//! [`crate::respond::WireAnswer`]s of `answers`; the TLS accept loop is
 //! [`crate::listener`]'s.
 
 pub(crate) mod answers;

@@ -4,16 +4,16 @@
 //!
 //! Translation only, like the HTTPS endpoint: CONNECT authenticates through
 //! [`Pipeline::authenticate_device`], each request PUBLISH becomes a pipeline
-//! call ([`requests`]), and every answer comes from [`crate::device::answers`]
+//! call (`requests`), and every answer comes from `crate::device::answers`
 //! and is published on
 //! `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={n}]`.
 //!
 //! * [`dps_model::mqtt`]: the username, request topics and reply topic (pure,
 //!   shared with `dps-client`).
-//! * [`session`]: one connection's state machine and its limits.
-//! * [`registry`]: the cap on connections per registration id.
-//! * [`transport`]: TLS stream or WebSocket under a session.
-//! * [`websocket`]: the upgrade hook on the HTTPS router.
+//! * `session`: one connection's state machine and its limits.
+//! * `registry`: the cap on connections per registration id.
+//! * `transport`: TLS stream or WebSocket under a session.
+//! * `websocket`: the upgrade hook on the HTTPS router.
 //!
 //! The codec is `rumqttc`'s `mqttbytes::v4` (packets only; none of its client).
 //! Not supported: MQTT 3.1 and 5, QoS 2 publishes, TPM attestation (as in Azure:
