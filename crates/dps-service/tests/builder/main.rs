@@ -18,7 +18,7 @@ use dps_service::ServiceError;
 use dps_storage::{MemoryStore, Store};
 use serde_json::json;
 
-use support::{BySite, RecordingHubs, SecondHubNearest, HUBS};
+use support::{AlwaysSecondHub, BySite, RecordingHubs, SecondHubNearest, HUBS};
 
 /// Create a symmetric-key enrollment through the server's service API, as
 /// the tenant's owner; returns the device key.
@@ -130,6 +130,26 @@ async fn replaced_store_policy_and_hub_connector_serve_a_registration() -> Resul
         .await
         .expect_err("no policy is registered as nowhere");
     assert!(err.to_string().contains("nowhere"), "{err}");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// A replaced built-in serves every enrollment that names none: the
+/// tenant's default policy (`hashed`) is the replacement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_built_in_policy_serves_the_tenant_default() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Server::builder(support::config(dir.path()))
+        .store(MemoryStore::new())
+        .replace_policy(AlwaysSecondHub)
+        .hub_connector(RecordingHubs::default())
+        .start()
+        .await?;
+    for id in ["default-device-1", "default-device-2", "default-device-3"] {
+        let key = enroll(&server, id, None).await?;
+        let registration = device(&server, id, &key, json!({}))?.register().await?;
+        assert_eq!(registration.assigned_hub, HUBS[1], "{id}");
+    }
     server.shutdown().await;
     Ok(())
 }

@@ -180,3 +180,31 @@ impl Policy for BySite {
         })
     }
 }
+
+/// Stands in for the built-in `hashed`: every device to the second hub.
+pub(crate) struct AlwaysSecondHub;
+
+#[async_trait]
+impl Policy for AlwaysSecondHub {
+    fn kind(&self) -> AllocationPolicy {
+        AllocationPolicy::Hashed
+    }
+
+    async fn allocate(
+        &self,
+        request: &AllocationRequest<'_>,
+    ) -> Result<Allocation, AllocationError> {
+        let second = request
+            .candidates
+            .hubs
+            .iter()
+            .map(|i| request.hubs.get(i).host_name())
+            .find(|hub| *hub == HUBS[1]);
+        second
+            .map(Allocation::hub)
+            .ok_or_else(|| AllocationError::NoCandidateHub {
+                policy: AllocationPolicy::Hashed,
+                reason: format!("{} is not offered", HUBS[1]),
+            })
+    }
+}
