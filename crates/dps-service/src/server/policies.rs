@@ -12,6 +12,10 @@
 //! ignored, as some SDKs normalise URLs (`System.Uri` lowercases the host
 //! and appends one).
 //!
+//! The service API accepts any `dps-policy://` name (replicas may register
+//! different policies); a name no policy is registered under fails the
+//! registration that meets it, naming it (`WebhookUrlInvalid`).
+//!
 //! Enrollments choose a registered policy per enrollment or enrollment
 //! group; a tenant's default policy is one of the built-ins (never
 //! `custom`, as in Azure), and a built-in can be replaced server-wide with
