@@ -407,3 +407,34 @@ async fn the_log_format_comes_from_the_file_unless_the_flag_says_otherwise() -> 
     assert!(line.contains("INFO"), "{line}");
     Ok(())
 }
+
+/// A server whose port is taken stops at once naming the port, before it
+/// opens its database or starts the hub emulator (nothing of either is left
+/// in its data directory, and no warning about an interrupted task).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_stops_the_server_before_it_opens_anything() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.10:0")?;
+    let port = taken.local_addr()?.to_string();
+    let stderr = refused_start(server().arg("--data-dir").arg(&data_dir).args([
+        "--device-listen",
+        "127.0.0.11:0",
+        "--service-listen",
+        &port,
+    ]))
+    .await?;
+    assert!(
+        stderr.contains(&format!("cannot listen on {port}")),
+        "{stderr}"
+    );
+    for opened in ["dps.db", "hub-emulator.json", "hub-emulator-ca.pem", "tls"] {
+        assert!(
+            !data_dir.join(opened).exists(),
+            "{opened} was created: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    drop(taken);
+    Ok(())
+}
