@@ -11,9 +11,9 @@
 //! | failure ([`ApiError`]) | its code's status, the Azure error body | 429 and 503 only |
 //!
 //! The TPM challenge is 401 wherever it is sent, as on Azure's HTTPS
-//! endpoint (spec §3.5). Azure offers TPM over HTTPS and AMQP only; over MQTT
-//! a device without a token or certificate is refused at CONNECT, so no
-//! challenge arises there.
+//! endpoint (spec §3.5). Azure offers TPM over HTTPS and AMQP only; an MQTT
+//! device that connects without a token and asks anyway gets the same 401
+//! challenge, though the token it leads to needs a new CONNECT.
 
 use dps_model::{DeviceRegistrationResult, RegistrationOperationStatus, RegistrationStatus};
 use http::StatusCode;

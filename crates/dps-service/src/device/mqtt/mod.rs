@@ -3,7 +3,9 @@
 //! upgrade asks for the `mqtt` subprotocol; the SDKs use `/$iothub/websocket`).
 //!
 //! Translation only, like the HTTPS endpoint: CONNECT authenticates through
-//! [`Pipeline::authenticate_device`], each request PUBLISH becomes a pipeline
+//! [`Pipeline::authenticate_device`] (a failure leaves the connection
+//! unverified, its requests refused on the reply topic by the pipeline as
+//! over HTTPS; see `session`), each request PUBLISH becomes a pipeline
 //! call (`requests`), and every answer comes from `crate::device::answers`
 //! and is published on
 //! `$dps/registrations/res/{status}/?$rid={rid}[&retry-after={n}]`.
@@ -16,8 +18,9 @@
 //! * `websocket`: the upgrade hook on the HTTPS router.
 //!
 //! The codec is `rumqttc`'s `mqttbytes::v4` (packets only; none of its client).
-//! Not supported: MQTT 3.1 and 5, QoS 2 publishes, TPM attestation (as in Azure:
-//! a device without a token or certificate is refused at CONNECT).
+//! Not supported: MQTT 3.1 and 5, QoS 2 publishes, TPM attestation (as in
+//! Azure: a challenge is answered as over HTTPS, but its token would need a
+//! new CONNECT).
 
 mod registry;
 mod requests;
