@@ -2,6 +2,8 @@
 //! ones asked for, and a server that cannot take its ports never opens its
 //! store.
 
+#[cfg(feature = "embedded")]
+mod embedded;
 mod support;
 
 use std::sync::Arc;
