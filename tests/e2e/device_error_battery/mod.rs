@@ -158,6 +158,48 @@ async fn every_refusal_and_failure_is_the_same_on_every_transport() -> Result<()
     Ok(())
 }
 
+/// `forceRegistration=true` is accepted and ignored on every transport (it
+/// is not in Azure's REST specification, no SDK's public API sets it, and
+/// every register re-runs attestation and allocation anyway): a device that
+/// sends it registers, and again, exactly as one that does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_registration_is_accepted_and_ignored_on_every_transport() -> Result<()> {
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    let scope = system.scope().to_string();
+    for (index, wire) in TRANSPORTS.iter().enumerate() {
+        let id = format!("forced-{}", wire.name());
+        let key = enroll(&system, system.scope(), &id, json!({})).await;
+        for force_registration in [true, false, true] {
+            let attempt = Attempt {
+                scope: scope.clone(),
+                registration_id: id.clone(),
+                token: Some(device_token(&scope, &id, &key)),
+                body: json!({ "registrationId": id }).to_string().into_bytes(),
+                source: Ipv4Addr::new(127, 0, 20, 10 + index as u8),
+                force_registration,
+            };
+            let answers = wire.exchange(&system, &attempt).await?;
+            let last = answers.last().expect("an answer");
+            assert_eq!(
+                answers[0].status,
+                202,
+                "{} {force_registration}",
+                wire.name()
+            );
+            assert_eq!(
+                (last.status, outcome_of(last).operation),
+                (200, Some("assigned")),
+                "{} {force_registration}: {}",
+                wire.name(),
+                last.body
+            );
+            assert_eq!(last.body["registrationState"]["assignedHub"], "hub-a.test");
+        }
+    }
+    system.stop().await;
+    Ok(())
+}
+
 /// The enrollment (if any) and the attempt of `class` over `wire`.
 async fn prepare(
     system: &TestSystem,
@@ -175,6 +217,7 @@ async fn prepare(
         token: None,
         body: registration,
         source,
+        force_registration: false,
     };
     let extra = match class {
         Class::DisabledEnrollment => json!({"provisioningStatus": "disabled"}),

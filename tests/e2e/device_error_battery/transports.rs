@@ -48,6 +48,8 @@ pub(super) struct Attempt {
     pub(super) body: Vec<u8>,
     /// The loopback address the device connects from (throttling is per address).
     pub(super) source: Ipv4Addr,
+    /// Send `forceRegistration=true` with the register request (Node SDK).
+    pub(super) force_registration: bool,
 }
 
 /// One answer, whatever carried it.
@@ -118,8 +120,13 @@ async fn https(system: &TestSystem, attempt: &Attempt) -> Result<Vec<Answer>> {
         Some(token) => request.header("authorization", token),
         None => request,
     };
+    let force = if attempt.force_registration {
+        "&forceRegistration=true"
+    } else {
+        ""
+    };
     let request = http
-        .put(format!("{base}/register?api-version={API_VERSION}"))
+        .put(format!("{base}/register?api-version={API_VERSION}{force}"))
         .header("content-type", "application/json")
         .body(attempt.body.clone());
     let mut answers = vec![http_answer(authorized(request)).await?];
@@ -216,7 +223,10 @@ impl Link {
 
     async fn exchange(&mut self, attempt: &Attempt) -> Result<Vec<Answer>> {
         let rid = self.rid();
-        let register = mqtt::register_topic(&rid);
+        let mut register = mqtt::register_topic(&rid);
+        if attempt.force_registration {
+            register.push_str("&forceRegistration=true");
+        }
         let mut answers = vec![self.request(register, &rid, attempt.body.clone()).await?];
         while answers.len() <= MAX_POLLS && answers.last().is_some_and(|a| a.status == 202) {
             let operation = operation_id(answers.last().expect("an answer"))?;
