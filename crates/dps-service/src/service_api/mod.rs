@@ -4,10 +4,10 @@
 //! operator-level tenant management. Every route is listed in
 //! `docs/service-api.md` and served as OpenAPI at `GET /openapi.json`.
 //!
-//! A request goes: [`routes`] (method + path → endpoint, case-insensitive,
-//! ids percent-decoded) → [`auth`] (SAS token → tenant and policy, right
-//! checked) → the endpoint's handler → a JSON answer, or an
-//! [`ApiError`](crate::respond::ApiError) rendered by [`crate::respond`].
+//! A request goes: `routes` (method + path → endpoint, case-insensitive,
+//! ids percent-decoded) → `auth` (SAS token → tenant and policy, right
+//! checked) → the endpoint's handler → a JSON answer, or an [`ApiError`]
+//! rendered by [`crate::respond`].
 
 mod auth;
 mod bulk;
