@@ -165,7 +165,7 @@ async fn the_live_prober_measures_the_emulator_hubs_through_resolve() -> Result<
     let live = system
         .server
         .live_latency()
-        .clone()
+        .cloned()
         .context("probing is on by default")?;
     // The tenant was created after the server started: the next round
     // (200 ms later) reads it from storage.

@@ -211,7 +211,7 @@ async fn service_tokens_beyond_the_lifetime_cap_are_refused() -> Result<()> {
         );
     }
     // The operator's tokens too.
-    let operator = SymmetricKey::from_base64(&system.server.operator_key())?;
+    let operator = SymmetricKey::from_base64(system.server.operator_key())?;
     let far =
         anonymous
             .clone()

@@ -76,7 +76,7 @@ impl Service {
         let token = token(
             &system.service_host,
             "operator",
-            &system.server.operator_key(),
+            system.server.operator_key(),
             3600,
         );
         Ok(Service::anonymous(system)?.with_token(token))

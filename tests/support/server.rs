@@ -125,7 +125,7 @@ impl TestSystem {
             }
         };
         let ca_file = dir.path().join("dps-ca.pem");
-        std::fs::write(&ca_file, &server.trust_pem())?;
+        std::fs::write(&ca_file, server.trust_pem())?;
 
         let mut tenant = Tenant::new(format!("test-{block}"), service_ip.to_string())?;
         tenant.linked_hubs = options
