@@ -76,7 +76,7 @@ impl System {
             .await
             .map_err(|e| anyhow::anyhow!("starting dps: {e:?}"))?;
         let ca_file = dir.path().join("dps-ca.pem");
-        std::fs::write(&ca_file, &server.trust_pem())?;
+        std::fs::write(&ca_file, server.trust_pem())?;
         let mut tenant = Tenant::new("admin-test", "admin-test.dps.invalid")?;
         tenant.linked_hubs = vec![LinkedHub::new(
             HUB,

@@ -258,7 +258,7 @@ async fn tokens_minted_for_a_policy_and_the_operator_are_accepted() -> Result<()
                 "token",
                 "--operator",
                 "--operator-key",
-                &system.server.operator_key(),
+                system.server.operator_key(),
                 "--endpoint",
                 &system.endpoint(),
             ],
