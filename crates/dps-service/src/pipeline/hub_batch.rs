@@ -36,6 +36,11 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(25);
 /// Wait before retrying a throttled call whose 429 named no `Retry-After`.
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 
+/// On a throttled hub, calls are sized to what the hub takes in about this
+/// long, so the oldest devices go first instead of all waiting for one call
+/// as large as everything queued.
+const THROTTLED_CALL_SPAN: Duration = Duration::from_secs(1);
+
 /// The write queues of every hub, one per connection string.
 #[derive(Default)]
 pub(crate) struct HubBatches {
@@ -59,6 +64,9 @@ struct Pending {
     request: DeviceProvisioning,
     deadline: Instant,
     answer: oneshot::Sender<Result<(), HubError>>,
+    /// The hub's last refusal of this device's write, answered if the
+    /// device's patience runs out before a retry.
+    throttled: Option<HubError>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -97,6 +105,7 @@ impl HubBatches {
                 request,
                 deadline: Instant::now() + self.patience.unwrap_or(PATIENCE),
                 answer,
+                throttled: None,
             });
             !std::mem::replace(&mut state.writing, true)
         };
@@ -114,31 +123,62 @@ impl HubBatches {
 }
 
 /// The writer of one queue: bulk calls until the queue is empty.
+///
+/// Calls carry up to `size` devices, oldest first: 100 while the hub keeps
+/// up. A throttled call tells how fast the hub takes operations (its entries
+/// over its `Retry-After`); the call size drops to [`THROTTLED_CALL_SPAN`]'s
+/// worth of that, the devices go back to the head of the queue, and the next
+/// call waits only as long as its own entries need. Each call that passes
+/// makes the size half as large again. A device fails only when its patience
+/// is over and the hub's last answer to it was still 429. Without this, a throttled hub would make every
+/// queued device wait for one call as large as the whole queue, and the
+/// devices arriving meanwhile would make the next one larger still.
 async fn write_queue(queue: Arc<HubQueue>, hub: Arc<dyn IotHub>) {
+    let mut size = MAX_BULK_DEVICES;
     loop {
         let batch: Vec<Pending> = {
             let mut state = lock(&queue.state);
-            // Devices that hung up need no write.
-            state.waiting.retain(|p| !p.answer.is_closed());
+            // Devices that hung up need no write; devices still throttled
+            // past their patience get the hub's refusal.
+            let now = Instant::now();
+            let (expired, waiting): (VecDeque<Pending>, VecDeque<Pending>) =
+                std::mem::take(&mut state.waiting)
+                    .into_iter()
+                    .filter(|p| !p.answer.is_closed())
+                    .partition(|p| p.throttled.is_some() && p.deadline <= now);
+            state.waiting = waiting;
+            for mut pending in expired {
+                if let Some(refusal) = pending.throttled.take() {
+                    let _ = pending.answer.send(Err(refusal));
+                }
+            }
             if state.waiting.is_empty() {
                 state.writing = false;
                 return;
             }
-            let take = state.waiting.len().min(MAX_BULK_DEVICES);
+            let take = state.waiting.len().min(size);
             state.waiting.drain(..take).collect()
         };
+        let sent = batch.len();
         let requests: Vec<DeviceProvisioning> = batch.iter().map(|p| p.request.clone()).collect();
         let outcomes = provision_devices(hub.as_ref(), &requests).await;
         let now = Instant::now();
         let mut retry_after: Option<Duration> = None;
         let mut again = Vec::new();
-        for (pending, outcome) in batch.into_iter().zip(outcomes) {
+        for (mut pending, outcome) in batch.into_iter().zip(outcomes) {
             match outcome {
-                Err(HubError::Throttled {
-                    retry_after: after, ..
-                }) if now + after.unwrap_or(DEFAULT_RETRY) < pending.deadline => {
-                    let wait = after.unwrap_or(DEFAULT_RETRY);
+                // Retried in a smaller call, which needs less than this
+                // call's `Retry-After`: kept while the device is patient.
+                Err(refusal @ HubError::Throttled { .. }) if now < pending.deadline => {
+                    let wait = match &refusal {
+                        HubError::Throttled {
+                            retry_after: Some(after),
+                            ..
+                        } => *after,
+                        _ => DEFAULT_RETRY,
+                    };
                     retry_after = Some(retry_after.map_or(wait, |w| w.max(wait)));
+                    pending.throttled = Some(refusal);
                     again.push(pending);
                 }
                 outcome => {
@@ -146,22 +186,35 @@ async fn write_queue(queue: Arc<HubQueue>, hub: Arc<dyn IotHub>) {
                 }
             }
         }
-        if let Some(wait) = retry_after {
-            tracing::debug!(
-                host = hub.host_name(),
-                devices = again.len(),
-                ?wait,
-                "hub throttled; retrying the bulk write"
-            );
-            {
-                // Back at the head of the queue, in their order.
-                let mut state = lock(&queue.state);
-                for pending in again.into_iter().rev() {
-                    state.waiting.push_front(pending);
-                }
+        let Some(wait) = retry_after else {
+            // Half as large again: back to 100 quickly once the hub keeps
+            // up, without leaping past what a throttled hub takes.
+            size = (size + size.div_ceil(2)).min(MAX_BULK_DEVICES);
+            continue;
+        };
+        // The hub takes about `sent / wait` operations a second.
+        let per_second = sent as f64 / wait.as_secs_f64().max(0.001);
+        size =
+            ((per_second * THROTTLED_CALL_SPAN.as_secs_f64()) as usize).clamp(1, MAX_BULK_DEVICES);
+        let pause = wait
+            .mul_f64((size as f64 / sent as f64).min(1.0))
+            .max(Duration::from_millis(10));
+        tracing::debug!(
+            host = hub.host_name(),
+            devices = again.len(),
+            ?wait,
+            next_call = size,
+            ?pause,
+            "hub throttled; retrying in smaller bulk writes"
+        );
+        {
+            // Back at the head of the queue, in their order.
+            let mut state = lock(&queue.state);
+            for pending in again.into_iter().rev() {
+                state.waiting.push_front(pending);
             }
-            tokio::time::sleep(wait).await;
         }
+        tokio::time::sleep(pause).await;
     }
 }
 
