@@ -38,11 +38,16 @@ pub fn lines(
     if let Some(addr) = device {
         out.push(format!("device endpoint:    https://{addr}"));
     }
+    if let Some(addr) = server.mqtt_addr() {
+        out.push(format!("mqtt endpoint:      mqtts://{addr}"));
+    }
     if let Some(addr) = service {
         out.push(format!("service endpoint:   https://{addr}"));
     }
     if let Some(addr) = server.admin_addr() {
-        out.push(format!("admin (health):     http://{addr}/readyz"));
+        out.push(format!(
+            "admin:              http://{addr}/readyz  http://{addr}/metrics"
+        ));
     }
     match (style, server.tenants().first()) {
         (TenantStyle::Embedded, Some(tenant)) => {

@@ -111,6 +111,9 @@ async fn json_logs_go_to_stderr_without_colour() -> Result<()> {
     )
     .await?;
     assert!(stdout.contains("service endpoint:"), "{stdout}");
+    // The operator finds the metrics and the MQTT endpoint in the banner.
+    assert!(stdout.contains("/metrics"), "{stdout}");
+    assert!(stdout.contains("mqtt endpoint:"), "{stdout}");
     assert!(
         !stdout.contains('\x1b') && !stderr.contains('\x1b'),
         "{stdout}{stderr}"
