@@ -46,6 +46,7 @@ const THROTTLED_CALL_SPAN: Duration = Duration::from_secs(1);
 pub(crate) struct HubBatches {
     queues: Mutex<HashMap<String, Arc<HubQueue>>>,
     patience: Option<Duration>,
+    call_span: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -76,11 +77,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl HubBatches {
-    /// Batches whose devices wait at most `patience` for a throttled hub.
+    /// Batches whose devices wait at most `patience` for a throttled hub,
+    /// whose calls to a throttled hub span about `call_span`.
     #[cfg(test)]
-    pub(crate) fn with_patience(patience: Duration) -> Self {
+    pub(crate) fn with_patience(patience: Duration, call_span: Duration) -> Self {
         HubBatches {
             patience: Some(patience),
+            call_span: Some(call_span),
             ..HubBatches::default()
         }
     }
@@ -110,7 +113,8 @@ impl HubBatches {
             !std::mem::replace(&mut state.writing, true)
         };
         if start_writer {
-            tokio::spawn(write_queue(queue, hub));
+            let span = self.call_span.unwrap_or(THROTTLED_CALL_SPAN);
+            tokio::spawn(write_queue(queue, hub, span));
         }
         answered.await.unwrap_or_else(|_| {
             Err(HubError::InvalidResponse {
@@ -133,7 +137,7 @@ impl HubBatches {
 /// is over and the hub's last answer to it was still 429. Without this, a throttled hub would make every
 /// queued device wait for one call as large as the whole queue, and the
 /// devices arriving meanwhile would make the next one larger still.
-async fn write_queue(queue: Arc<HubQueue>, hub: Arc<dyn IotHub>) {
+async fn write_queue(queue: Arc<HubQueue>, hub: Arc<dyn IotHub>, span: Duration) {
     let mut size = MAX_BULK_DEVICES;
     loop {
         let batch: Vec<Pending> = {
@@ -194,8 +198,7 @@ async fn write_queue(queue: Arc<HubQueue>, hub: Arc<dyn IotHub>) {
         };
         // The hub takes about `sent / wait` operations a second.
         let per_second = sent as f64 / wait.as_secs_f64().max(0.001);
-        size =
-            ((per_second * THROTTLED_CALL_SPAN.as_secs_f64()) as usize).clamp(1, MAX_BULK_DEVICES);
+        size = ((per_second * span.as_secs_f64()) as usize).clamp(1, MAX_BULK_DEVICES);
         let pause = wait
             .mul_f64((size as f64 / sent as f64).min(1.0))
             .max(Duration::from_millis(10));
@@ -285,6 +288,69 @@ mod tests {
         }
     }
 
+    /// A hub with a token bucket, answering 429 with the `Retry-After` a
+    /// call's entries need, as IoT Hub's registry throttle does.
+    struct BucketHub {
+        rate: f64,
+        capacity: f64,
+        state: Mutex<(f64, Instant)>,
+        calls: AtomicUsize,
+        entries: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl IotHub for BucketHub {
+        fn host_name(&self) -> &str {
+            "bucket.example"
+        }
+        async fn bulk_registry(
+            &self,
+            devices: &[ExportImportDevice],
+        ) -> Result<BulkRegistryOperationResult, HubError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let cost = devices.len() as f64;
+            let mut state = lock(&self.state);
+            let now = Instant::now();
+            let tokens = (state.0 + (now - state.1).as_secs_f64() * self.rate).min(self.capacity);
+            *state = (tokens, now);
+            if tokens < cost.min(self.capacity) {
+                return Err(HubError::Throttled {
+                    host: "bucket.example".into(),
+                    status: 429,
+                    retry_after: Some(Duration::from_secs_f64(
+                        (cost.min(self.capacity) - tokens) / self.rate,
+                    )),
+                    code: None,
+                    message: "slow down".into(),
+                });
+            }
+            state.0 -= cost;
+            self.entries.fetch_add(devices.len(), Ordering::SeqCst);
+            Ok(BulkRegistryOperationResult {
+                is_successful: true,
+                ..Default::default()
+            })
+        }
+        async fn put_device(&self, _: &Device, _: IfMatch) -> Result<Device, HubError> {
+            unreachable!("every write goes through the bulk call")
+        }
+        async fn get_device(&self, _: &DeviceId) -> Result<Device, HubError> {
+            unreachable!("not used")
+        }
+        async fn delete_device(&self, _: &DeviceId, _: IfMatch) -> Result<(), HubError> {
+            unreachable!("not used")
+        }
+        async fn get_twin(&self, _: &DeviceId) -> Result<Twin, HubError> {
+            unreachable!("not used")
+        }
+        async fn replace_twin(&self, _: &DeviceId, _: &Twin, _: IfMatch) -> Result<Twin, HubError> {
+            unreachable!("not used")
+        }
+        async fn patch_twin(&self, _: &DeviceId, _: &Twin, _: IfMatch) -> Result<Twin, HubError> {
+            unreachable!("not used")
+        }
+    }
+
     fn request(i: usize) -> DeviceProvisioning {
         let key = SymmetricKey::from_bytes(vec![3; 32]);
         DeviceProvisioning {
@@ -338,13 +404,59 @@ mod tests {
         assert_eq!(hub.entries.load(Ordering::SeqCst), 251);
     }
 
+    /// 60 devices at once against a hub taking 300 operations a second, 5
+    /// in hand at the start: every device is written, the first ones long before the
+    /// last (calls shrink to what the hub takes instead of all 60 waiting for
+    /// one call), and well within the devices' patience.
+    #[tokio::test]
+    async fn a_rate_limited_hub_gets_small_calls_and_no_device_fails() {
+        let hub = Arc::new(BucketHub {
+            rate: 300.0,
+            capacity: 100.0,
+            state: Mutex::new((5.0, Instant::now())),
+            calls: AtomicUsize::new(0),
+            entries: AtomicUsize::new(0),
+        });
+        // Calls sized to 50 ms of the hub's rate: about 15 devices.
+        let batches = Arc::new(HubBatches::with_patience(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+        ));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..60)
+            .map(|i| {
+                let (batches, hub) = (Arc::clone(&batches), Arc::clone(&hub));
+                tokio::spawn(async move {
+                    let outcome = batches.provision("cs", hub, request(i)).await;
+                    (outcome, started.elapsed())
+                })
+            })
+            .collect();
+        let mut finished = Vec::new();
+        for task in tasks {
+            let (outcome, at) = task.await.unwrap();
+            assert!(outcome.is_ok(), "{outcome:?}");
+            finished.push(at);
+        }
+        finished.sort();
+        assert_eq!(hub.entries.load(Ordering::SeqCst), 60);
+        assert!(hub.calls.load(Ordering::SeqCst) > 2);
+        // 60 operations at 300/s: about 0.2 s in all; the first devices are
+        // not held back to the end.
+        assert!(finished[59] < Duration::from_secs(2), "{:?}", finished[59]);
+        assert!(finished[9] < finished[59], "{finished:?}");
+    }
+
     #[tokio::test]
     async fn throttled_writes_wait_within_patience_then_fail_past_it() {
         let hub = Arc::new(CountingHub {
             throttle_first: 3,
             ..CountingHub::default()
         });
-        let batches = Arc::new(HubBatches::with_patience(Duration::from_secs(5)));
+        let batches = Arc::new(HubBatches::with_patience(
+            Duration::from_secs(5),
+            THROTTLED_CALL_SPAN,
+        ));
         let outcomes = run(batches, Arc::clone(&hub), 10).await;
         assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
         assert_eq!(hub.entries.load(Ordering::SeqCst), 10);
@@ -353,7 +465,10 @@ mod tests {
             throttle_first: usize::MAX,
             ..CountingHub::default()
         });
-        let impatient = Arc::new(HubBatches::with_patience(Duration::from_millis(60)));
+        let impatient = Arc::new(HubBatches::with_patience(
+            Duration::from_millis(60),
+            THROTTLED_CALL_SPAN,
+        ));
         let outcomes = run(impatient, stubborn, 3).await;
         assert!(outcomes
             .iter()
