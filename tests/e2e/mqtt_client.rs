@@ -168,3 +168,33 @@ async fn synchronous_register_answers_assigned_at_once() -> Result<()> {
     system.stop().await;
     Ok(())
 }
+
+/// MQTT pointed at the HTTPS port (a common slip: the device port serves
+/// HTTPS and MQTT over WebSocket, plain MQTT has its own) names the mistake
+/// instead of reporting a garbled MQTT packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_at_the_https_port_says_so() -> Result<()> {
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    let scope = system.scope().to_string();
+    let key = fixtures::symmetric_individual(&system, "client-wrong-port").await?;
+    let device_port = system.server.device_addr().expect("device listener").port();
+    let error = ProvisioningClient::builder(
+        format!("{}:{device_port}", system.device_host),
+        scope,
+        "client-wrong-port",
+    )
+    .credential(ClientCredential::symmetric_key(&key)?)
+    .trust_ca_pem(system.server.trust_pem().to_owned())
+    .system_roots(false)
+    .transport(Transport::Mqtt)
+    .timeout(Duration::from_secs(10))
+    .build()?
+    .register()
+    .await
+    .expect_err("MQTT cannot talk to the HTTPS listener");
+    let text = error.to_string();
+    assert!(text.contains("answered HTTP, not MQTT"), "{text}");
+    assert!(text.contains("8883"), "{text}");
+    system.stop().await;
+    Ok(())
+}

@@ -35,6 +35,10 @@ struct Args {
     /// Service operations endpoint address.
     #[arg(long, env = "DPS_SERVICE_LISTEN")]
     service_listen: Option<SocketAddr>,
+    /// Admin listener address (/healthz, /readyz, /metrics; plain HTTP,
+    /// 127.0.0.1:9090 by default).
+    #[arg(long, env = "DPS_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     /// Operator key for tenant management: base64 of at least 32 bytes
     /// (generated into the data directory when absent, and printed once).
     #[arg(long, env = "DPS_OPERATOR_KEY")]
@@ -62,6 +66,7 @@ fn main() -> ExitCode {
             storage_url: args.storage,
             device_listen: args.device_listen,
             service_listen: args.service_listen,
+            admin_listen: args.admin_listen,
             operator_key: args.operator_key,
             log_format: args.log_format,
         });

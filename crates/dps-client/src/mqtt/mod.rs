@@ -425,6 +425,15 @@ impl Link {
 
     async fn receive(&mut self) -> std::io::Result<Packet> {
         loop {
+            // An HTTP server answering our CONNECT parses as MQTT packets
+            // ("HT" is a PUBACK): name the likely mistake instead.
+            if self.buf.starts_with(b"HTTP/") {
+                return Err(std::io::Error::other(
+                    "the endpoint answered HTTP, not MQTT: point MQTT at the \
+                     service's MQTT port (8883 unless configured otherwise), \
+                     or use MQTT over WebSocket on the HTTPS port",
+                ));
+            }
             match Packet::read(&mut self.buf, MAX_INCOMING_PACKET) {
                 Ok(packet) => return Ok(packet),
                 Err(CodecError::InsufficientBytes(_)) => {}

@@ -18,6 +18,8 @@ pub struct Overrides {
     pub device_listen: Option<SocketAddr>,
     /// `service.listen`.
     pub service_listen: Option<SocketAddr>,
+    /// `admin.listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// `operator_key`.
     pub operator_key: Option<String>,
     /// `log.format`.
@@ -32,6 +34,7 @@ impl ServiceConfig {
             storage_url,
             device_listen,
             service_listen,
+            admin_listen,
             operator_key,
             log_format,
         } = overrides;
@@ -46,6 +49,9 @@ impl ServiceConfig {
         }
         if let Some(addr) = service_listen {
             self.service.listen = addr;
+        }
+        if admin_listen.is_some() {
+            self.admin.listen = admin_listen;
         }
         if operator_key.is_some() {
             self.operator_key = operator_key;
@@ -69,12 +75,17 @@ mod tests {
         config.apply_overrides(Overrides {
             data_dir: Some(PathBuf::from("from-flag")),
             log_format: Some(LogFormat::Text),
+            admin_listen: Some("127.0.0.5:9191".parse().unwrap()),
             ..Overrides::default()
         });
         assert_eq!(config.data_dir, PathBuf::from("from-flag"));
         assert_eq!(config.log.format, LogFormat::Text);
         assert_eq!(config.device.listen, "127.0.0.5:443".parse().unwrap());
         assert_eq!(config.storage_url, None);
+        assert_eq!(
+            config.admin.listen_addr(config.device.listen),
+            "127.0.0.5:9191".parse().unwrap()
+        );
 
         let mut config = ServiceConfig::from_toml("[log]\nformat = \"json\"\n").unwrap();
         config.apply_overrides(Overrides::default());
