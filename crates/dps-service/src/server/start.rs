@@ -188,11 +188,15 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
         store.clone(),
         receiver,
     )));
+    // "off" rather than `None`/`Some(…)`: log lines are read by operators.
+    let shown = |addr: Option<std::net::SocketAddr>| {
+        addr.map_or_else(|| "off".to_owned(), |a| a.to_string())
+    };
     tracing::info!(
-        device_addr = ?addresses.device,
-        service_addr = ?addresses.service,
-        mqtt_addr = ?addresses.mqtt,
-        admin_addr = ?addresses.admin,
+        device_addr = %shown(addresses.device),
+        service_addr = %shown(addresses.service),
+        mqtt_addr = %shown(addresses.mqtt),
+        admin_addr = %shown(addresses.admin),
         "dps is serving"
     );
     Ok(RunningServer {
