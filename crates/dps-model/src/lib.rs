@@ -9,6 +9,8 @@
 //! * [`registration`]: registration records, device requests and answers.
 //! * [`operation`]: the billing unit and the table of what is billed.
 //! * [`tenant`]: a provisioning service instance and its settings.
+//! * [`certificate_authority`]: tenant CAs and credential policies for
+//!   certificate issuance at registration.
 //! * [`mqtt`]: the MQTT username and topic grammar, for server and client.
 //! * [`bulk`], [`error_body`], [`etag`], [`twin`], [`time`].
 //!
@@ -32,6 +34,7 @@
 
 pub mod attestation;
 pub mod bulk;
+pub mod certificate_authority;
 pub mod enrollment;
 mod error;
 pub mod error_body;
@@ -52,6 +55,9 @@ pub use attestation::{
 pub use bulk::{
     BulkEnrollmentGroupOperation, BulkEnrollmentOperation, BulkEnrollmentOperationError,
     BulkEnrollmentOperationResult, BulkOperationMode, QuerySpecification,
+};
+pub use certificate_authority::{
+    CertificateAuthority, CredentialPolicy, ExtendedKeyUsage, KeyType, SubjectName,
 };
 pub use enrollment::{
     AllocationPolicy, CustomAllocationDefinition, DeviceCapabilities, Enrollment, EnrollmentGroup,
