@@ -5,7 +5,7 @@
 
 // The examples' files, as modules (their `main` is not called here).
 #[allow(dead_code)]
-#[path = "../custom_hub/main.rs"]
+#[path = "../custom_hub.rs"]
 pub mod custom_hub;
 #[allow(dead_code)]
 #[path = "../custom_policy.rs"]
@@ -112,16 +112,16 @@ mod custom_store_battery {
     dps_storage::store_battery!(fresh);
 }
 
-/// `Inventory` keeps the contract of every hub.
+/// The inventory-backed hub keeps the contract of every hub.
 mod custom_hub_battery {
     use std::sync::Arc;
 
     use dps_hub::conformance::TestHub;
 
-    use crate::custom_hub::inventory::Inventory;
-
     async fn fresh() -> TestHub {
-        TestHub::new(Arc::new(Inventory::new("inventory.localhost")))
+        TestHub::new(Arc::new(crate::custom_hub::inventory_hub(
+            "inventory.localhost",
+        )))
     }
 
     dps_hub::hub_battery!(fresh);

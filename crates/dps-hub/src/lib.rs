@@ -62,6 +62,7 @@ mod directory;
 mod error;
 mod hub;
 mod provisioning;
+pub mod registry_rules;
 pub mod wire;
 
 pub use bulk::{bulk_entry, error_from_entry, provision_devices};

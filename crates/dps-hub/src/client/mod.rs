@@ -15,7 +15,7 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 
 pub use options::{HubClientOptions, API_VERSION};
-pub(crate) use reply::error_from_reply;
+pub(crate) use reply::{error_from_reply, error_from_status};
 
 use crate::hub::{IfMatch, IotHub};
 use crate::wire::{

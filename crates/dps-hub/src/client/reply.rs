@@ -10,6 +10,22 @@ use crate::HubError;
 /// Longest hub message kept in an error (bodies of proxies can be whole pages).
 const MAX_MESSAGE: usize = 512;
 
+/// The error a hub reply with `status`, no error code and `message` means.
+pub(crate) fn error_from_status(
+    host: &str,
+    device_id: &str,
+    status: u16,
+    message: String,
+) -> HubError {
+    error_from_reply(
+        host,
+        status,
+        &HeaderMap::new(),
+        message.as_bytes(),
+        device_id,
+    )
+}
+
 pub(crate) fn error_from_reply(
     host: &str,
     status: u16,
