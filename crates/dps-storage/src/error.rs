@@ -22,6 +22,10 @@ pub enum Entity {
     RegistrationOperation,
     /// A billing row of the operations meter.
     BillingOperation,
+    /// A tenant certificate authority (certificate issuance).
+    CertificateAuthority,
+    /// A tenant credential policy (certificate issuance).
+    CredentialPolicy,
 }
 
 impl Entity {
@@ -34,6 +38,8 @@ impl Entity {
             Entity::Registration => "registration record",
             Entity::RegistrationOperation => "registration operation",
             Entity::BillingOperation => "billing operation",
+            Entity::CertificateAuthority => "certificate authority",
+            Entity::CredentialPolicy => "credential policy",
         }
     }
 }
@@ -80,6 +86,32 @@ pub enum StoreError {
         expected: ETag,
         /// The etag the record carries.
         actual: ETag,
+    },
+    /// A delete was refused because another record still names this one
+    /// (a certificate authority named by a credential policy).
+    #[error("{entity} {id:?} is in use by {user_entity} {user_id:?}")]
+    InUse {
+        /// What kind of record was to be deleted.
+        entity: Entity,
+        /// Its id.
+        id: String,
+        /// What kind of record names it.
+        user_entity: Entity,
+        /// The id of (one of) the records naming it.
+        user_id: String,
+    },
+    /// A write names a record that does not exist (a credential policy
+    /// naming a missing certificate authority).
+    #[error("{entity} {id:?} names {missing_entity} {missing_id:?}, which does not exist")]
+    MissingReference {
+        /// What kind of record was written.
+        entity: Entity,
+        /// Its id.
+        id: String,
+        /// What kind of record it names.
+        missing_entity: Entity,
+        /// The name that finds nothing.
+        missing_id: String,
     },
     /// The ID scope names no tenant.
     #[error("no tenant with ID scope {id_scope}")]

@@ -55,11 +55,14 @@
 //! What this crate does not do: it validates nothing about the records'
 //! content (dps-model does), decides nothing about provisioning (dps-service
 //! does), and encrypts nothing (linked-hub connection strings and keys are
-//! stored as the records carry them; protect the database file). It is the
+//! stored as the records carry them; protect the database file; tenant CA
+//! private keys arrive already sealed by dps-service, see
+//! [`StoredCertificateAuthority`]). It is the
 //! only crate that knows SQL.
 
 #![deny(missing_docs)]
 
+mod authorities;
 mod error;
 mod memory;
 pub mod postgres;
@@ -73,6 +76,7 @@ mod writer_stats;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use authorities::StoredCertificateAuthority;
 pub use error::{Entity, StoreError, StoreResult};
 pub use memory::MemoryStore;
 pub use postgres::{MigrationLock, PostgresOptions, PostgresStore};

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
-    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationKind,
-    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
-    Tenant,
+    CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
+    OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
+    RegistrationRecord, Tenant,
 };
 use serde::Serialize;
 
+use crate::authorities::StoredCertificateAuthority;
 use crate::error::StoreResult;
 use crate::token::{Page, PageRequest};
 
@@ -319,6 +320,76 @@ pub trait Store: Send + Sync + 'static {
         &self,
         created_before: DateTime<Utc>,
     ) -> StoreResult<u64>;
+
+    // ----- certificate authorities and credential policies ---------------
+    //
+    // Names are case-sensitive keys. None of these writes is billed: managing
+    // CAs and policies is not a DPS operation Azure meters (Azure keeps them
+    // in Azure Device Registry).
+
+    /// Store a new tenant CA; `AlreadyExists` when its name is taken. A new
+    /// etag is generated; the creation time is kept as given.
+    async fn create_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        authority: StoredCertificateAuthority,
+    ) -> StoreResult<StoredCertificateAuthority>;
+
+    /// The tenant CA with this name, with its sealed private key.
+    async fn certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<StoredCertificateAuthority>>;
+
+    /// Every CA of a tenant, ordered by name.
+    async fn list_certificate_authorities(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<StoredCertificateAuthority>>;
+
+    /// Delete a tenant CA: `NotFound` when missing, `PreconditionFailed` on
+    /// an etag mismatch, `InUse` while a credential policy names it.
+    async fn delete_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()>;
+
+    /// Create or replace a credential policy under `precondition`; fails with
+    /// `MissingReference` when the CA it names does not exist. A new etag is
+    /// generated, the creation time of the first write kept, the last-update
+    /// time set.
+    async fn put_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        policy: CredentialPolicy,
+        precondition: Precondition,
+    ) -> StoreResult<Written<CredentialPolicy>>;
+
+    /// The credential policy with this name.
+    async fn credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<CredentialPolicy>>;
+
+    /// Every credential policy of a tenant, ordered by name.
+    async fn list_credential_policies(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<CredentialPolicy>>;
+
+    /// Delete a credential policy (`NotFound` when missing). Enrollments
+    /// naming it keep the name (a registration through them then finds no
+    /// policy).
+    async fn delete_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()>;
 
     // ----- operations meter (billing) -------------------------------------
 

@@ -10,12 +10,13 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
-    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationKind,
-    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
-    Tenant,
+    CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
+    OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
+    RegistrationRecord, Tenant,
 };
 use dps_storage::{
-    MeterReport, Page, PageRequest, Store, StoreResult, WriteOutcome, WriterStats, Written,
+    MeterReport, Page, PageRequest, Store, StoreResult, StoredCertificateAuthority, WriteOutcome,
+    WriterStats, Written,
 };
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -133,6 +134,85 @@ fn write_kind(
 impl Store for InstrumentedStore {
     fn writer_stats(&self) -> Option<WriterStats> {
         self.inner.writer_stats()
+    }
+
+    async fn create_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        ca: StoredCertificateAuthority,
+    ) -> StoreResult<StoredCertificateAuthority> {
+        let call = self.inner.create_certificate_authority(id_scope, ca);
+        self.timed("create_certificate_authority", call).await
+    }
+
+    async fn certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<StoredCertificateAuthority>> {
+        let call = self.inner.certificate_authority(id_scope, name);
+        self.timed("certificate_authority", call).await
+    }
+
+    async fn list_certificate_authorities(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<StoredCertificateAuthority>> {
+        let call = self.inner.list_certificate_authorities(id_scope);
+        self.timed("list_certificate_authorities", call).await
+    }
+
+    async fn delete_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let call = self
+            .inner
+            .delete_certificate_authority(id_scope, name, precondition);
+        self.timed("delete_certificate_authority", call).await
+    }
+
+    async fn put_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        policy: CredentialPolicy,
+        precondition: Precondition,
+    ) -> StoreResult<Written<CredentialPolicy>> {
+        let call = self
+            .inner
+            .put_credential_policy(id_scope, policy, precondition);
+        self.timed("put_credential_policy", call).await
+    }
+
+    async fn credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<CredentialPolicy>> {
+        let call = self.inner.credential_policy(id_scope, name);
+        self.timed("credential_policy", call).await
+    }
+
+    async fn list_credential_policies(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<CredentialPolicy>> {
+        let call = self.inner.list_credential_policies(id_scope);
+        self.timed("list_credential_policies", call).await
+    }
+
+    async fn delete_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let call = self
+            .inner
+            .delete_credential_policy(id_scope, name, precondition);
+        self.timed("delete_credential_policy", call).await
     }
 
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {

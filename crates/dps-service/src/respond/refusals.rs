@@ -202,6 +202,10 @@ impl From<StoreError> for ApiError {
             StoreError::PreconditionFailed { .. } => ErrorCode::PRECONDITION_FAILED,
             StoreError::UnknownTenant { .. } => ErrorCode::PROVISIONING_SETTINGS_NOT_FOUND,
             StoreError::InvalidContinuationToken { .. } => ErrorCode::ARGUMENT_INVALID,
+            // A CA still named by a credential policy.
+            StoreError::InUse { .. } => ErrorCode::CONFLICT,
+            // A credential policy naming a CA that does not exist.
+            StoreError::MissingReference { .. } => ErrorCode::ARGUMENT_INVALID,
             _ => return ApiError::internal(err),
         };
         ApiError::new(code, sentence(&err.to_string()))

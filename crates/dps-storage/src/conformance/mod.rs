@@ -18,6 +18,7 @@
 //! Each test gets a fresh, empty store from the factory. The functions panic
 //! (assert) on the first deviation, naming what was expected.
 
+mod authorities;
 mod enrollment_and_registration;
 mod enrollments;
 mod fixtures;
@@ -31,6 +32,10 @@ use std::sync::Arc;
 
 use crate::Store;
 
+pub use authorities::{
+    certificate_authority, certificate_authority_lifecycle,
+    credential_policies_reference_their_authority,
+};
 pub use enrollment_and_registration::{
     delete_enrollment_takes_its_registration, enrollment_read_with_its_registration,
 };
@@ -112,7 +117,9 @@ macro_rules! store_battery {
             list_registrations_by_group,
             purge_old_operations,
             meter_counts_exact_per_kind_and_hour,
-            meter_rows_listed_in_time_order
+            meter_rows_listed_in_time_order,
+            certificate_authority_lifecycle,
+            credential_policies_reference_their_authority
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {

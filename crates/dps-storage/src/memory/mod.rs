@@ -7,16 +7,19 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
-    ETag, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationRecord,
-    Precondition, RegistrationId, RegistrationOperation, RegistrationRecord, Tenant,
+    CredentialPolicy, ETag, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
+    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
+    Tenant,
 };
 
+use crate::authorities::StoredCertificateAuthority;
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::rules::{self, EnrollmentLike};
 use crate::store::{MeterReport, Store, Written};
 use crate::time;
 use crate::token::{Page, PageRequest};
 
+mod authorities;
 mod state;
 
 use self::state::{enrollments, enrollments_ref, groups, groups_ref, in_range, State, TenantData};
@@ -31,6 +34,85 @@ pub struct MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    async fn create_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        authority: StoredCertificateAuthority,
+    ) -> StoreResult<StoredCertificateAuthority> {
+        self.create_authority(id_scope, authority)
+    }
+
+    async fn certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<StoredCertificateAuthority>> {
+        Ok(self
+            .read()
+            .data(id_scope)
+            .and_then(|data| data.authorities.get(name).cloned()))
+    }
+
+    async fn list_certificate_authorities(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<StoredCertificateAuthority>> {
+        Ok(self
+            .read()
+            .data(id_scope)
+            .map(|data| data.authorities.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn delete_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        self.delete_authority(id_scope, name, precondition)
+    }
+
+    async fn put_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        policy: CredentialPolicy,
+        precondition: Precondition,
+    ) -> StoreResult<Written<CredentialPolicy>> {
+        self.put_policy(id_scope, policy, precondition)
+    }
+
+    async fn credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<CredentialPolicy>> {
+        Ok(self
+            .read()
+            .data(id_scope)
+            .and_then(|data| data.policies.get(name).cloned()))
+    }
+
+    async fn list_credential_policies(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<CredentialPolicy>> {
+        Ok(self
+            .read()
+            .data(id_scope)
+            .map(|data| data.policies.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn delete_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        self.delete_policy(id_scope, name, precondition)
+    }
+
     async fn create_tenant(&self, mut tenant: Tenant) -> StoreResult<Tenant> {
         let key = tenant.id_scope.key();
         let mut state = self.write();
@@ -58,6 +140,8 @@ impl Store for MemoryStore {
                 registrations: BTreeMap::new(),
                 operations: HashMap::new(),
                 billing: Vec::new(),
+                authorities: BTreeMap::new(),
+                policies: BTreeMap::new(),
             },
         );
         Ok(tenant)

@@ -6,11 +6,12 @@ use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 use dps_model::{
-    ETag, EnrollmentGroup, IdScope, IndividualEnrollment, OperationRecord, Precondition,
-    RegistrationOperation, RegistrationRecord, Tenant,
+    CredentialPolicy, ETag, EnrollmentGroup, IdScope, IndividualEnrollment, OperationRecord,
+    Precondition, RegistrationOperation, RegistrationRecord, Tenant,
 };
 
 use super::MemoryStore;
+use crate::authorities::StoredCertificateAuthority;
 use crate::error::{StoreError, StoreResult};
 use crate::rules::{self, EnrollmentLike};
 use crate::store::Written;
@@ -33,6 +34,10 @@ pub(super) struct TenantData {
     pub(super) registrations: BTreeMap<String, RegistrationRecord>,
     pub(super) operations: HashMap<String, RegistrationOperation>,
     pub(super) billing: Vec<OperationRecord>,
+    /// Certificate authorities by name (case-sensitive).
+    pub(super) authorities: BTreeMap<String, StoredCertificateAuthority>,
+    /// Credential policies by name (case-sensitive).
+    pub(super) policies: BTreeMap<String, CredentialPolicy>,
 }
 
 impl State {

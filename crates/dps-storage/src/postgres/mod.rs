@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+mod authorities;
 mod options;
 mod retry;
 mod schema;
@@ -47,9 +48,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
-    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationKind,
-    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
-    Tenant,
+    CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
+    OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
+    RegistrationRecord, Tenant,
 };
 use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -58,6 +59,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, Postgres, Row};
 pub use self::options::{redact_url, PostgresOptions};
 pub use self::schema::MigrationLock;
 use self::sql::RecordTable;
+use crate::authorities::StoredCertificateAuthority;
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::rules;
 use crate::store::{MeterReport, Store, Written};
@@ -159,6 +161,30 @@ impl PostgresStore {
         }
     }
 
+    /// Every `(name, body)` row `statement` lists for a tenant, decoded, in
+    /// byte order of the name.
+    async fn named_rows<T: DeserializeOwned>(
+        &self,
+        entity: Entity,
+        statement: &'static str,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<T>> {
+        let rows = sqlx::query(statement)
+            .bind(id_scope.key().into_bytes())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::database("listing records"))?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let name: Vec<u8> = row
+                .try_get(0)
+                .map_err(StoreError::database("listing records"))?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            records.push(decode_column(entity, &name, row, 1)?);
+        }
+        Ok(records)
+    }
+
     /// `(key, body)` rows, one more than the page holds, as a page.
     async fn page<T: DeserializeOwned>(
         &self,
@@ -237,6 +263,83 @@ fn parse_kind(name: &str) -> StoreResult<OperationKind> {
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn create_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        authority: StoredCertificateAuthority,
+    ) -> StoreResult<StoredCertificateAuthority> {
+        authorities::create(&self.pool, id_scope, authority).await
+    }
+
+    async fn certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<StoredCertificateAuthority>> {
+        let query = sqlx::query(authorities::AUTHORITY)
+            .bind(id_scope.key().into_bytes())
+            .bind(name.as_bytes().to_vec());
+        self.one(Entity::CertificateAuthority, name, query).await
+    }
+
+    async fn list_certificate_authorities(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<StoredCertificateAuthority>> {
+        self.named_rows(
+            Entity::CertificateAuthority,
+            authorities::AUTHORITIES,
+            id_scope,
+        )
+        .await
+    }
+
+    async fn delete_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        authorities::delete(&self.pool, id_scope, name, precondition).await
+    }
+
+    async fn put_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        policy: CredentialPolicy,
+        precondition: Precondition,
+    ) -> StoreResult<Written<CredentialPolicy>> {
+        authorities::put_policy(&self.pool, id_scope, policy, precondition).await
+    }
+
+    async fn credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<CredentialPolicy>> {
+        let query = sqlx::query(authorities::POLICY)
+            .bind(id_scope.key().into_bytes())
+            .bind(name.as_bytes().to_vec());
+        self.one(Entity::CredentialPolicy, name, query).await
+    }
+
+    async fn list_credential_policies(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<CredentialPolicy>> {
+        self.named_rows(Entity::CredentialPolicy, authorities::POLICIES, id_scope)
+            .await
+    }
+
+    async fn delete_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        authorities::delete_policy(&self.pool, id_scope, name, precondition).await
+    }
+
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {
         writes::create_tenant(&self.pool, tenant).await
     }

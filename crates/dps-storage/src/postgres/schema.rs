@@ -49,10 +49,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first. Never edit a released one: append.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "tenants, enrollments, groups, registrations, operations, billing",
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tenants, enrollments, groups, registrations, operations, billing",
+        sql: r#"
 CREATE TABLE tenants (
     scope_key BYTEA NOT NULL,
     name TEXT NOT NULL,
@@ -116,7 +117,40 @@ CREATE TABLE billing_operations (
 );
 CREATE INDEX billing_operations_by_time ON billing_operations (scope_key, at_us)
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "certificate authorities and credential policies",
+        // Names are case-sensitive keys, stored as their bytes. The policy's
+        // foreign key to its CA is a backstop: the writes check it first (under
+        // row locks) to answer with typed errors.
+        sql: r#"
+CREATE TABLE certificate_authorities (
+    scope_key BYTEA NOT NULL,
+    name BYTEA NOT NULL,
+    etag TEXT NOT NULL,
+    body TEXT NOT NULL,
+    CONSTRAINT certificate_authorities_pk PRIMARY KEY (scope_key, name),
+    CONSTRAINT certificate_authorities_tenant_fk FOREIGN KEY (scope_key)
+        REFERENCES tenants (scope_key) ON DELETE CASCADE
+);
+
+CREATE TABLE credential_policies (
+    scope_key BYTEA NOT NULL,
+    name BYTEA NOT NULL,
+    authority_name BYTEA NOT NULL,
+    etag TEXT NOT NULL,
+    body TEXT NOT NULL,
+    CONSTRAINT credential_policies_pk PRIMARY KEY (scope_key, name),
+    CONSTRAINT credential_policies_tenant_fk FOREIGN KEY (scope_key)
+        REFERENCES tenants (scope_key) ON DELETE CASCADE,
+    CONSTRAINT credential_policies_authority_fk FOREIGN KEY (scope_key, authority_name)
+        REFERENCES certificate_authorities (scope_key, name)
+);
+CREATE INDEX credential_policies_by_authority ON credential_policies (scope_key, authority_name)
+"#,
+    },
+];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT NOT NULL PRIMARY KEY,

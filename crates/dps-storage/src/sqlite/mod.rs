@@ -19,6 +19,7 @@
 //! * **Schema**: migrations shipped in the binary, applied at open
 //!   (`schema.rs`).
 
+mod authorities;
 mod bulk;
 mod checkpoint;
 mod options;
@@ -38,21 +39,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
-    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationKind,
-    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
-    Tenant,
+    CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
+    OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
+    RegistrationRecord, Tenant,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 
+use self::authorities::AuthorityJob;
 use self::checkpoint::Checkpointer;
 pub use self::options::{SqliteOptions, Synchronous};
 use self::point_reads::PointReaders;
 use self::readers::{connection, decode_column, Readers};
 use self::rows::{BillingRow, RegistrationCommit};
 use self::writer::{Job, Reply};
+use crate::authorities::StoredCertificateAuthority;
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::store::{MeterReport, Store, Written};
 use crate::time;
@@ -186,6 +189,29 @@ impl SqliteStore {
         &self.points
     }
 
+    /// Every `(name, body)` row `statement` lists for a tenant, decoded.
+    async fn named_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        entity: Entity,
+        statement: &'static str,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<T>> {
+        let mut lent = self.readers.get().await;
+        let rows = sqlx::query(statement)
+            .bind(id_scope.key())
+            .fetch_all(connection(&mut lent)?)
+            .await
+            .map_err(StoreError::database("listing records"))?;
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let name: String = row
+                .try_get(0)
+                .map_err(StoreError::database("listing records"))?;
+            records.push(decode_column(entity, &name, row, 1)?);
+        }
+        Ok(records)
+    }
+
     /// Hand a write to the writer and wait for its committed answer.
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> StoreResult<T> {
         let (reply, answer) = oneshot::channel();
@@ -215,6 +241,122 @@ impl Store for SqliteStore {
         let capacity = self.writer.max_capacity();
         let waiting = capacity.saturating_sub(self.writer.capacity());
         Some(self.writer_counters.stats(waiting as u64, capacity as u64))
+    }
+
+    async fn create_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        authority: StoredCertificateAuthority,
+    ) -> StoreResult<StoredCertificateAuthority> {
+        let id_scope = id_scope.clone();
+        self.submit(|r| {
+            Job::Authority(Box::new(AuthorityJob::Create(
+                id_scope,
+                Box::new(authority),
+                r,
+            )))
+        })
+        .await
+    }
+
+    async fn certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<StoredCertificateAuthority>> {
+        self.point().await.one(
+            Entity::CertificateAuthority,
+            name,
+            authorities::AUTHORITY,
+            &[&id_scope.key(), name],
+        )
+    }
+
+    async fn list_certificate_authorities(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<StoredCertificateAuthority>> {
+        self.named_rows(
+            Entity::CertificateAuthority,
+            authorities::AUTHORITIES,
+            id_scope,
+        )
+        .await
+    }
+
+    async fn delete_certificate_authority(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let (id_scope, name) = (id_scope.clone(), name.to_owned());
+        self.submit(|r| {
+            Job::Authority(Box::new(AuthorityJob::Delete(
+                id_scope,
+                name,
+                precondition,
+                r,
+            )))
+        })
+        .await
+    }
+
+    async fn put_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        policy: CredentialPolicy,
+        precondition: Precondition,
+    ) -> StoreResult<Written<CredentialPolicy>> {
+        let id_scope = id_scope.clone();
+        self.submit(|r| {
+            Job::Authority(Box::new(AuthorityJob::PutPolicy(
+                id_scope,
+                Box::new(policy),
+                precondition,
+                r,
+            )))
+        })
+        .await
+    }
+
+    async fn credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+    ) -> StoreResult<Option<CredentialPolicy>> {
+        self.point().await.one(
+            Entity::CredentialPolicy,
+            name,
+            authorities::POLICY,
+            &[&id_scope.key(), name],
+        )
+    }
+
+    async fn list_credential_policies(
+        &self,
+        id_scope: &IdScope,
+    ) -> StoreResult<Vec<CredentialPolicy>> {
+        self.named_rows(Entity::CredentialPolicy, authorities::POLICIES, id_scope)
+            .await
+    }
+
+    async fn delete_credential_policy(
+        &self,
+        id_scope: &IdScope,
+        name: &str,
+        precondition: Precondition,
+    ) -> StoreResult<()> {
+        let (id_scope, name) = (id_scope.clone(), name.to_owned());
+        self.submit(|r| {
+            Job::Authority(Box::new(AuthorityJob::DeletePolicy(
+                id_scope,
+                name,
+                precondition,
+                r,
+            )))
+        })
+        .await
     }
 
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {

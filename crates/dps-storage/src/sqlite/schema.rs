@@ -27,10 +27,11 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "tenants, enrollments, groups, registrations, operations, billing",
-    sql: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tenants, enrollments, groups, registrations, operations, billing",
+        sql: r#"
 CREATE TABLE tenants (
     scope_key TEXT NOT NULL PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -81,7 +82,36 @@ CREATE TABLE billing_operations (
 );
 CREATE INDEX billing_operations_by_time ON billing_operations (scope_key, at_us, kind);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "certificate authorities and credential policies",
+        // Names are case-sensitive keys (kept as written). The policy's foreign
+        // key to its CA is a backstop: the writes check it first to answer with
+        // typed errors.
+        sql: r#"
+CREATE TABLE certificate_authorities (
+    scope_key TEXT NOT NULL REFERENCES tenants (scope_key) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (scope_key, name)
+);
+
+CREATE TABLE credential_policies (
+    scope_key TEXT NOT NULL REFERENCES tenants (scope_key) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    authority_name TEXT NOT NULL,
+    etag TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (scope_key, name),
+    FOREIGN KEY (scope_key, authority_name)
+        REFERENCES certificate_authorities (scope_key, name)
+);
+CREATE INDEX credential_policies_by_authority ON credential_policies (scope_key, authority_name);
+"#,
+    },
+];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT NOT NULL PRIMARY KEY,

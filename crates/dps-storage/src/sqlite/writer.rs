@@ -19,6 +19,7 @@ use dps_model::{
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::authorities::AuthorityJob;
 use super::bulk;
 use super::rows::{BillingRow, RegistrationCommit};
 use super::sql;
@@ -56,15 +57,17 @@ pub(crate) enum Job {
     DeleteRegistration(IdScope, RegistrationId, Precondition, Reply<()>),
     RecordOperation(Box<BillingRow>, Reply<()>),
     PurgeOperations(DateTime<Utc>, Reply<u64>),
+    /// A certificate authority or credential policy write.
+    Authority(Box<AuthorityJob>),
     /// Finish the queued work, close the connection, then answer.
     Shutdown(oneshot::Sender<()>),
 }
 
 /// The answer of a job that ran, sent once the batch's fate is known:
 /// `None` when the transaction committed, else the commit's error.
-type Settle = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+pub(super) type Settle = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
-fn settle<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> (bool, Settle) {
+pub(super) fn settle<T: Send + 'static>(reply: Reply<T>, result: StoreResult<T>) -> (bool, Settle) {
     let ok = result.is_ok();
     let settle: Settle = Box::new(move |commit_error| {
         let answer = match (result, commit_error) {
@@ -96,6 +99,7 @@ impl Job {
             Job::PutGroup(_, _, _, r) => send(r, err),
             Job::ImportEnrollments(_, _, r) => send(r, err),
             Job::PurgeOperations(_, r) => send(r, err),
+            Job::Authority(job) => job.fail(err),
             Job::Shutdown(done) => {
                 let _ = done.send(());
             }
@@ -161,6 +165,7 @@ impl Job {
             Job::PurgeOperations(before, r) => {
                 settle(r, writes::purge_operations(conn, before).await)
             }
+            Job::Authority(job) => job.run(conn).await,
             Job::Shutdown(done) => {
                 // Handled by the loop; answering here keeps the match total.
                 let _ = done.send(());

@@ -39,7 +39,10 @@ fn tenant_fault<'a>(
     }
 }
 
-async fn require_tenant(conn: &mut SqliteConnection, id_scope: &IdScope) -> StoreResult<()> {
+pub(super) async fn require_tenant(
+    conn: &mut SqliteConnection,
+    id_scope: &IdScope,
+) -> StoreResult<()> {
     let found: Option<(i64,)> = sqlx::query_as(sql::TENANT_EXISTS)
         .bind(id_scope.key())
         .fetch_optional(&mut *conn)

@@ -1,0 +1,243 @@
+//! Certificate authorities and credential policies in SQLite: the writes
+//! (run by the writer task, each in its savepoint) and their statements.
+
+use dps_model::{CredentialPolicy, ETag, IdScope, Precondition};
+use sqlx::SqliteConnection;
+
+use super::writer::{settle, Reply, Settle};
+use super::writes::require_tenant;
+use crate::authorities::{self, StoredCertificateAuthority};
+use crate::error::{Entity, StoreError, StoreResult};
+use crate::rules;
+use crate::store::Written;
+use crate::time;
+
+pub(crate) const AUTHORITY: &str =
+    "SELECT body FROM certificate_authorities WHERE scope_key = $1 AND name = $2";
+pub(crate) const AUTHORITIES: &str =
+    "SELECT name, body FROM certificate_authorities WHERE scope_key = $1 ORDER BY name";
+const AUTHORITY_ETAG: &str =
+    "SELECT etag FROM certificate_authorities WHERE scope_key = $1 AND name = $2";
+const INSERT_AUTHORITY: &str =
+    "INSERT INTO certificate_authorities (scope_key, name, etag, body) VALUES ($1, $2, $3, $4)";
+const DELETE_AUTHORITY: &str =
+    "DELETE FROM certificate_authorities WHERE scope_key = $1 AND name = $2";
+const POLICY_NAMING_AUTHORITY: &str =
+    "SELECT name FROM credential_policies WHERE scope_key = $1 AND authority_name = $2 \
+     ORDER BY name LIMIT 1";
+pub(crate) const POLICY: &str =
+    "SELECT body FROM credential_policies WHERE scope_key = $1 AND name = $2";
+pub(crate) const POLICIES: &str =
+    "SELECT name, body FROM credential_policies WHERE scope_key = $1 ORDER BY name";
+const POLICY_FOR_WRITE: &str =
+    "SELECT etag, body FROM credential_policies WHERE scope_key = $1 AND name = $2";
+const UPSERT_POLICY: &str = "INSERT INTO credential_policies \
+     (scope_key, name, authority_name, etag, body) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (scope_key, name) DO UPDATE SET authority_name = excluded.authority_name, \
+     etag = excluded.etag, body = excluded.body";
+const DELETE_POLICY: &str = "DELETE FROM credential_policies WHERE scope_key = $1 AND name = $2";
+
+/// One CA or policy write for the writer task.
+#[derive(Debug)]
+pub(crate) enum AuthorityJob {
+    Create(
+        IdScope,
+        Box<StoredCertificateAuthority>,
+        Reply<StoredCertificateAuthority>,
+    ),
+    Delete(IdScope, String, Precondition, Reply<()>),
+    PutPolicy(
+        IdScope,
+        Box<CredentialPolicy>,
+        Precondition,
+        Reply<Written<CredentialPolicy>>,
+    ),
+    DeletePolicy(IdScope, String, Precondition, Reply<()>),
+}
+
+impl AuthorityJob {
+    /// Answer `err` without running.
+    pub(crate) fn fail(self, err: StoreError) {
+        match self {
+            AuthorityJob::Create(_, _, r) => drop(r.send(Err(err))),
+            AuthorityJob::Delete(_, _, _, r) | AuthorityJob::DeletePolicy(_, _, _, r) => {
+                drop(r.send(Err(err)))
+            }
+            AuthorityJob::PutPolicy(_, _, _, r) => drop(r.send(Err(err))),
+        }
+    }
+
+    /// Run the job's statements; whether it succeeded and how to answer it.
+    pub(crate) async fn run(self, conn: &mut SqliteConnection) -> (bool, Settle) {
+        match self {
+            AuthorityJob::Create(scope, ca, r) => settle(r, create(conn, &scope, *ca).await),
+            AuthorityJob::Delete(scope, name, pre, r) => {
+                settle(r, delete(conn, &scope, &name, pre).await)
+            }
+            AuthorityJob::PutPolicy(scope, policy, pre, r) => {
+                settle(r, put_policy(conn, &scope, *policy, pre).await)
+            }
+            AuthorityJob::DeletePolicy(scope, name, pre, r) => {
+                settle(r, delete_policy(conn, &scope, &name, pre).await)
+            }
+        }
+    }
+}
+
+async fn authority_etag(
+    conn: &mut SqliteConnection,
+    scope_key: &str,
+    name: &str,
+) -> StoreResult<Option<ETag>> {
+    let found: Option<(String,)> = sqlx::query_as(AUTHORITY_ETAG)
+        .bind(scope_key)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::database("reading a certificate authority"))?;
+    Ok(found.map(|(etag,)| ETag::new(etag)))
+}
+
+async fn create(
+    conn: &mut SqliteConnection,
+    id_scope: &IdScope,
+    mut ca: StoredCertificateAuthority,
+) -> StoreResult<StoredCertificateAuthority> {
+    require_tenant(conn, id_scope).await?;
+    let scope_key = id_scope.key();
+    if authority_etag(conn, &scope_key, ca.name()).await?.is_some() {
+        return Err(StoreError::AlreadyExists {
+            entity: Entity::CertificateAuthority,
+            id: ca.name().to_owned(),
+        });
+    }
+    authorities::stamp_authority(&mut ca);
+    let body = rules::encode(Entity::CertificateAuthority, ca.name(), &ca)?;
+    sqlx::query(INSERT_AUTHORITY)
+        .bind(&scope_key)
+        .bind(ca.name())
+        .bind(ca.authority.etag.as_str())
+        .bind(body)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::database("creating a certificate authority"))?;
+    Ok(ca)
+}
+
+async fn delete(
+    conn: &mut SqliteConnection,
+    id_scope: &IdScope,
+    name: &str,
+    precondition: Precondition,
+) -> StoreResult<()> {
+    require_tenant(conn, id_scope).await?;
+    let scope_key = id_scope.key();
+    let current = authority_etag(conn, &scope_key, name).await?;
+    rules::check_delete(
+        Entity::CertificateAuthority,
+        name,
+        current.as_ref(),
+        &precondition,
+    )?;
+    let user: Option<(String,)> = sqlx::query_as(POLICY_NAMING_AUTHORITY)
+        .bind(&scope_key)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::database("looking for policies naming a CA"))?;
+    if let Some((user_id,)) = user {
+        return Err(StoreError::InUse {
+            entity: Entity::CertificateAuthority,
+            id: name.to_owned(),
+            user_entity: Entity::CredentialPolicy,
+            user_id,
+        });
+    }
+    sqlx::query(DELETE_AUTHORITY)
+        .bind(&scope_key)
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::database("deleting a certificate authority"))?;
+    Ok(())
+}
+
+async fn put_policy(
+    conn: &mut SqliteConnection,
+    id_scope: &IdScope,
+    mut policy: CredentialPolicy,
+    precondition: Precondition,
+) -> StoreResult<Written<CredentialPolicy>> {
+    require_tenant(conn, id_scope).await?;
+    let scope_key = id_scope.key();
+    let current: Option<(String, String)> = sqlx::query_as(POLICY_FOR_WRITE)
+        .bind(&scope_key)
+        .bind(&policy.name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::database("reading a credential policy"))?;
+    let current_tag = current.as_ref().map(|(etag, _)| ETag::new(etag.as_str()));
+    let outcome = rules::check_put(
+        Entity::CredentialPolicy,
+        &policy.name,
+        current_tag.as_ref(),
+        &precondition,
+    )?;
+    let authority = &policy.certificate_authority_name;
+    if authority_etag(conn, &scope_key, authority).await?.is_none() {
+        return Err(StoreError::MissingReference {
+            entity: Entity::CredentialPolicy,
+            id: policy.name.clone(),
+            missing_entity: Entity::CertificateAuthority,
+            missing_id: authority.clone(),
+        });
+    }
+    let replaced: Option<CredentialPolicy> = current
+        .map(|(_, body)| rules::decode(Entity::CredentialPolicy, &policy.name, &body))
+        .transpose()?;
+    authorities::stamp_policy(&mut policy, replaced.as_ref(), time::now());
+    let body = rules::encode(Entity::CredentialPolicy, &policy.name, &policy)?;
+    sqlx::query(UPSERT_POLICY)
+        .bind(&scope_key)
+        .bind(&policy.name)
+        .bind(&policy.certificate_authority_name)
+        .bind(policy.etag.as_ref().map(ETag::as_str).unwrap_or_default())
+        .bind(body)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::database("writing a credential policy"))?;
+    Ok(Written {
+        record: policy,
+        outcome,
+    })
+}
+
+async fn delete_policy(
+    conn: &mut SqliteConnection,
+    id_scope: &IdScope,
+    name: &str,
+    precondition: Precondition,
+) -> StoreResult<()> {
+    require_tenant(conn, id_scope).await?;
+    let scope_key = id_scope.key();
+    let current: Option<(String, String)> = sqlx::query_as(POLICY_FOR_WRITE)
+        .bind(&scope_key)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::database("reading a credential policy"))?;
+    let current_tag = current.map(|(etag, _)| ETag::new(etag));
+    rules::check_delete(
+        Entity::CredentialPolicy,
+        name,
+        current_tag.as_ref(),
+        &precondition,
+    )?;
+    sqlx::query(DELETE_POLICY)
+        .bind(&scope_key)
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::database("deleting a credential policy"))?;
+    Ok(())
+}
