@@ -9,7 +9,7 @@
 //! `store_battery!` (`dps_storage::conformance`) is the contract every
 //! backend passes; this example's test runs it on `AuditedStore`.
 //!
-//! The macro only saves writing one forwarding body 28 times: reads go
+//! The macro only saves writing one forwarding body 36 times: reads go
 //! to the inner store, writes are recorded once they return. Run:
 //! `cargo run -p dps-examples --example custom_store`.
 
@@ -19,11 +19,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
-    EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, OperationRecord,
+    CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
+    OperationRecord,
 };
 use dps_model::{Precondition, RegistrationId, RegistrationOperation, RegistrationRecord, Tenant};
 use dps_service::server::Server;
-use dps_storage::{MemoryStore, MeterReport, Page, PageRequest, Store, StoreResult, Written};
+use dps_storage::{
+    MemoryStore, MeterReport, Page, PageRequest, Store, StoreResult, StoredCertificateAuthority,
+    Written,
+};
 
 /// Where the writes are recorded, e.g. `"put_enrollment: ok"`, oldest first.
 pub type AuditTrail = Arc<Mutex<Vec<String>>>;
@@ -70,6 +74,10 @@ audited_store! {
         fn count_registrations(scope: &IdScope) -> u64;
         fn operation_report(scope: &IdScope, from: DateTime<Utc>, to: DateTime<Utc>) -> MeterReport;
         fn operations(scope: &IdScope, from: DateTime<Utc>, to: DateTime<Utc>, limit: usize) -> Vec<OperationRecord>;
+        fn certificate_authority(scope: &IdScope, name: &str) -> Option<StoredCertificateAuthority>;
+        fn list_certificate_authorities(scope: &IdScope) -> Vec<StoredCertificateAuthority>;
+        fn credential_policy(scope: &IdScope, name: &str) -> Option<CredentialPolicy>;
+        fn list_credential_policies(scope: &IdScope) -> Vec<CredentialPolicy>;
     }
     writes {
         fn create_tenant(tenant: Tenant) -> Tenant;
@@ -85,6 +93,10 @@ audited_store! {
         fn delete_registration(scope: &IdScope, id: &RegistrationId, precondition: Precondition) -> ();
         fn purge_registration_operations(created_before: DateTime<Utc>) -> u64;
         fn record_operation(operation: OperationRecord) -> ();
+        fn create_certificate_authority(scope: &IdScope, ca: StoredCertificateAuthority) -> StoredCertificateAuthority;
+        fn delete_certificate_authority(scope: &IdScope, name: &str, precondition: Precondition) -> ();
+        fn put_credential_policy(scope: &IdScope, policy: CredentialPolicy, precondition: Precondition) -> Written<CredentialPolicy>;
+        fn delete_credential_policy(scope: &IdScope, name: &str, precondition: Precondition) -> ();
     }
 }
 
