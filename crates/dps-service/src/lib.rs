@@ -35,6 +35,7 @@
 pub mod admin;
 pub mod banner;
 mod bootstrap;
+pub mod certificate_authority;
 pub mod config;
 pub mod connection_limits;
 pub mod data_lock;
