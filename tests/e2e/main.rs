@@ -3,6 +3,7 @@
 //! software TPM) as clients.
 
 mod admin_health;
+mod certificate_authorities;
 mod client_credentials;
 mod client_errors;
 mod client_swarm;

@@ -100,6 +100,13 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
     let pipeline = Arc::new(pipeline);
     let device_latency = pipeline.latency();
     let operator_key = crate::operator_key::load(&config)?;
+    // Tenant CA private keys are sealed under this key (issue #17).
+    let certificate_key = Arc::new(
+        crate::certificate_authority::KeyEncryptionKey::load_or_generate(&config.data_dir)
+            .map_err(|e| ServiceError::Config {
+                reason: e.to_string(),
+            })?,
+    );
 
     let (shutdown, receiver) = watch::channel(false);
     // `Location` names come from configuration or the certificate, never
@@ -146,7 +153,8 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
             config.service.host_suffix.clone(),
         )
         .with_throttling(&config.throttling)
-        .with_egress(egress),
+        .with_egress(egress)
+        .with_certificate_key(certificate_key),
     );
     let service_router = metrics.observe_service_api(service_router, config.log.access_log);
 

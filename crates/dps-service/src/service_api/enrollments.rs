@@ -59,6 +59,8 @@ pub(crate) trait Record: Serialize + Clone + Send + Sync + Sized + 'static {
     fn iot_hubs(&self) -> Option<&[String]>;
     /// Its custom allocation webhook URL.
     fn webhook_url(&self) -> Option<&str>;
+    /// The credential policy it names (certificate issuance).
+    fn credential_policy_name(&self) -> Option<&str>;
     /// Forget fields only the server sets.
     fn clear_read_only(&mut self);
     /// The 404 for a missing record.
@@ -133,6 +135,9 @@ impl Record for IndividualEnrollment {
     fn webhook_url(&self) -> Option<&str> {
         let definition = self.custom_allocation_definition.as_ref();
         definition.map(|d| d.webhook_url.as_str())
+    }
+    fn credential_policy_name(&self) -> Option<&str> {
+        self.credential_policy_name.as_deref()
     }
     fn clear_read_only(&mut self) {
         self.registration_state = None;
@@ -224,6 +229,9 @@ impl Record for EnrollmentGroup {
     fn webhook_url(&self) -> Option<&str> {
         let definition = self.custom_allocation_definition.as_ref();
         definition.map(|d| d.webhook_url.as_str())
+    }
+    fn credential_policy_name(&self) -> Option<&str> {
+        self.credential_policy_name.as_deref()
     }
     fn clear_read_only(&mut self) {
         self.created_date_time_utc = None;
@@ -364,6 +372,7 @@ pub(crate) async fn put<R: Record>(
         })?;
     check_hubs(record.iot_hubs(), &view.tenant)?;
     super::webhook_url::check(&api.egress, scope, record.webhook_url())?;
+    super::authorities::check_policy_exists(api, scope, record.credential_policy_name()).await?;
     if !R::INDIVIDUAL {
         check_ca_references(record.attestation(), &view.tenant)?;
     }

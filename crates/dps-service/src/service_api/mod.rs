@@ -10,6 +10,7 @@
 //! rendered by [`crate::respond`].
 
 mod auth;
+mod authorities;
 mod bulk;
 mod certificates;
 mod enrollments;
@@ -39,6 +40,7 @@ use self::enrollments::Record;
 use self::routes::Endpoint;
 use self::throttle::ServiceThrottle;
 use self::wire::Call;
+use crate::certificate_authority::KeyEncryptionKey;
 use crate::pipeline::TenantCache;
 use crate::respond::{read_limited_body, ApiError, JSON_CONTENT_TYPE};
 
@@ -54,6 +56,7 @@ pub struct ServiceApi {
     host_suffix: Arc<str>,
     throttle: Arc<ServiceThrottle>,
     egress: Arc<EgressPolicy>,
+    certificate_key: Option<Arc<KeyEncryptionKey>>,
 }
 
 impl ServiceApi {
@@ -75,6 +78,7 @@ impl ServiceApi {
                 &crate::config::ThrottlingConfig::default(),
             )),
             egress: Arc::new(EgressPolicy::default()),
+            certificate_key: None,
         }
     }
 
@@ -84,6 +88,19 @@ impl ServiceApi {
     pub fn with_egress(mut self, egress: EgressPolicy) -> Self {
         self.egress = Arc::new(egress);
         self
+    }
+
+    /// The key that seals tenant CA private keys; without one, creating a
+    /// certificate authority is refused (500).
+    pub fn with_certificate_key(mut self, key: Arc<KeyEncryptionKey>) -> Self {
+        self.certificate_key = Some(key);
+        self
+    }
+
+    fn certificate_key(&self) -> Result<Arc<KeyEncryptionKey>, ApiError> {
+        self.certificate_key
+            .clone()
+            .ok_or_else(|| ApiError::internal("no certificate key-encryption key is configured"))
     }
 
     /// Limit requests per tenant and failed authentications per address
@@ -194,6 +211,7 @@ async fn handle(api: &ServiceApi, request: Request) -> Result<Response, ApiError
         }
         Endpoint::Registration(op) => registrations::handle(api, &tenant_scope()?, op, &call).await,
         Endpoint::Settings(op) => settings::handle(api, &tenant_scope()?, op, &call).await,
+        Endpoint::Authority(op) => authorities::handle(api, &tenant_scope()?, op, &call).await,
         Endpoint::Tenant(op) => match caller {
             Caller::Operator => tenants::handle(api, op, &call).await,
             _ => Err(ApiError::unauthorized(

@@ -10,6 +10,7 @@ use dps_model::AccessRight;
 use http::Method;
 use percent_encoding::percent_decode_str;
 
+pub(crate) use super::authorities::AuthorityOp;
 use crate::respond::ApiError;
 
 /// Individual enrollments or enrollment groups: same operations on both.
@@ -113,6 +114,8 @@ pub(crate) enum Endpoint {
     Settings(SettingsOp),
     /// `/tenants…`
     Tenant(TenantOp),
+    /// `/certificateAuthorities…` and `/credentialPolicies…` (issue #17).
+    Authority(AuthorityOp),
 }
 
 /// Who may call an endpoint.
@@ -145,6 +148,9 @@ impl Endpoint {
         let m = method;
         let found = match (first.to_ascii_lowercase().as_str(), rest.len()) {
             ("openapi.json", 0) => allow(m, &[(Method::GET, Endpoint::OpenApi)]),
+            (collection @ ("certificateauthorities" | "credentialpolicies"), _) => {
+                super::authorities::resolve(m, collection, rest)
+            }
             ("enrollments", _) => record_ops(m, rest, &word).map(|op| op.map(Endpoint::Enrollment)),
             ("enrollmentgroups", _) => record_ops(m, rest, &word).map(|op| op.map(Endpoint::Group)),
             ("registrations", 1) => allow(
@@ -282,6 +288,8 @@ impl Endpoint {
             Endpoint::Registration(_) => Access::Right(RegistrationStatusRead),
             Endpoint::Settings(_) => Access::Right(ServiceConfig),
             Endpoint::Tenant(_) => Access::Operator,
+            Endpoint::Authority(op) if op.writes() => Access::Right(EnrollmentWrite),
+            Endpoint::Authority(_) => Access::Right(EnrollmentRead),
         }
     }
 }
@@ -316,7 +324,7 @@ fn record_ops(
     }
 }
 
-fn allow<T: Clone>(method: &Method, choices: &[(Method, T)]) -> Option<Option<T>> {
+pub(super) fn allow<T: Clone>(method: &Method, choices: &[(Method, T)]) -> Option<Option<T>> {
     Some(
         choices
             .iter()
