@@ -32,6 +32,8 @@
 //! Attestation, allocation, storage and hub access live in their own crates;
 //! this crate decides the order of things and speaks HTTP.
 
+#![deny(missing_docs)]
+
 pub mod admin;
 pub mod banner;
 mod bootstrap;
