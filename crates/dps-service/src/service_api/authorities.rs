@@ -252,3 +252,7 @@ fn authority_not_found(name: &str) -> ApiError {
 fn policy_not_found(name: &str) -> ApiError {
     ApiError::not_found(format!("Credential policy {name:?} not found."))
 }
+
+#[cfg(test)]
+#[path = "authorities_tests.rs"]
+mod tests;
