@@ -133,6 +133,35 @@ const ROUTES: &[(&str, &str, Access)] = &[
         Right("ServiceConfig"),
     ),
     ("GET", "/operations/report", Right("ServiceConfig")),
+    // `AuthorityOp` (service_api/authorities.rs)
+    ("GET", "/certificateAuthorities", Right("EnrollmentRead")),
+    (
+        "GET",
+        "/certificateAuthorities/{name}",
+        Right("EnrollmentRead"),
+    ),
+    (
+        "PUT",
+        "/certificateAuthorities/{name}",
+        Right("EnrollmentWrite"),
+    ),
+    (
+        "DELETE",
+        "/certificateAuthorities/{name}",
+        Right("EnrollmentWrite"),
+    ),
+    ("GET", "/credentialPolicies", Right("EnrollmentRead")),
+    ("GET", "/credentialPolicies/{name}", Right("EnrollmentRead")),
+    (
+        "PUT",
+        "/credentialPolicies/{name}",
+        Right("EnrollmentWrite"),
+    ),
+    (
+        "DELETE",
+        "/credentialPolicies/{name}",
+        Right("EnrollmentWrite"),
+    ),
     // `TenantOp`
     ("GET", "/tenants", Operator),
     ("GET", "/tenants/{name}", Operator),
