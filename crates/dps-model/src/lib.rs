@@ -10,7 +10,8 @@
 //! * [`operation`]: the billing unit and the table of what is billed.
 //! * [`tenant`]: a provisioning service instance and its settings.
 //! * [`certificate_authority`]: tenant CAs and credential policies for
-//!   certificate issuance at registration.
+//!   certificate issuance at registration; [`certificate_issuance`]: the
+//!   register body's `csr` and the api-versions that know it.
 //! * [`mqtt`]: the MQTT username and topic grammar, for server and client.
 //! * [`bulk`], [`error_body`], [`etag`], [`twin`], [`time`].
 //!
@@ -35,6 +36,7 @@
 pub mod attestation;
 pub mod bulk;
 pub mod certificate_authority;
+pub mod certificate_issuance;
 pub mod enrollment;
 mod error;
 pub mod error_body;

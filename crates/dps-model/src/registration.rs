@@ -187,6 +187,14 @@ pub struct DeviceRegistrationResult {
     /// Symmetric-key result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symmetric_key: Option<SymmetricKeyRegistrationResult>,
+    /// The certificate issued for the register's `csr`: base64 DER
+    /// certificates, the leaf first, each followed by its issuer. Only for
+    /// api-versions that know it ([`api_version_supports_issuance`]) and
+    /// never in a status lookup's answer.
+    ///
+    /// [`api_version_supports_issuance`]: crate::certificate_issuance::api_version_supports_issuance
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_certificate_chain: Option<Vec<String>>,
 }
 
 impl DeviceRegistrationResult {
@@ -207,6 +215,7 @@ impl DeviceRegistrationResult {
             tpm: None,
             x509: None,
             symmetric_key: None,
+            issued_certificate_chain: None,
         }
     }
 }
@@ -364,6 +373,8 @@ impl RegistrationRecord {
                 }),
                 _ => None,
             },
+            // Issuance answers carry the chain; a stored record does not.
+            issued_certificate_chain: None,
         }
     }
 }
