@@ -71,6 +71,23 @@ async fn authorities_are_generated_or_imported_and_never_show_their_keys() -> Re
     assert_eq!(imported.status, 200, "{:?}", imported.body);
     assert_no_private_key(&imported, &secrets);
 
+    // dps makes an intermediate under the operator's root (root key used once).
+    let offline_root = certs::self_signed("Offline root", true);
+    let root_secrets = secret_forms(&offline_root.key_pem());
+    let under_root = api
+        .put(
+            "/certificateAuthorities/under-root",
+            &json!({"mode": "intermediate", "commonName": "Fleet issuing CA",
+                    "rootCertificateChain": offline_root.pem(),
+                    "rootPrivateKey": offline_root.key_pem()}),
+        )
+        .await?;
+    assert_eq!(under_root.status, 200, "{:?}", under_root.body);
+    let chain = under_root.body["certificateChain"].as_str().unwrap();
+    assert!(chain.ends_with(&offline_root.pem()), "{chain}");
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    assert_no_private_key(&under_root, &root_secrets);
+
     // A name is taken once; a key that is not the CA's is refused.
     let again = api
         .put("/certificateAuthorities/operator-ca", &import_body)
@@ -111,7 +128,7 @@ async fn authorities_are_generated_or_imported_and_never_show_their_keys() -> Re
         .iter()
         .map(|ca| ca["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["fleet-ca", "operator-ca"]);
+    assert_eq!(names, ["fleet-ca", "operator-ca", "under-root"]);
     assert_no_private_key(&list, &secrets);
     let one = api.get("/certificateAuthorities/operator-ca").await?;
     assert_eq!(one.status, 200);

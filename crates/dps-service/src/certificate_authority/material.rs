@@ -5,9 +5,11 @@ use std::fmt;
 
 use chrono::{Datelike, Utc};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyPair, KeyUsagePurpose,
-    SerialNumber, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue, IsCa, KeyIdMethod,
+    KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
 };
+use x509_parser::der_parser::asn1_rs::Tag;
+use x509_parser::extensions::ParsedExtension;
 use x509_parser::pem::Pem;
 use x509_parser::prelude::X509Certificate;
 
@@ -54,26 +56,7 @@ impl CaMaterial {
             reason: e.to_string(),
         };
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(failed)?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
-        let mut name = DistinguishedName::new();
-        name.push(DnType::CommonName, common_name);
-        params.distinguished_name = name;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let yesterday = Utc::now() - chrono::Duration::days(1);
-        params.not_before = rcgen::date_time_ymd(
-            yesterday.year(),
-            yesterday.month() as u8,
-            yesterday.day() as u8,
-        );
-        params.not_after = rcgen::date_time_ymd(
-            yesterday.year() + GENERATED_CA_YEARS,
-            yesterday.month() as u8,
-            yesterday.day().min(28) as u8,
-        );
-        // Positive 63-bit serial: random, never zero, never negative in DER.
-        let serial = (rand::random::<u64>() >> 1).max(1);
-        params.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
+        let params = ca_params(common_name)?;
         let certificate = params.self_signed(&key).map_err(failed)?;
         Ok(CaMaterial {
             certificate_chain: certificate.pem(),
@@ -160,6 +143,165 @@ impl CaMaterial {
     }
 }
 
+impl CaMaterial {
+    /// A new intermediate CA (ECDSA P-256, `CN=<common_name>`, path length
+    /// 0, keyCertSign + cRLSign) signed by the operator's CA: `root_chain`
+    /// (PEM, the signing CA first) and `root_private_key` (PKCS#8 PEM) are
+    /// checked like an import, used for this one signature and not kept.
+    /// The chain is the new intermediate followed by `root_chain`. The
+    /// intermediate's issuer name is checked to equal the root's subject
+    /// byte for byte, and its signature to verify under the root's key.
+    pub fn generate_intermediate(
+        common_name: &str,
+        root_chain: &str,
+        root_private_key: &str,
+    ) -> Result<Self, CertificateAuthorityError> {
+        let root = CaMaterial::import(root_chain, root_private_key)?;
+        let failed = |e: rcgen::Error| CertificateAuthorityError::Generation {
+            reason: e.to_string(),
+        };
+        let invalid = |reason: &str| CertificateAuthorityError::InvalidCertificate {
+            reason: reason.to_owned(),
+        };
+        let (_, root_pem) = x509_parser::pem::parse_x509_pem(root.certificate_chain.as_bytes())
+            .map_err(|_| invalid("unreadable root certificate"))?;
+        let root_cert = root_pem
+            .parse_x509()
+            .map_err(|_| invalid("unreadable root certificate"))?;
+        let root_key = KeyPair::from_pem(root.private_key_pem()).map_err(failed)?;
+
+        // rcgen signs with an issuer it built itself: rebuild the root's
+        // name and key identifier so the new certificate points at it.
+        let mut issuer = CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+        issuer.distinguished_name = distinguished_name(root_cert.subject())?;
+        issuer.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let root_key_id = subject_key_identifier(&root_cert);
+        if let Some(id) = &root_key_id {
+            issuer.key_identifier_method = KeyIdMethod::PreSpecified(id.clone());
+        }
+        let issuer = issuer.self_signed(&root_key).map_err(failed)?;
+
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(failed)?;
+        let mut params = ca_params(common_name)?;
+        params.use_authority_key_identifier_extension = root_key_id.is_some();
+        let root_not_after = root_cert.validity().not_after.timestamp();
+        if root_not_after < params.not_after.unix_timestamp() {
+            // Ends no later than the root (a day early: rcgen takes dates).
+            let end = chrono::DateTime::from_timestamp(root_not_after, 0)
+                .ok_or_else(|| invalid("the root's expiry is out of range"))?
+                - chrono::Duration::days(1);
+            params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+        }
+        let certificate = params.signed_by(&key, &issuer, &root_key).map_err(failed)?;
+
+        let (_, pem) = x509_parser::pem::parse_x509_pem(certificate.pem().as_bytes())
+            .map_err(|_| invalid("the new intermediate does not parse"))?;
+        let issued = pem
+            .parse_x509()
+            .map_err(|_| invalid("the new intermediate does not parse"))?;
+        if issued.issuer().as_raw() != root_cert.subject().as_raw() {
+            return Err(invalid(
+                "the root's subject name cannot be reproduced exactly; \
+                 import an intermediate signed by it instead",
+            ));
+        }
+        issued
+            .verify_signature(Some(root_cert.public_key()))
+            .map_err(|_| invalid("the new intermediate does not verify under the root"))?;
+        Ok(CaMaterial {
+            certificate_chain: format!("{}{}", certificate.pem(), root.certificate_chain),
+            private_key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// The parameters of a CA dps creates: `CN=<common_name>`, path length 0,
+/// keyCertSign + cRLSign, valid from yesterday for [`GENERATED_CA_YEARS`]
+/// years, positive random 63-bit serial.
+fn ca_params(common_name: &str) -> Result<CertificateParams, CertificateAuthorityError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| {
+        CertificateAuthorityError::Generation {
+            reason: e.to_string(),
+        }
+    })?;
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    params.distinguished_name = name;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let yesterday = Utc::now() - chrono::Duration::days(1);
+    params.not_before = rcgen::date_time_ymd(
+        yesterday.year(),
+        yesterday.month() as u8,
+        yesterday.day() as u8,
+    );
+    params.not_after = rcgen::date_time_ymd(
+        yesterday.year() + GENERATED_CA_YEARS,
+        yesterday.month() as u8,
+        yesterday.day().min(28) as u8,
+    );
+    let serial = (rand::random::<u64>() >> 1).max(1);
+    params.serial_number = Some(SerialNumber::from_slice(&serial.to_be_bytes()));
+    Ok(params)
+}
+
+/// The root's subject as rcgen writes names: one attribute per RDN, each
+/// type once, PrintableString, UTF8String or IA5String values.
+fn distinguished_name(
+    name: &x509_parser::x509::X509Name<'_>,
+) -> Result<DistinguishedName, CertificateAuthorityError> {
+    let unsupported = |what: &str| CertificateAuthorityError::InvalidCertificate {
+        reason: format!(
+            "the root's subject name has {what}, which dps cannot reproduce; \
+             import an intermediate signed by it instead"
+        ),
+    };
+    let mut dn = DistinguishedName::new();
+    let mut seen = Vec::new();
+    for rdn in name.iter() {
+        let mut attributes = rdn.iter();
+        let (Some(attribute), None) = (attributes.next(), attributes.next()) else {
+            return Err(unsupported("a multi-valued RDN"));
+        };
+        let oid: Vec<u64> = attribute
+            .attr_type()
+            .iter()
+            .ok_or_else(|| unsupported("an attribute type too large to read"))?
+            .collect();
+        if seen.contains(&oid) {
+            return Err(unsupported("a repeated attribute type"));
+        }
+        let text = std::str::from_utf8(attribute.attr_value().data)
+            .map_err(|_| unsupported("a value that is not text"))?
+            .to_owned();
+        let value = match attribute.attr_value().tag() {
+            Tag::PrintableString => DnValue::PrintableString(
+                text.try_into()
+                    .map_err(|_| unsupported("an invalid PrintableString"))?,
+            ),
+            Tag::Utf8String => DnValue::Utf8String(text),
+            Tag::Ia5String => DnValue::Ia5String(
+                text.try_into()
+                    .map_err(|_| unsupported("an invalid IA5String"))?,
+            ),
+            _ => return Err(unsupported("a value of an unusual string type")),
+        };
+        dn.push(DnType::from_oid(&oid), value);
+        seen.push(oid);
+    }
+    Ok(dn)
+}
+
+/// The root certificate's subject key identifier, if it has one.
+fn subject_key_identifier(certificate: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    certificate
+        .iter_extensions()
+        .find_map(|extension| match extension.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +321,70 @@ mod tests {
 
         let again = CaMaterial::import(ca.certificate_chain(), ca.private_key_pem()).unwrap();
         assert_eq!(again.certificate_chain(), ca.certificate_chain());
+    }
+
+    #[test]
+    fn an_intermediate_under_an_operator_root_verifies_with_openssl() {
+        // A root with a multi-attribute subject and a subject key id, as
+        // operators' roots have.
+        let root_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(
+            DnType::CountryName,
+            DnValue::PrintableString("DE".try_into().unwrap()),
+        );
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Contoso GmbH");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Contoso offline root");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let root = params.self_signed(&root_key).unwrap();
+
+        let made = CaMaterial::generate_intermediate(
+            "Fleet issuing CA",
+            &root.pem(),
+            &root_key.serialize_pem(),
+        )
+        .unwrap();
+        assert!(made.certificate_chain().ends_with(&root.pem()));
+        assert!(!made.certificate_chain().contains("PRIVATE KEY"));
+        // The chain imports back (signatures checked) with its own key.
+        CaMaterial::import(made.certificate_chain(), made.private_key_pem()).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let (root_file, leaf_file) = (
+            dir.path().join("root.pem"),
+            dir.path().join("intermediate.pem"),
+        );
+        std::fs::write(&root_file, root.pem()).unwrap();
+        let intermediate_end = made
+            .certificate_chain()
+            .find("-----END CERTIFICATE-----")
+            .unwrap()
+            + 25;
+        std::fs::write(&leaf_file, &made.certificate_chain()[..intermediate_end]).unwrap();
+        let verify = std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&root_file)
+            .arg(&leaf_file)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            verify.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+
+        // A root key that is not the root's is refused before anything is signed.
+        let stranger = KeyPair::generate().unwrap();
+        let err = CaMaterial::generate_intermediate("x", &root.pem(), &stranger.serialize_pem())
+            .unwrap_err();
+        assert!(err.to_string().contains("does not belong"), "{err}");
     }
 
     #[test]

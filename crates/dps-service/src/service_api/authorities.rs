@@ -7,7 +7,10 @@
 //!
 //! * `PUT /certificateAuthorities/{name}` creates a CA, generated
 //!   (`{"mode":"generate","commonName":"…"}`) or imported
-//!   (`{"mode":"import","certificateChain":"PEM","privateKey":"PEM"}`); a CA
+//!   (`{"mode":"import","certificateChain":"PEM","privateKey":"PEM"}`) or
+//!   generated under the operator's root (`{"mode":"intermediate",
+//!   "rootCertificateChain":"PEM","rootPrivateKey":"PEM"}`, the root key
+//!   used once and not kept); a CA
 //!   is never replaced (a taken name is a 409). Its private key is sealed
 //!   before it is stored and never appears in an answer.
 //! * `DELETE /certificateAuthorities/{name}` (`If-Match` honoured) is a 409
@@ -104,6 +107,18 @@ enum CreateBody {
         #[serde(default)]
         common_name: Option<String>,
     },
+    /// dps generates an intermediate signed by the operator's root, whose
+    /// key is used for this signature only and not kept.
+    #[serde(rename_all = "camelCase")]
+    Intermediate {
+        /// The intermediate's subject CN; default the CA's name.
+        #[serde(default)]
+        common_name: Option<String>,
+        /// The root (signing CA first, then its issuers), PEM.
+        root_certificate_chain: String,
+        /// The root's PKCS#8 private key, PEM.
+        root_private_key: String,
+    },
     /// The operator's CA: certificate chain and private key, PEM.
     #[serde(rename_all = "camelCase")]
     Import {
@@ -142,6 +157,15 @@ pub(crate) async fn handle(
                 CreateBody::Generate { common_name } => {
                     CaMaterial::generate(common_name.as_deref().unwrap_or(&name))
                 }
+                CreateBody::Intermediate {
+                    common_name,
+                    root_certificate_chain,
+                    root_private_key,
+                } => CaMaterial::generate_intermediate(
+                    common_name.as_deref().unwrap_or(&name),
+                    &root_certificate_chain,
+                    &root_private_key,
+                ),
                 CreateBody::Import {
                     certificate_chain,
                     private_key,
