@@ -121,7 +121,11 @@ async fn swarm_phase(
 ) -> Result<(Row, SwarmReport)> {
     enroll(system, &system.scope, &plan).await?;
     let mut config = SwarmConfig::new(
-        system.server.device_addr().expect("device HTTPS listener").to_string(),
+        system
+            .server
+            .device_addr()
+            .expect("device HTTPS listener")
+            .to_string(),
         system.scope.to_string(),
         TlsTrust::new(false, &[system.server.trust_pem()])?,
     );

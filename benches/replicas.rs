@@ -200,7 +200,10 @@ async fn scaling(
         system::import_devices(store.as_ref(), &scope, &measured.devices).await?;
 
         let mut config = DeviceLoop::new(
-            replicas.iter().map(|r| r.device_addr().expect("device HTTPS listener").to_string()).collect(),
+            replicas
+                .iter()
+                .map(|r| r.device_addr().expect("device HTTPS listener").to_string())
+                .collect(),
             scope.to_string(),
             replicas.iter().map(|r| r.trust_pem().to_owned()).collect(),
         );

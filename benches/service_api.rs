@@ -271,7 +271,11 @@ async fn start() -> Result<(RunningServer, Api, tempfile::TempDir)> {
     );
     server.store().create_tenant(tenant).await?;
     let api = Api {
-        base: format!("https://{}", server.service_addr().expect("service listener")).into(),
+        base: format!(
+            "https://{}",
+            server.service_addr().expect("service listener")
+        )
+        .into(),
         token: token.into(),
     };
     Ok((server, api, dir))

@@ -132,7 +132,10 @@ async fn idle_and_dribbling_connections_are_closed_by_the_header_timeout() -> Re
     })
     .await?;
     let from = source(&system, 201)?;
-    let listeners = [system.server.device_addr().expect("device HTTPS listener"), system.server.service_addr().expect("service listener")];
+    let listeners = [
+        system.server.device_addr().expect("device HTTPS listener"),
+        system.server.service_addr().expect("service listener"),
+    ];
     for (addr, alpn) in listeners
         .into_iter()
         .flat_map(|addr| [(addr, b"http/1.1".as_slice()), (addr, b"h2".as_slice())])
@@ -150,7 +153,13 @@ async fn idle_and_dribbling_connections_are_closed_by_the_header_timeout() -> Re
 
     // One header byte every 300 ms: cut ~1 s after the first, long before
     // the request line is even complete.
-    let stream = open(&system, system.server.device_addr().expect("device HTTPS listener"), from, &[b"http/1.1"]).await?;
+    let stream = open(
+        &system,
+        system.server.device_addr().expect("device HTTPS listener"),
+        from,
+        &[b"http/1.1"],
+    )
+    .await?;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let started = Instant::now();
     let dribbler = tokio::spawn(async move {
@@ -184,7 +193,13 @@ async fn a_keep_alive_connection_lives_while_used_and_closes_after_the_idle_time
     })
     .await?;
     let from = source(&system, 201)?;
-    let mut stream = open(&system, system.server.device_addr().expect("device HTTPS listener"), from, &[b"http/1.1"]).await?;
+    let mut stream = open(
+        &system,
+        system.server.device_addr().expect("device HTTPS listener"),
+        from,
+        &[b"http/1.1"],
+    )
+    .await?;
     let request = b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n";
     stream.write_all(request).await?;
     let first = read_response(&mut stream).await?;
@@ -216,7 +231,13 @@ async fn a_dribbled_body_is_cut_at_the_body_timeout() -> Result<()> {
     })
     .await?;
     let from = source(&system, 201)?;
-    let stream = open(&system, system.server.device_addr().expect("device HTTPS listener"), from, &[b"http/1.1"]).await?;
+    let stream = open(
+        &system,
+        system.server.device_addr().expect("device HTTPS listener"),
+        from,
+        &[b"http/1.1"],
+    )
+    .await?;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let head = format!(
         "PUT /{}/registrations/dribble/register?api-version=2021-06-01 HTTP/1.1\r\n\
@@ -260,8 +281,14 @@ async fn a_dribbled_body_is_cut_at_the_body_timeout() -> Result<()> {
 fn listeners(system: &TestSystem) -> Result<Vec<(SocketAddr, Arc<ConnectionGate>)>> {
     let connections = &system.server.connections();
     Ok(vec![
-        (system.server.device_addr().expect("device HTTPS listener"), connections.device.clone()),
-        (system.server.service_addr().expect("service listener"), connections.service.clone()),
+        (
+            system.server.device_addr().expect("device HTTPS listener"),
+            connections.device.clone(),
+        ),
+        (
+            system.server.service_addr().expect("service listener"),
+            connections.service.clone(),
+        ),
         (
             system.server.mqtt_addr().context("MQTT is enabled")?,
             connections.mqtt.clone().context("an MQTT gate")?,

@@ -279,7 +279,12 @@ async fn three_replicas_on_one_database_provision_every_device_exactly_once() ->
 
     let trust: Vec<&str> = replicas.iter().map(|r| r.trust_pem()).collect();
     let client = DeviceClient::new(&trust, &scope)?;
-    let endpoints = Arc::new(replicas.iter().map(|r| r.device_addr().expect("device HTTPS listener")).collect::<Vec<_>>());
+    let endpoints = Arc::new(
+        replicas
+            .iter()
+            .map(|r| r.device_addr().expect("device HTTPS listener"))
+            .collect::<Vec<_>>(),
+    );
     let gate = Arc::new(Semaphore::new(48));
     let mut swarm = tokio::task::JoinSet::new();
     for (index, device) in devices.iter().cloned().enumerate() {

@@ -89,7 +89,11 @@ async fn connection_problems_say_what_to_do() -> Result<()> {
         ("DPS_SERVICE_CONNECTION_STRING", system.connection_string()),
         (
             "DPS_SERVICE_ENDPOINT",
-            system.server.device_addr().expect("device HTTPS listener").to_string(),
+            system
+                .server
+                .device_addr()
+                .expect("device HTTPS listener")
+                .to_string(),
         ),
         ("DPS_CA", ca),
     ];

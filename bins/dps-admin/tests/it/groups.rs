@@ -13,7 +13,11 @@ use crate::support::{assert_failed, System, HUB};
 
 async fn provision(system: &System, registration_id: &str, key: &str) -> Result<()> {
     let registration = ProvisioningClient::builder(
-        system.server.device_addr().expect("device HTTPS listener").to_string(),
+        system
+            .server
+            .device_addr()
+            .expect("device HTTPS listener")
+            .to_string(),
         system.tenant.id_scope.as_str(),
         registration_id,
     )
@@ -245,7 +249,8 @@ async fn register_raw(system: &System, registration_id: &str, token: &str) -> Re
         .build()?;
     let url = format!(
         "https://{}/{}/registrations/{registration_id}/register?api-version=2021-06-01",
-        system.server.device_addr().expect("device HTTPS listener"), system.tenant.id_scope
+        system.server.device_addr().expect("device HTTPS listener"),
+        system.tenant.id_scope
     );
     let answer = http
         .put(url)

@@ -52,7 +52,11 @@ async fn linked_hubs_are_linked_updated_and_unlinked() -> Result<()> {
     assert_eq!(updated["allocationWeight"], 7);
     assert_eq!(updated["location"], "westeurope");
     assert_eq!(updated["applyAllocationPolicy"], false);
-    let stored = system.server.store().tenant(&system.tenant.id_scope).await?;
+    let stored = system
+        .server
+        .store()
+        .tenant(&system.tenant.id_scope)
+        .await?;
     let stored = stored.and_then(|t| t.linked_hub(hub_b).cloned());
     assert!(stored.is_some_and(|h| h.connection_string.contains(&secret)));
 

@@ -101,7 +101,10 @@ impl System {
 
     /// The service listener, `127.0.0.2:PORT`.
     pub(crate) fn endpoint(&self) -> String {
-        self.server.service_addr().expect("service listener").to_string()
+        self.server
+            .service_addr()
+            .expect("service listener")
+            .to_string()
     }
 
     /// Run `dps-admin` with the connection in the environment (as an
