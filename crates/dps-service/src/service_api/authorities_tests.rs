@@ -160,6 +160,21 @@ async fn no_answer_and_no_log_line_carries_a_ca_key() {
         .await,
         StatusCode::OK,
     );
+    let root = CaMaterial::generate("Offline root").unwrap();
+    secrets.extend(secret_forms(root.private_key_pem()));
+    let intermediate = serde_json::json!({"mode": "intermediate",
+        "rootCertificateChain": root.certificate_chain(), "rootPrivateKey": root.private_key_pem()});
+    call(
+        send(
+            &router,
+            &token,
+            Method::PUT,
+            "/certificateAuthorities/ca4",
+            &intermediate.to_string(),
+        )
+        .await,
+        StatusCode::OK,
+    );
     call(
         send(&router, &token, Method::GET, "/certificateAuthorities", "").await,
         StatusCode::OK,
