@@ -7,8 +7,9 @@
 //! are retried like every other write.
 
 use dps_model::{CredentialPolicy, ETag, IdScope, Precondition};
+use serde::de::DeserializeOwned;
 use sqlx::error::ErrorKind;
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool, Row};
 
 use super::retry::{Attempt, Retry};
 use super::writes::{scope_bytes, violation};
@@ -43,6 +44,33 @@ const UPSERT_POLICY: &str = "INSERT INTO credential_policies \
      ON CONFLICT (scope_key, name) DO UPDATE SET authority_name = excluded.authority_name, \
      etag = excluded.etag, body = excluded.body";
 const DELETE_POLICY: &str = "DELETE FROM credential_policies WHERE scope_key = $1 AND name = $2";
+
+/// Every `(name, body)` row `statement` lists for a tenant, decoded, in
+/// byte order of the name.
+pub(crate) async fn named_rows<T: DeserializeOwned>(
+    pool: &PgPool,
+    entity: Entity,
+    statement: &'static str,
+    id_scope: &IdScope,
+) -> StoreResult<Vec<T>> {
+    let rows = sqlx::query(statement)
+        .bind(scope_bytes(id_scope))
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::database("listing records"))?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let name: Vec<u8> = row
+            .try_get(0)
+            .map_err(StoreError::database("listing records"))?;
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let body: &str = row
+            .try_get(1)
+            .map_err(StoreError::database("listing records"))?;
+        records.push(rules::decode(entity, &name, body)?);
+    }
+    Ok(records)
+}
 
 /// Run `$body` (an async block using `$conn: &mut PgConnection`) in a
 /// transaction, retrying serialization failures.

@@ -161,30 +161,6 @@ impl PostgresStore {
         }
     }
 
-    /// Every `(name, body)` row `statement` lists for a tenant, decoded, in
-    /// byte order of the name.
-    async fn named_rows<T: DeserializeOwned>(
-        &self,
-        entity: Entity,
-        statement: &'static str,
-        id_scope: &IdScope,
-    ) -> StoreResult<Vec<T>> {
-        let rows = sqlx::query(statement)
-            .bind(id_scope.key().into_bytes())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::database("listing records"))?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let name: Vec<u8> = row
-                .try_get(0)
-                .map_err(StoreError::database("listing records"))?;
-            let name = String::from_utf8_lossy(&name).into_owned();
-            records.push(decode_column(entity, &name, row, 1)?);
-        }
-        Ok(records)
-    }
-
     /// `(key, body)` rows, one more than the page holds, as a page.
     async fn page<T: DeserializeOwned>(
         &self,
@@ -286,7 +262,8 @@ impl Store for PostgresStore {
         &self,
         id_scope: &IdScope,
     ) -> StoreResult<Vec<StoredCertificateAuthority>> {
-        self.named_rows(
+        authorities::named_rows(
+            &self.pool,
             Entity::CertificateAuthority,
             authorities::AUTHORITIES,
             id_scope,
@@ -327,8 +304,13 @@ impl Store for PostgresStore {
         &self,
         id_scope: &IdScope,
     ) -> StoreResult<Vec<CredentialPolicy>> {
-        self.named_rows(Entity::CredentialPolicy, authorities::POLICIES, id_scope)
-            .await
+        authorities::named_rows(
+            &self.pool,
+            Entity::CredentialPolicy,
+            authorities::POLICIES,
+            id_scope,
+        )
+        .await
     }
 
     async fn delete_credential_policy(

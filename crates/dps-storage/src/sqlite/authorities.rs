@@ -2,8 +2,10 @@
 //! (run by the writer task, each in its savepoint) and their statements.
 
 use dps_model::{CredentialPolicy, ETag, IdScope, Precondition};
-use sqlx::SqliteConnection;
+use serde::de::DeserializeOwned;
+use sqlx::{Row, SqliteConnection};
 
+use super::readers::{connection, decode_column, Readers};
 use super::writer::{settle, Reply, Settle};
 use super::writes::require_tenant;
 use crate::authorities::{self, StoredCertificateAuthority};
@@ -36,6 +38,29 @@ const UPSERT_POLICY: &str = "INSERT INTO credential_policies \
      ON CONFLICT (scope_key, name) DO UPDATE SET authority_name = excluded.authority_name, \
      etag = excluded.etag, body = excluded.body";
 const DELETE_POLICY: &str = "DELETE FROM credential_policies WHERE scope_key = $1 AND name = $2";
+
+/// Every `(name, body)` row `statement` lists for a tenant, decoded.
+pub(crate) async fn named_rows<T: DeserializeOwned>(
+    readers: &Readers,
+    entity: Entity,
+    statement: &'static str,
+    id_scope: &IdScope,
+) -> StoreResult<Vec<T>> {
+    let mut lent = readers.get().await;
+    let rows = sqlx::query(statement)
+        .bind(id_scope.key())
+        .fetch_all(connection(&mut lent)?)
+        .await
+        .map_err(StoreError::database("listing records"))?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let name: String = row
+            .try_get(0)
+            .map_err(StoreError::database("listing records"))?;
+        records.push(decode_column(entity, &name, row, 1)?);
+    }
+    Ok(records)
+}
 
 /// One CA or policy write for the writer task.
 #[derive(Debug)]

@@ -189,27 +189,12 @@ impl SqliteStore {
         &self.points
     }
 
-    /// Every `(name, body)` row `statement` lists for a tenant, decoded.
-    async fn named_rows<T: serde::de::DeserializeOwned>(
+    /// Hand a CA or credential-policy write to the writer.
+    async fn submit_authority<T>(
         &self,
-        entity: Entity,
-        statement: &'static str,
-        id_scope: &IdScope,
-    ) -> StoreResult<Vec<T>> {
-        let mut lent = self.readers.get().await;
-        let rows = sqlx::query(statement)
-            .bind(id_scope.key())
-            .fetch_all(connection(&mut lent)?)
-            .await
-            .map_err(StoreError::database("listing records"))?;
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let name: String = row
-                .try_get(0)
-                .map_err(StoreError::database("listing records"))?;
-            records.push(decode_column(entity, &name, row, 1)?);
-        }
-        Ok(records)
+        job: impl FnOnce(Reply<T>) -> AuthorityJob,
+    ) -> StoreResult<T> {
+        self.submit(|r| Job::Authority(Box::new(job(r)))).await
     }
 
     /// Hand a write to the writer and wait for its committed answer.
@@ -249,14 +234,8 @@ impl Store for SqliteStore {
         authority: StoredCertificateAuthority,
     ) -> StoreResult<StoredCertificateAuthority> {
         let id_scope = id_scope.clone();
-        self.submit(|r| {
-            Job::Authority(Box::new(AuthorityJob::Create(
-                id_scope,
-                Box::new(authority),
-                r,
-            )))
-        })
-        .await
+        self.submit_authority(|r| AuthorityJob::Create(id_scope, Box::new(authority), r))
+            .await
     }
 
     async fn certificate_authority(
@@ -276,7 +255,8 @@ impl Store for SqliteStore {
         &self,
         id_scope: &IdScope,
     ) -> StoreResult<Vec<StoredCertificateAuthority>> {
-        self.named_rows(
+        authorities::named_rows(
+            &self.readers,
             Entity::CertificateAuthority,
             authorities::AUTHORITIES,
             id_scope,
@@ -291,15 +271,8 @@ impl Store for SqliteStore {
         precondition: Precondition,
     ) -> StoreResult<()> {
         let (id_scope, name) = (id_scope.clone(), name.to_owned());
-        self.submit(|r| {
-            Job::Authority(Box::new(AuthorityJob::Delete(
-                id_scope,
-                name,
-                precondition,
-                r,
-            )))
-        })
-        .await
+        self.submit_authority(|r| AuthorityJob::Delete(id_scope, name, precondition, r))
+            .await
     }
 
     async fn put_credential_policy(
@@ -309,13 +282,8 @@ impl Store for SqliteStore {
         precondition: Precondition,
     ) -> StoreResult<Written<CredentialPolicy>> {
         let id_scope = id_scope.clone();
-        self.submit(|r| {
-            Job::Authority(Box::new(AuthorityJob::PutPolicy(
-                id_scope,
-                Box::new(policy),
-                precondition,
-                r,
-            )))
+        self.submit_authority(|r| {
+            AuthorityJob::PutPolicy(id_scope, Box::new(policy), precondition, r)
         })
         .await
     }
@@ -337,8 +305,13 @@ impl Store for SqliteStore {
         &self,
         id_scope: &IdScope,
     ) -> StoreResult<Vec<CredentialPolicy>> {
-        self.named_rows(Entity::CredentialPolicy, authorities::POLICIES, id_scope)
-            .await
+        authorities::named_rows(
+            &self.readers,
+            Entity::CredentialPolicy,
+            authorities::POLICIES,
+            id_scope,
+        )
+        .await
     }
 
     async fn delete_credential_policy(
@@ -348,15 +321,8 @@ impl Store for SqliteStore {
         precondition: Precondition,
     ) -> StoreResult<()> {
         let (id_scope, name) = (id_scope.clone(), name.to_owned());
-        self.submit(|r| {
-            Job::Authority(Box::new(AuthorityJob::DeletePolicy(
-                id_scope,
-                name,
-                precondition,
-                r,
-            )))
-        })
-        .await
+        self.submit_authority(|r| AuthorityJob::DeletePolicy(id_scope, name, precondition, r))
+            .await
     }
 
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {
