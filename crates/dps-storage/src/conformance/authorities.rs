@@ -337,3 +337,56 @@ pub async fn credential_policies_reference_their_authority(store: Arc<dyn Store>
         .unwrap()
         .is_empty());
 }
+
+/// A policy write racing the deletion of its CA: one of them wins, never
+/// both (no stored policy ever names a deleted CA).
+pub async fn policy_and_authority_delete_race_one_winner(store: Arc<dyn Store>) {
+    let scope = IdScope::new("0ne0000CC01").unwrap();
+    store
+        .create_tenant(tenant("race-one", scope.as_str()))
+        .await
+        .unwrap();
+    for round in 0..20 {
+        let ca = format!("ca-{round}");
+        let policy = format!("p-{round}");
+        store
+            .create_certificate_authority(&scope, certificate_authority(&ca))
+            .await
+            .unwrap();
+        let put = {
+            let (store, scope) = (store.clone(), scope.clone());
+            let policy = CredentialPolicy::new(policy.clone(), ca.clone());
+            tokio::spawn(async move {
+                store
+                    .put_credential_policy(&scope, policy, Precondition::None)
+                    .await
+            })
+        };
+        let delete = {
+            let (store, scope, ca) = (store.clone(), scope.clone(), ca.clone());
+            tokio::spawn(async move {
+                store
+                    .delete_certificate_authority(&scope, &ca, Precondition::None)
+                    .await
+            })
+        };
+        let (put, delete) = (put.await.unwrap(), delete.await.unwrap());
+        let policy_stored = store.credential_policy(&scope, &policy).await.unwrap();
+        let ca_stored = store.certificate_authority(&scope, &ca).await.unwrap();
+        match (&put, &delete) {
+            (Ok(_), Err(StoreError::InUse { .. })) => {
+                assert!(
+                    policy_stored.is_some() && ca_stored.is_some(),
+                    "round {round}"
+                );
+            }
+            (Err(StoreError::MissingReference { .. }), Ok(())) => {
+                assert!(
+                    policy_stored.is_none() && ca_stored.is_none(),
+                    "round {round}"
+                );
+            }
+            other => panic!("round {round}: both or neither won: {other:?}"),
+        }
+    }
+}

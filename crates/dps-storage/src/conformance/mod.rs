@@ -34,7 +34,7 @@ use crate::Store;
 
 pub use authorities::{
     certificate_authority, certificate_authority_lifecycle,
-    credential_policies_reference_their_authority,
+    credential_policies_reference_their_authority, policy_and_authority_delete_race_one_winner,
 };
 pub use enrollment_and_registration::{
     delete_enrollment_takes_its_registration, enrollment_read_with_its_registration,
@@ -119,7 +119,8 @@ macro_rules! store_battery {
             meter_counts_exact_per_kind_and_hour,
             meter_rows_listed_in_time_order,
             certificate_authority_lifecycle,
-            credential_policies_reference_their_authority
+            credential_policies_reference_their_authority,
+            policy_and_authority_delete_race_one_winner
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {
