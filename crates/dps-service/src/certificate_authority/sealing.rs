@@ -216,6 +216,22 @@ mod tests {
         assert_ne!(kek.seal(&a, "ca1", secret).unwrap(), blob);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_secret_opens_only_under_its_own_name(
+            secret in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            name in "[a-z0-9]{1,12}",
+            other in "[a-z0-9]{1,12}",
+        ) {
+            let kek = KeyEncryptionKey::from_base64(&STANDARD.encode([9u8; 32])).unwrap();
+            let a = scope("0ne000000A1");
+            let blob = kek.seal(&a, &name, &secret).unwrap();
+            proptest::prop_assert_eq!(blob.len(), 1 + NONCE_LEN + secret.len() + 16);
+            proptest::prop_assert_eq!(kek.open(&a, &name, kek.id(), &blob).unwrap(), secret);
+            proptest::prop_assert_eq!(kek.open(&a, &other, kek.id(), &blob).is_ok(), name == other);
+        }
+    }
+
     #[test]
     fn another_key_is_named_not_tried() {
         let (kek, _) = KeyEncryptionKey::generate().unwrap();
