@@ -99,13 +99,10 @@ mod custom_store_battery {
     use dps_storage::conformance::TestStore;
     use dps_storage::MemoryStore;
 
-    use crate::custom_store::AuditedStore;
+    use crate::custom_store::{AuditedStore, Auditor};
 
     async fn fresh() -> TestStore {
-        let store = AuditedStore {
-            inner: MemoryStore::new(),
-            trail: Default::default(),
-        };
+        let store = AuditedStore::new(MemoryStore::new(), Auditor::default());
         TestStore::new(Arc::new(store), ())
     }
 

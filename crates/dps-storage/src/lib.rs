@@ -65,6 +65,7 @@
 mod authorities;
 mod error;
 mod memory;
+mod observed;
 pub mod postgres;
 mod rules;
 pub mod sqlite;
@@ -79,6 +80,7 @@ pub mod conformance;
 pub use authorities::StoredCertificateAuthority;
 pub use error::{Entity, StoreError, StoreResult};
 pub use memory::MemoryStore;
+pub use observed::{ObservedStore, StoreCall, StoreObserver};
 pub use postgres::{MigrationLock, PostgresOptions, PostgresStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 pub use store::{HourlyCount, MeterReport, Store, WriteOutcome, Written};
