@@ -1,0 +1,151 @@
+//! Opening, closing and the plumbing every `Store` method of
+//! [`SqliteStore`] shares (writer submission, reader access).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::authorities::AuthorityJob;
+use super::checkpoint::Checkpointer;
+use super::point_reads::PointReaders;
+use super::readers::Readers;
+use super::writer::{Job, Reply};
+use super::{checkpoint, schema, writer, SqliteOptions, SqliteStore, Synchronous};
+use crate::error::{StoreError, StoreResult};
+use crate::writer_stats::WriterCounters;
+
+/// SQLite's own default.
+const DEFAULT_AUTOCHECKPOINT_PAGES: u32 = 1000;
+
+impl SqliteStore {
+    /// Open (creating if missing) the database at `path` and bring its schema
+    /// up to date. The directory must exist.
+    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        let open_error = |source| StoreError::Open {
+            path: path.clone(),
+            source: Arc::new(source),
+        };
+        let base = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(open_error)?
+            .filename(&path)
+            .busy_timeout(Duration::from_millis(options.busy_timeout_ms))
+            .pragma("cache_size", format!("-{}", options.cache_size_kib))
+            .pragma("mmap_size", options.mmap_size_bytes.to_string())
+            // Statement journals (multi-row statements inside a transaction)
+            // stay in memory instead of being written to a temporary file.
+            .pragma("temp_store", "memory")
+            .disable_statement_logging();
+        let write_options = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .synchronous(match options.synchronous {
+                Synchronous::Normal => SqliteSynchronous::Normal,
+                Synchronous::Full => SqliteSynchronous::Full,
+            });
+        let autocheckpoint = match options.checkpoint_interval_ms {
+            0 => DEFAULT_AUTOCHECKPOINT_PAGES,
+            _ => checkpoint::BACKSTOP_PAGES,
+        };
+        let mut conn = SqliteConnection::connect_with(
+            &write_options
+                .clone()
+                .pragma("wal_autocheckpoint", autocheckpoint.to_string()),
+        )
+        .await
+        .map_err(open_error)?;
+        schema::migrate(&mut conn).await?;
+
+        let readers = Readers::open(&base.read_only(true), options.read_connections)
+            .await
+            .map_err(open_error)?;
+        let points = PointReaders::open(&path, &options).map_err(|source| StoreError::Sqlite {
+            context: "opening the point-read connections",
+            source: Arc::new(source),
+        })?;
+
+        let checkpointer = match options.checkpoint_interval_ms {
+            0 => None,
+            ms => Some(
+                Checkpointer::start(&write_options, Duration::from_millis(ms))
+                    .await
+                    .map_err(open_error)?,
+            ),
+        };
+
+        let (writer, jobs) = mpsc::channel(options.queue_depth.max(1));
+        let writer_counters = Arc::new(WriterCounters::default());
+        let writer_task = tokio::spawn(writer::run(
+            conn,
+            jobs,
+            options.max_batch,
+            writer_counters.clone(),
+        ));
+        tracing::info!(path = %path.display(), ?options.synchronous, "opened SQLite store");
+        Ok(SqliteStore {
+            path,
+            readers,
+            points,
+            writer,
+            writer_counters,
+            writer_task: Mutex::new(Some(writer_task)),
+            checkpointer: Mutex::new(checkpointer),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Finish queued writes, then close every connection. Later calls fail
+    /// with [`StoreError::Closed`].
+    pub async fn close(&self) {
+        if let Some(checkpointer) = self.checkpointer.lock().await.take() {
+            checkpointer.stop().await;
+        }
+        let (done, finished) = oneshot::channel();
+        if self.writer.send(Job::Shutdown(done)).await.is_ok() {
+            let _ = finished.await;
+        }
+        if let Some(task) = self.writer_task.lock().await.take() {
+            if let Err(err) = task.await {
+                tracing::warn!(error = %err, "the SQLite writer task failed");
+            }
+        }
+        self.readers.close().await;
+        self.points.close();
+    }
+
+    /// The point readers, after this task's turn: their reads never wait, so
+    /// without this a task reading in a loop would never let others run.
+    pub(super) async fn point(&self) -> &PointReaders {
+        tokio::task::consume_budget().await;
+        &self.points
+    }
+
+    /// Hand a CA or credential-policy write to the writer.
+    pub(super) async fn submit_authority<T>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> AuthorityJob,
+    ) -> StoreResult<T> {
+        self.submit(|r| Job::Authority(Box::new(job(r)))).await
+    }
+
+    /// Hand a write to the writer and wait for its committed answer.
+    pub(super) async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(job(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
