@@ -85,6 +85,10 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
         }),
         (None, None) => Arc::new(geo.table()?),
     };
+    let policy_names = named_policies
+        .keys()
+        .map(|name| check_name(name))
+        .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
     let allocator = allocator(&config, latency, named_policies, replaced_policies)?;
     let tenants = Arc::new(TenantCache::default());
     let pipeline = Pipeline::new(
@@ -154,6 +158,7 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
         )
         .with_throttling(&config.throttling)
         .with_egress(egress)
+        .with_policy_names(policy_names)
         .with_certificate_key(certificate_key),
     );
     let service_router = metrics.observe_service_api(service_router, config.log.access_log);

@@ -371,7 +371,7 @@ pub(crate) async fn put<R: Record>(
             })
         })?;
     check_hubs(record.iot_hubs(), &view.tenant)?;
-    super::webhook_url::check(&api.egress, scope, record.webhook_url())?;
+    super::webhook_url::check(&api.egress, &api.policy_names, scope, record.webhook_url())?;
     super::authorities::check_policy_exists(api, scope, record.credential_policy_name()).await?;
     if !R::INDIVIDUAL {
         check_ca_references(record.attestation(), &view.tenant)?;

@@ -56,6 +56,8 @@ pub struct ServiceApi {
     host_suffix: Arc<str>,
     throttle: Arc<ServiceThrottle>,
     egress: Arc<EgressPolicy>,
+    /// Allocation policies registered with this server (`dps-policy://NAME`).
+    policy_names: Arc<std::collections::BTreeSet<String>>,
     certificate_key: Option<Arc<KeyEncryptionKey>>,
 }
 
@@ -78,6 +80,7 @@ impl ServiceApi {
                 &crate::config::ThrottlingConfig::default(),
             )),
             egress: Arc::new(EgressPolicy::default()),
+            policy_names: Arc::default(),
             certificate_key: None,
         }
     }
@@ -87,6 +90,14 @@ impl ServiceApi {
     /// addresses over https).
     pub fn with_egress(mut self, egress: EgressPolicy) -> Self {
         self.egress = Arc::new(egress);
+        self
+    }
+
+    /// The names of the allocation policies registered with this server
+    /// (lowercase): an enrollment or group naming another
+    /// `dps-policy://` URL is refused (400) instead of failing its devices.
+    pub fn with_policy_names(mut self, names: std::collections::BTreeSet<String>) -> Self {
+        self.policy_names = Arc::new(names);
         self
     }
 

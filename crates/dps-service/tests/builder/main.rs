@@ -125,8 +125,24 @@ async fn replaced_store_policy_and_hub_connector_serve_a_registration() -> Resul
         "no prober beside the source"
     );
 
-    // A URL naming no registered policy fails that registration by name.
-    let key = enroll(&server, "lost-device", Some(&policy_url("nowhere"))).await?;
+    // The service API refuses a URL naming no registered policy...
+    let refused = enroll(&server, "lost-device", Some(&policy_url("nowhere")))
+        .await
+        .expect_err("no policy is registered as nowhere");
+    let text = format!("{refused:#}");
+    assert!(text.contains("400") && text.contains("nowhere"), "{text}");
+    // ...and an enrollment that names one anyway (written by a replica
+    // that has it) fails its registration by name.
+    let key = dps_attestation::keys::generate_key();
+    let enrollment: dps_model::IndividualEnrollment = serde_json::from_value(json!({
+        "registrationId": "lost-device",
+        "attestation": {"type": "symmetricKey", "symmetricKey": {"primaryKey": key}},
+        "allocationPolicy": "custom",
+        "customAllocationDefinition": {"webhookUrl": policy_url("nowhere"), "apiVersion": "2021-10-01"},
+    }))?;
+    store
+        .put_enrollment(scope, enrollment, dps_model::Precondition::None)
+        .await?;
     let err = device(&server, "lost-device", &key, json!({}))?
         .register()
         .await
