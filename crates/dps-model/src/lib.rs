@@ -42,6 +42,7 @@ mod error;
 pub mod error_body;
 pub mod etag;
 pub mod ids;
+pub mod issued_certificate;
 pub mod mqtt;
 pub mod operation;
 pub mod registration;
@@ -69,6 +70,7 @@ pub use error::ModelError;
 pub use error_body::{ErrorBody, ErrorCode};
 pub use etag::{ETag, Precondition};
 pub use ids::{DeviceId, EnrollmentGroupId, IdScope, RegistrationId};
+pub use issued_certificate::{IssuedCertificate, IssuedCertificateStatus};
 pub use operation::{OperationKind, OperationRecord};
 pub use registration::{
     DeviceRegistrationRequest, DeviceRegistrationResult, DeviceRegistrationState,
