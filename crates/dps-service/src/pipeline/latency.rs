@@ -180,7 +180,7 @@ impl LatencySnapshot {
 /// One histogram per transport.
 #[derive(Debug, Default)]
 pub struct TransportLatency {
-    by_transport: [LatencyHistogram; 3],
+    by_transport: [LatencyHistogram; TransportKind::ALL.len()],
 }
 
 impl TransportLatency {

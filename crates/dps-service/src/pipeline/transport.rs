@@ -11,22 +11,31 @@ pub enum TransportKind {
     Mqtt,
     /// MQTT over WebSocket on the HTTPS port (`/$iothub/websocket`).
     MqttWs,
+    /// AMQP 1.0 over TLS (port 5671).
+    Amqp,
+    /// AMQP over WebSocket on the HTTPS port (`/$iothub/websocket`,
+    /// subprotocol `AMQPWSB10`).
+    AmqpWs,
 }
 
 impl TransportKind {
     /// Every transport, in a stable order.
-    pub const ALL: [TransportKind; 3] = [
+    pub const ALL: [TransportKind; 5] = [
         TransportKind::Https,
         TransportKind::Mqtt,
         TransportKind::MqttWs,
+        TransportKind::Amqp,
+        TransportKind::AmqpWs,
     ];
 
-    /// The label value: `https`, `mqtt` or `mqtt-ws`.
+    /// The label value: `https`, `mqtt`, `mqtt-ws`, `amqp` or `amqp-ws`.
     pub fn as_str(self) -> &'static str {
         match self {
             TransportKind::Https => "https",
             TransportKind::Mqtt => "mqtt",
             TransportKind::MqttWs => "mqtt-ws",
+            TransportKind::Amqp => "amqp",
+            TransportKind::AmqpWs => "amqp-ws",
         }
     }
 
