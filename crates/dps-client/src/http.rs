@@ -21,6 +21,8 @@ pub(crate) struct Exchange<'a> {
     pub(crate) client: &'a ProvisioningClient,
     pub(crate) http: &'a Client,
     pub(crate) deadline: Instant,
+    /// The register body ([`ProvisioningClient::register_body`]).
+    pub(crate) body: &'a Value,
 }
 
 enum Signer<'a> {
@@ -38,10 +40,7 @@ impl Exchange<'_> {
             encode(&c.id_scope),
             encode(&c.registration_id)
         );
-        let mut body = json!({ "registrationId": c.registration_id });
-        if let Some(payload) = &c.payload {
-            body["payload"] = payload.clone();
-        }
+        let mut body = self.body.clone();
         let mut signer = match &c.credential {
             Credential::SymmetricKey(key) => Signer::Key(key),
             Credential::X509 { .. } => Signer::None,

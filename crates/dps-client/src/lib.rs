@@ -74,10 +74,20 @@
 //! with a time limit. A provisioning runs about a dozen TPM commands, so the
 //! process-per-command cost (milliseconds) does not matter.
 //!
+//! # Certificate issuance
+//!
+//! [`ProvisioningClientBuilder::issue_certificate`] makes the device
+//! generate a key pair (ECDSA P-256 by default, or RSA-2048) and a PKCS#10
+//! request at every [`ProvisioningClient::register`], send it as the
+//! register body's `csr` over any transport, and return the chain the
+//! service issued with the private key ([`Registration::issued_certificate`]).
+//! The device then authenticates to its hub with that certificate. The
+//! `csr` field exists from api-version `2025-07-01-preview`; a client left
+//! at the default [`API_VERSION`] sends [`ISSUANCE_API_VERSION`] instead.
+//!
 //! # What this crate does not do
 //!
-//! AMQP, certificate issuance (`csr`), and connecting to the IoT hub after
-//! provisioning.
+//! Connecting to the IoT hub after provisioning.
 
 #![deny(missing_docs)]
 
@@ -85,6 +95,7 @@ pub mod admin;
 mod credential;
 mod error;
 mod http;
+mod issuance;
 mod mqtt;
 mod result;
 pub mod service;
@@ -100,6 +111,7 @@ use serde_json::Value;
 
 pub use credential::Credential;
 pub use error::ClientError;
+pub use issuance::{CertificateRequest, IssuedCertificate, KeyType, ISSUANCE_API_VERSION};
 pub use mqtt::Transport;
 pub use result::Registration;
 pub use tls::TlsTrust;
@@ -126,6 +138,16 @@ pub struct ProvisioningClient {
     http: reqwest::Client,
     transport: Transport,
     mqtt_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    issuance: Option<Issuance>,
+}
+
+/// How a client asks for a certificate.
+#[derive(Clone, Debug)]
+enum Issuance {
+    /// A fresh key pair and request at every registration (rollover).
+    Generate(KeyType),
+    /// The same request (and key) at every registration.
+    Prepared(CertificateRequest),
 }
 
 impl ProvisioningClient {
@@ -151,28 +173,73 @@ impl ProvisioningClient {
             poll_interval: None,
             api_version: API_VERSION.to_owned(),
             transport: Transport::Https,
+            issuance: None,
         }
     }
 
-    /// Register and wait until the service reports a terminal state.
+    /// Register and wait until the service reports a terminal state. With
+    /// [`ProvisioningClientBuilder::issue_certificate`], the registration
+    /// carries a certificate request and the result the issued certificate.
     pub async fn register(&self) -> Result<Registration, ClientError> {
-        if let Some(tls) = &self.mqtt_tls {
-            return mqtt::Exchange {
+        let request = self.certificate_request().await?;
+        let body = self.register_body(request.as_ref());
+        let deadline = Instant::now() + self.timeout;
+        let registration = if let Some(tls) = &self.mqtt_tls {
+            mqtt::Exchange {
                 client: self,
                 tls: tls.clone(),
                 websocket: self.transport == Transport::MqttWs,
-                deadline: Instant::now() + self.timeout,
+                deadline,
+                body: &body,
             }
             .run()
-            .await;
+            .await?
+        } else {
+            http::Exchange {
+                client: self,
+                http: &self.http,
+                deadline,
+                body: &body,
+            }
+            .run()
+            .await?
+        };
+        match &request {
+            Some(request) => registration.with_issued_certificate(request),
+            None => Ok(registration),
         }
-        http::Exchange {
-            client: self,
-            http: &self.http,
-            deadline: Instant::now() + self.timeout,
+    }
+
+    /// The register request's body, shared by every transport: the
+    /// registration id, the webhook payload, and the certificate request
+    /// (`csr`, base64 DER) when one is made.
+    pub(crate) fn register_body(&self, request: Option<&CertificateRequest>) -> Value {
+        let mut body = serde_json::json!({ "registrationId": self.registration_id });
+        if let Some(payload) = &self.payload {
+            body["payload"] = payload.clone();
         }
-        .run()
-        .await
+        if let Some(request) = request {
+            body["csr"] = Value::String(request.csr_base64());
+        }
+        body
+    }
+
+    /// This registration's certificate request, if the device asks for one
+    /// (RSA keys are generated off the runtime's threads).
+    async fn certificate_request(&self) -> Result<Option<CertificateRequest>, ClientError> {
+        match &self.issuance {
+            None => Ok(None),
+            Some(Issuance::Prepared(request)) => Ok(Some(request.clone())),
+            Some(Issuance::Generate(key_type)) => {
+                let (key_type, id) = (*key_type, self.registration_id.clone());
+                tokio::task::spawn_blocking(move || CertificateRequest::generate(key_type, &id))
+                    .await
+                    .map_err(|e| ClientError::Config {
+                        reason: format!("the key generation task failed: {e}"),
+                    })?
+                    .map(Some)
+            }
+        }
     }
 
     /// Sleep `duration` between requests of a registration that must end by
@@ -212,6 +279,7 @@ pub struct ProvisioningClientBuilder {
     poll_interval: Option<Duration>,
     api_version: String,
     transport: Transport,
+    issuance: Option<Issuance>,
 }
 
 impl ProvisioningClientBuilder {
@@ -276,12 +344,44 @@ impl ProvisioningClientBuilder {
         self
     }
 
+    /// Ask for an operational certificate at every registration: a fresh
+    /// key pair of `key_type` and a request (CN = the registration id) are
+    /// made each time, so registering again rolls the certificate over.
+    pub fn issue_certificate(mut self, key_type: KeyType) -> Self {
+        self.issuance = Some(Issuance::Generate(key_type));
+        self
+    }
+
+    /// Ask for a certificate with a request made beforehand (its CN must be
+    /// the registration id); every registration sends the same request.
+    pub fn certificate_request(mut self, request: CertificateRequest) -> Self {
+        self.issuance = Some(Issuance::Prepared(request));
+        self
+    }
+
     /// Validate and build.
     pub fn build(self) -> Result<ProvisioningClient, ClientError> {
         let config = |reason: String| ClientError::Config { reason };
         let credential = self
             .credential
             .ok_or_else(|| config("a credential is required".to_owned()))?;
+        let api_version = match &self.issuance {
+            Some(_)
+                if !dps_model::certificate_issuance::api_version_supports_issuance(
+                    &self.api_version,
+                ) =>
+            {
+                if self.api_version != API_VERSION {
+                    return Err(config(format!(
+                        "api-version {} has no certificate issuance (csr); use {} or later",
+                        self.api_version,
+                        dps_model::certificate_issuance::FIRST_ISSUANCE_API_VERSION
+                    )));
+                }
+                ISSUANCE_API_VERSION.to_owned()
+            }
+            _ => self.api_version,
+        };
         let trust = match self.trust {
             Some(trust) => trust,
             None => TlsTrust::new(self.system_roots, &self.trusted_ca_pems)?,
@@ -301,7 +401,7 @@ impl ProvisioningClientBuilder {
             registration_id: self.registration_id,
             credential,
             payload: self.payload,
-            api_version: self.api_version,
+            api_version,
             timeout: self.timeout,
             request_timeout: self.request_timeout,
             token_lifetime: self.token_lifetime,
@@ -310,6 +410,7 @@ impl ProvisioningClientBuilder {
             http,
             transport: self.transport,
             mqtt_tls,
+            issuance: self.issuance,
         })
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::credential::Credential;
-use crate::ClientError;
+use crate::{CertificateRequest, ClientError, IssuedCertificate};
 
 /// A device assigned to a hub.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -26,9 +26,17 @@ pub struct Registration {
     pub payload: Option<Value>,
     /// The operation that completed.
     pub operation_id: String,
-    /// For symmetric-key devices: the hub connection string the device can use.
+    /// The hub connection string the device can use: with the symmetric
+    /// key for symmetric-key devices, the X.509 form (`x509=true`) when a
+    /// certificate was issued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hub_connection_string: Option<String>,
+    /// The operational certificate the service issued for the device's
+    /// request, with its private key (only when the client asked for one
+    /// with [`crate::ProvisioningClientBuilder::issue_certificate`] and the
+    /// service returned `issuedCertificateChain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_certificate: Option<IssuedCertificate>,
     /// The full answer of the service.
     pub raw: DeviceRegistrationResult,
 }
@@ -69,6 +77,7 @@ impl Registration {
                     payload: state.payload.clone(),
                     operation_id: status.operation_id,
                     hub_connection_string,
+                    issued_certificate: None,
                     raw: state,
                 })
             }
@@ -84,5 +93,26 @@ impl Registration {
                 other.as_str()
             ))),
         }
+    }
+
+    /// The registration of a device that sent `request`: the issued chain
+    /// (from the answer's `issuedCertificateChain`) with the request's key.
+    /// The hub identity now authenticates with that certificate, so the
+    /// connection string becomes the X.509 form (`x509=true`, no key).
+    /// An answer without a chain (a service that ignored the `csr`) leaves
+    /// the registration as it was.
+    pub(crate) fn with_issued_certificate(
+        mut self,
+        request: &CertificateRequest,
+    ) -> Result<Registration, ClientError> {
+        let Some(chain) = &self.raw.issued_certificate_chain else {
+            return Ok(self);
+        };
+        self.issued_certificate = Some(IssuedCertificate::from_chain(request, chain)?);
+        self.hub_connection_string = Some(format!(
+            "HostName={};DeviceId={};x509=true",
+            self.assigned_hub, self.device_id
+        ));
+        Ok(self)
     }
 }

@@ -26,7 +26,6 @@ use rumqttc::mqttbytes::v4::{
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
-use serde_json::json;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -105,6 +104,8 @@ pub(crate) struct Exchange<'a> {
     pub(crate) tls: Arc<ClientConfig>,
     pub(crate) websocket: bool,
     pub(crate) deadline: Instant,
+    /// The register body ([`ProvisioningClient::register_body`]).
+    pub(crate) body: &'a serde_json::Value,
 }
 
 /// An answer on the reply topic.
@@ -124,11 +125,7 @@ impl Exchange<'_> {
 
     async fn provision(&self, link: &mut Link) -> Result<Registration, ClientError> {
         let c = self.client;
-        let mut body = json!({ "registrationId": c.registration_id });
-        if let Some(payload) = &c.payload {
-            body["payload"] = payload.clone();
-        }
-        let body = Bytes::from(body.to_string());
+        let body = Bytes::from(self.body.to_string());
         let (mut status, mut retry_after) = loop {
             let rid = link.next_rid();
             let topic = grammar::register_topic(&rid);
