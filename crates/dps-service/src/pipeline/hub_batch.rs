@@ -17,7 +17,10 @@
 //! it fails only if the hub stays throttled for all of it.
 //!
 //! Queues are keyed by the linked hub's connection string: two tenants
-//! linking the same hub with different credentials never share a call.
+//! linking the same hub with different credentials never share a call. A
+//! queue lives only while it has work: its writer removes it when it finds
+//! it empty, so memory follows the hubs being written to now, not every hub
+//! (or rotated connection string) ever seen.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,10 +44,14 @@ const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 /// as large as everything queued.
 const THROTTLED_CALL_SPAN: Duration = Duration::from_secs(1);
 
+/// The write queues of the hubs being written to, one per connection string.
+type Queues = Arc<Mutex<HashMap<String, Arc<HubQueue>>>>;
+
 /// The write queues of every hub, one per connection string.
 #[derive(Default)]
 pub(crate) struct HubBatches {
-    queues: Mutex<HashMap<String, Arc<HubQueue>>>,
+    /// Locked before a queue's own state wherever both are held.
+    queues: Queues,
     patience: Option<Duration>,
     call_span: Option<Duration>,
 }
@@ -88,6 +95,12 @@ impl HubBatches {
         }
     }
 
+    /// Queues held now (tests: idle ones are gone).
+    #[cfg(test)]
+    pub(crate) fn queue_count(&self) -> usize {
+        lock(&self.queues).len()
+    }
+
     /// Make `request` true on `hub` (reached with `connection_string`),
     /// together with whatever else is queued for that hub.
     pub(crate) async fn provision(
@@ -96,13 +109,12 @@ impl HubBatches {
         hub: Arc<dyn IotHub>,
         request: DeviceProvisioning,
     ) -> Result<(), HubError> {
-        let queue = Arc::clone(
-            lock(&self.queues)
-                .entry(connection_string.to_owned())
-                .or_default(),
-        );
         let (answer, answered) = oneshot::channel();
+        // Queued under the map's lock, so a writer retiring its empty queue
+        // (which takes the same lock) cannot drop this device with it.
         let start_writer = {
+            let mut queues = lock(&self.queues);
+            let queue = queues.entry(connection_string.to_owned()).or_default();
             let mut state = lock(&queue.state);
             state.waiting.push_back(Pending {
                 request,
@@ -110,11 +122,18 @@ impl HubBatches {
                 answer,
                 throttled: None,
             });
-            !std::mem::replace(&mut state.writing, true)
+            let start = !std::mem::replace(&mut state.writing, true);
+            drop(state);
+            start.then(|| Arc::clone(queue))
         };
-        if start_writer {
-            let span = self.call_span.unwrap_or(THROTTLED_CALL_SPAN);
-            tokio::spawn(write_queue(queue, hub, span));
+        if let Some(queue) = start_writer {
+            let writer = Writer {
+                queues: Arc::clone(&self.queues),
+                key: connection_string.to_owned(),
+                queue,
+                span: self.call_span.unwrap_or(THROTTLED_CALL_SPAN),
+            };
+            tokio::spawn(write_queue(writer, hub));
         }
         answered.await.unwrap_or_else(|_| {
             Err(HubError::InvalidResponse {
@@ -126,6 +145,36 @@ impl HubBatches {
     }
 }
 
+/// What a queue's writer task holds: the map, so it can retire its queue.
+struct Writer {
+    queues: Queues,
+    key: String,
+    queue: Arc<HubQueue>,
+    span: Duration,
+}
+
+impl Writer {
+    /// Remove the queue from the map if it is still empty, under the map's
+    /// lock (taken before the queue's, as `provision` does); `false` if a
+    /// device arrived meanwhile and the writer must go on.
+    fn retire(&self) -> bool {
+        let mut queues = lock(&self.queues);
+        let mut state = lock(&self.queue.state);
+        if !state.waiting.is_empty() {
+            return false;
+        }
+        state.writing = false;
+        drop(state);
+        if queues
+            .get(&self.key)
+            .is_some_and(|held| Arc::ptr_eq(held, &self.queue))
+        {
+            queues.remove(&self.key);
+        }
+        true
+    }
+}
+
 /// The writer of one queue: bulk calls until the queue is empty.
 ///
 /// Calls carry up to `size` devices, oldest first: 100 while the hub keeps
@@ -134,10 +183,13 @@ impl HubBatches {
 /// worth of that, the devices go back to the head of the queue, and the next
 /// call waits only as long as its own entries need. Each call that passes
 /// makes the size half as large again. A device fails only when its patience
-/// is over and the hub's last answer to it was still 429. Without this, a throttled hub would make every
-/// queued device wait for one call as large as the whole queue, and the
-/// devices arriving meanwhile would make the next one larger still.
-async fn write_queue(queue: Arc<HubQueue>, hub: Arc<dyn IotHub>, span: Duration) {
+/// is over and the hub's last answer to it was still 429. Without this, a
+/// throttled hub would make every queued device wait for one call as large
+/// as the whole queue, and the devices arriving meanwhile would make the next
+/// one larger still. The writer ends, retiring its queue, when the queue is
+/// empty.
+async fn write_queue(writer: Writer, hub: Arc<dyn IotHub>) {
+    let (queue, span) = (&writer.queue, writer.span);
     let mut size = MAX_BULK_DEVICES;
     loop {
         let batch: Vec<Pending> = {
@@ -157,8 +209,11 @@ async fn write_queue(queue: Arc<HubQueue>, hub: Arc<dyn IotHub>, span: Duration)
                 }
             }
             if state.waiting.is_empty() {
-                state.writing = false;
-                return;
+                drop(state);
+                if writer.retire() {
+                    return;
+                }
+                continue;
             }
             let take = state.waiting.len().min(size);
             state.waiting.drain(..take).collect()
@@ -445,6 +500,58 @@ mod tests {
         // not held back to the end.
         assert!(finished[59] < Duration::from_secs(2), "{:?}", finished[59]);
         assert!(finished[9] < finished[59], "{finished:?}");
+    }
+
+    /// Wait (briefly) until every writer has retired its queue: a writer
+    /// answers its devices before it finds its queue empty.
+    async fn until_no_queues(batches: &HubBatches) -> usize {
+        for _ in 0..200 {
+            if batches.queue_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        batches.queue_count()
+    }
+
+    /// Queues are dropped once idle: after writes to 50 hubs the map is
+    /// empty, and a hub written to again gets a working queue anew.
+    #[tokio::test]
+    async fn idle_queues_are_pruned_and_come_back_on_demand() {
+        let hub = Arc::new(CountingHub {
+            pause: Duration::from_millis(2),
+            ..CountingHub::default()
+        });
+        let batches = Arc::new(HubBatches::default());
+        for round in 0..2 {
+            let tasks: Vec<_> = (0..200)
+                .map(|i| {
+                    let (batches, hub) = (Arc::clone(&batches), Arc::clone(&hub));
+                    let connection_string = format!("cs-{}", i % 50);
+                    tokio::spawn(async move {
+                        batches.provision(&connection_string, hub, request(i)).await
+                    })
+                })
+                .collect();
+            for task in tasks {
+                assert!(task.await.unwrap().is_ok());
+            }
+            assert_eq!(until_no_queues(&batches).await, 0, "round {round}");
+        }
+        assert_eq!(hub.entries.load(Ordering::SeqCst), 400);
+
+        // A throttled queue whose devices ran out of patience is pruned too.
+        let stubborn = Arc::new(CountingHub {
+            throttle_first: usize::MAX,
+            ..CountingHub::default()
+        });
+        let impatient = Arc::new(HubBatches::with_patience(
+            Duration::from_millis(30),
+            THROTTLED_CALL_SPAN,
+        ));
+        let outcomes = run(Arc::clone(&impatient), stubborn, 3).await;
+        assert!(outcomes.iter().all(Result::is_err));
+        assert_eq!(until_no_queues(&impatient).await, 0);
     }
 
     #[tokio::test]
