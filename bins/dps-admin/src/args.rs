@@ -201,6 +201,10 @@ pub(crate) struct RecordArgs {
     /// What provisioning again does to the hub assignment and twin.
     #[arg(long, value_enum)]
     reprovision_policy: Option<ReprovisionArg>,
+    /// The credential policy whose CA issues certificates to devices that
+    /// send a certificate request (see `credential-policy`).
+    #[arg(long)]
+    credential_policy: Option<String>,
 }
 
 impl RecordArgs {
@@ -252,6 +256,7 @@ impl RecordArgs {
                 ReprovisionArg::ResetData => ReprovisionPolicy::ReprovisionAndResetData,
                 ReprovisionArg::Never => ReprovisionPolicy::Never,
             }),
+            credential_policy_name: self.credential_policy.clone(),
         })
     }
 }

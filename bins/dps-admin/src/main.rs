@@ -5,6 +5,7 @@
 
 mod args;
 mod bulk;
+mod issuance;
 mod output;
 mod records;
 mod settings;
@@ -52,6 +53,15 @@ enum Command {
     /// CA certificates and their proof of possession (`az iot dps certificate`).
     #[command(subcommand)]
     Certificate(settings::CertificateCommand),
+    /// Certificate authorities that issue devices' operational certificates.
+    #[command(subcommand, visible_alias = "ca")]
+    CertificateAuthority(issuance::AuthorityCommand),
+    /// Credential policies: which CA issues, validity, accepted key types.
+    #[command(subcommand)]
+    CredentialPolicy(issuance::CredentialPolicyCommand),
+    /// Certificates issued to a registration: list and revoke.
+    #[command(subcommand)]
+    IssuedCertificate(issuance::IssuedCommand),
     /// The tenant's allocation default and synchronous register.
     #[command(subcommand)]
     Settings(settings::SettingsCommand),
@@ -86,6 +96,13 @@ fn main() -> ExitCode {
             Command::LinkedHub(command) => settings::linked_hub(command, connection, out).await,
             Command::Policy(command) => settings::policy(command, connection, out).await,
             Command::Certificate(command) => settings::certificate(command, connection, out).await,
+            Command::CertificateAuthority(command) => {
+                issuance::authority(command, connection, out).await
+            }
+            Command::CredentialPolicy(command) => {
+                issuance::credential_policy(command, connection, out).await
+            }
+            Command::IssuedCertificate(command) => issuance::issued(command, connection, out).await,
             Command::Settings(command) => settings::settings(command, connection, out).await,
             Command::Operations(command) => settings::operations(command, connection, out).await,
             Command::Tenant(command) => tenants::tenant(command, connection, out).await,

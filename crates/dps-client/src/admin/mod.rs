@@ -1,6 +1,7 @@
 //! Administering a provisioning service through its service operations API:
 //! enrollments and groups, registration records, linked hubs, access
-//! policies, CA certificates, settings, the operations report, and — with
+//! policies, CA certificates, certificate issuance (tenant CAs, credential
+//! policies, issued certificates), settings, the operations report, and — with
 //! the operator key — tenants. The library behind `dps-admin`.
 //!
 //! ```no_run
@@ -30,6 +31,7 @@
 //! too; settings, linked hubs, policies, certificates, the report and
 //! tenants are dps's own routes (`docs/service-api.md`).
 
+mod authorities;
 pub mod bulk;
 mod credentials;
 mod explain;
@@ -44,6 +46,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::Value;
 
+pub use authorities::CertificateAuthoritySource;
 pub use credentials::{
     compute_device_key, device_token, parse_key, ConnectionString, Credentials, OPERATOR_POLICY,
 };

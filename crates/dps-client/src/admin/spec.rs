@@ -82,6 +82,9 @@ pub struct RecordSpec {
     pub edge_enabled: Option<bool>,
     /// What re-provisioning does.
     pub reprovision_policy: Option<ReprovisionPolicy>,
+    /// The credential policy whose CA issues certificates to devices that
+    /// send a certificate request (`credentialPolicyName`).
+    pub credential_policy_name: Option<String>,
 }
 
 impl RecordSpec {
@@ -199,6 +202,7 @@ impl RecordSpec {
         if let Some(edge) = self.edge_enabled {
             record["capabilities"] = json!({"iotEdge": edge});
         }
+        set(record, "credentialPolicyName", &self.credential_policy_name);
         if let Some(policy) = self.reprovision_policy {
             let (update, migrate) = match policy {
                 ReprovisionPolicy::ReprovisionAndMigrateData => (true, true),

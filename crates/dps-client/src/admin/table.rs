@@ -25,6 +25,12 @@ pub enum Kind {
     Tenant,
     /// Shared access policies with their keys (`listKeys`).
     Keys,
+    /// Tenant certificate authorities (certificate issuance).
+    CertificateAuthority,
+    /// Credential policies (certificate issuance).
+    CredentialPolicy,
+    /// Certificates issued to a registration.
+    IssuedCertificate,
 }
 
 /// A table: headers and rows of cells, rendered with aligned columns.
@@ -173,6 +179,28 @@ fn columns(kind: Kind) -> Vec<(&'static str, Cell)> {
             ("NOT AFTER", |v| time(&v["info"]["notAfterUtc"])),
             ("SHA-256", |v| text(&v["info"]["sha256Thumbprint"])),
             ("ETAG", |v| text(&v["etag"])),
+        ],
+        Kind::CertificateAuthority => vec![
+            ("NAME", |v| text(&v["name"])),
+            ("CREATED", |v| time(&v["createdDateTimeUtc"])),
+            ("ETAG", |v| text(&v["etag"])),
+        ],
+        Kind::CredentialPolicy => vec![
+            ("NAME", |v| text(&v["name"])),
+            ("CA", |v| text(&v["certificateAuthorityName"])),
+            ("VALIDITY DAYS", |v| text(&v["validityPeriodInDays"])),
+            ("KEY TYPES", |v| text(&v["acceptedKeyTypes"])),
+            ("UPDATED", |v| time(&v["lastUpdatedDateTimeUtc"])),
+            ("ETAG", |v| text(&v["etag"])),
+        ],
+        Kind::IssuedCertificate => vec![
+            ("SERIAL", |v| text(&v["serialNumber"])),
+            ("STATUS", |v| text(&v["status"])),
+            ("DEVICE ID", |v| text(&v["deviceId"])),
+            ("CA", |v| text(&v["certificateAuthorityName"])),
+            ("ISSUED", |v| time(&v["issuedDateTimeUtc"])),
+            ("NOT AFTER", |v| time(&v["notAfter"])),
+            ("SHA-256", |v| text(&v["sha256Thumbprint"])),
         ],
         Kind::Tenant => vec![
             ("NAME", |v| text(&v["name"])),
