@@ -26,6 +26,8 @@ pub enum Entity {
     CertificateAuthority,
     /// A tenant credential policy (certificate issuance).
     CredentialPolicy,
+    /// A certificate issued at registration.
+    IssuedCertificate,
 }
 
 impl Entity {
@@ -40,6 +42,7 @@ impl Entity {
             Entity::BillingOperation => "billing operation",
             Entity::CertificateAuthority => "certificate authority",
             Entity::CredentialPolicy => "credential policy",
+            Entity::IssuedCertificate => "issued certificate",
         }
     }
 }

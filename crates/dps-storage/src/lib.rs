@@ -64,6 +64,7 @@
 
 mod authorities;
 mod error;
+mod issued;
 mod memory;
 mod observed;
 pub mod postgres;

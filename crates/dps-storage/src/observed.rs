@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
     CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
-    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
-    Tenant,
+    IssuedCertificate, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
+    RegistrationRecord, Tenant,
 };
 
 use crate::{
@@ -146,4 +146,8 @@ observed_store! {
     read fn credential_policy(scope: &IdScope, name: &str) -> Option<CredentialPolicy>;
     read fn list_credential_policies(scope: &IdScope) -> Vec<CredentialPolicy>;
     write fn delete_credential_policy(scope: &IdScope, name: &str, precondition: Precondition) -> ();
+    write fn commit_registration_with_certificate(scope: &IdScope, record: RegistrationRecord, operation: RegistrationOperation, billing: Option<OperationRecord>, certificate: IssuedCertificate) -> ();
+    read fn issued_certificates(scope: &IdScope, id: &RegistrationId) -> Vec<IssuedCertificate>;
+    write fn revoke_issued_certificate(scope: &IdScope, id: &RegistrationId, serial_number: &str, at: DateTime<Utc>) -> IssuedCertificate;
+    read fn revoked_certificates(scope: &IdScope, authority_name: &str) -> Vec<IssuedCertificate>;
 }

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
     CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
-    OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
-    RegistrationRecord, Tenant,
+    IssuedCertificate, OperationKind, OperationRecord, Precondition, RegistrationId,
+    RegistrationOperation, RegistrationRecord, Tenant,
 };
 use serde::Serialize;
 
@@ -381,15 +381,61 @@ pub trait Store: Send + Sync + 'static {
         id_scope: &IdScope,
     ) -> StoreResult<Vec<CredentialPolicy>>;
 
-    /// Delete a credential policy (`NotFound` when missing). Enrollments
-    /// naming it keep the name (a registration through them then finds no
-    /// policy).
+    /// Delete a credential policy: `NotFound` when missing,
+    /// `PreconditionFailed` on an etag mismatch, `InUse` while an individual
+    /// enrollment or an enrollment group names it.
     async fn delete_credential_policy(
         &self,
         id_scope: &IdScope,
         name: &str,
         precondition: Precondition,
     ) -> StoreResult<()>;
+
+    // ----- issued certificates ------------------------------------------
+
+    /// [`commit_registration`](Store::commit_registration) for a
+    /// registration that was issued `certificate`, in the same transaction:
+    /// the record, the operation, the billing row and the certificate are
+    /// stored together or not at all, and every other `active` certificate
+    /// of the registration becomes `superseded` at the certificate's issue
+    /// time. Fails with `AlreadyExists` (entity `IssuedCertificate`) when the
+    /// CA already issued that serial number, and `MissingReference` when the
+    /// certificate names another registration than the record.
+    async fn commit_registration_with_certificate(
+        &self,
+        id_scope: &IdScope,
+        record: RegistrationRecord,
+        operation: RegistrationOperation,
+        billing: Option<OperationRecord>,
+        certificate: IssuedCertificate,
+    ) -> StoreResult<()>;
+
+    /// Every certificate issued to a registration, newest first.
+    async fn issued_certificates(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Vec<IssuedCertificate>>;
+
+    /// Revoke the certificate of this serial number issued to this
+    /// registration, at `at`, and return it; `NotFound` when there is none.
+    /// Revoking a revoked certificate changes nothing (its revocation time
+    /// stays). Not billed.
+    async fn revoke_issued_certificate(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        serial_number: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<IssuedCertificate>;
+
+    /// Every revoked certificate a CA issued (what its CRL lists), oldest
+    /// revocation first.
+    async fn revoked_certificates(
+        &self,
+        id_scope: &IdScope,
+        authority_name: &str,
+    ) -> StoreResult<Vec<IssuedCertificate>>;
 
     // ----- operations meter (billing) -------------------------------------
 

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
     CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
-    OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
+    IssuedCertificate, OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
     RegistrationRecord, Tenant,
 };
 use dps_storage::{
@@ -213,6 +213,60 @@ impl Store for InstrumentedStore {
             .inner
             .delete_credential_policy(id_scope, name, precondition);
         self.timed("delete_credential_policy", call).await
+    }
+
+    async fn commit_registration_with_certificate(
+        &self,
+        id_scope: &IdScope,
+        record: RegistrationRecord,
+        operation: RegistrationOperation,
+        billing: Option<OperationRecord>,
+        certificate: IssuedCertificate,
+    ) -> StoreResult<()> {
+        let kind = billing.as_ref().map(|b| b.kind);
+        let call = self.inner.commit_registration_with_certificate(
+            id_scope,
+            record,
+            operation,
+            billing,
+            certificate,
+        );
+        let result = self.timed("commit_registration", call).await;
+        if let (Ok(()), Some(kind)) = (&result, kind) {
+            self.metrics.bill(kind);
+        }
+        result
+    }
+
+    async fn issued_certificates(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Vec<IssuedCertificate>> {
+        let call = self.inner.issued_certificates(id_scope, registration_id);
+        self.timed("issued_certificates", call).await
+    }
+
+    async fn revoke_issued_certificate(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        serial_number: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<IssuedCertificate> {
+        let call = self
+            .inner
+            .revoke_issued_certificate(id_scope, registration_id, serial_number, at);
+        self.timed("revoke_issued_certificate", call).await
+    }
+
+    async fn revoked_certificates(
+        &self,
+        id_scope: &IdScope,
+        authority_name: &str,
+    ) -> StoreResult<Vec<IssuedCertificate>> {
+        let call = self.inner.revoked_certificates(id_scope, authority_name);
+        self.timed("revoked_certificates", call).await
     }
 
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {

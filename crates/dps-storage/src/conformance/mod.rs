@@ -22,6 +22,7 @@ mod authorities;
 mod enrollment_and_registration;
 mod enrollments;
 mod fixtures;
+mod issued;
 mod meter;
 mod paging;
 mod registrations;
@@ -45,6 +46,10 @@ pub use enrollments::{
     unknown_tenant_is_typed,
 };
 pub use fixtures::{enrollment, group, registration, tenant};
+pub use issued::{
+    credential_policy_in_use_by_enrollments, issued_certificate,
+    issued_certificate_commit_is_all_or_nothing, issued_certificates_roll_over_and_revoke,
+};
 pub use meter::{meter_counts_exact_per_kind_and_hour, meter_rows_listed_in_time_order};
 pub use paging::{page_through_groups, page_through_ten_thousand_enrollments};
 pub use registrations::{
@@ -120,7 +125,10 @@ macro_rules! store_battery {
             meter_rows_listed_in_time_order,
             certificate_authority_lifecycle,
             credential_policies_reference_their_authority,
-            policy_and_authority_delete_race_one_winner
+            policy_and_authority_delete_race_one_winner,
+            issued_certificates_roll_over_and_revoke,
+            issued_certificate_commit_is_all_or_nothing,
+            credential_policy_in_use_by_enrollments
         );
     };
     (@tests $factory:path; $($name:ident),* $(,)?) => {

@@ -111,6 +111,31 @@ impl MemoryStore {
             current.as_ref(),
             &precondition,
         )?;
+        let named = |n: &Option<String>| n.as_deref() == Some(name);
+        let user = data
+            .enrollments
+            .values()
+            .find(|e| named(&e.credential_policy_name))
+            .map(|e| (Entity::Enrollment, e.registration_id.as_str().to_owned()))
+            .or_else(|| {
+                data.groups
+                    .values()
+                    .find(|g| named(&g.credential_policy_name))
+                    .map(|g| {
+                        (
+                            Entity::EnrollmentGroup,
+                            g.enrollment_group_id.as_str().to_owned(),
+                        )
+                    })
+            });
+        if let Some((user_entity, user_id)) = user {
+            return Err(StoreError::InUse {
+                entity: Entity::CredentialPolicy,
+                id: name.to_owned(),
+                user_entity,
+                user_id,
+            });
+        }
         data.policies.remove(name);
         Ok(())
     }

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
     CredentialPolicy, ETag, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
-    OperationRecord, Precondition, RegistrationId, RegistrationOperation, RegistrationRecord,
-    Tenant,
+    IssuedCertificate, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
+    RegistrationRecord, Tenant,
 };
 
 use crate::authorities::StoredCertificateAuthority;
@@ -20,6 +20,7 @@ use crate::time;
 use crate::token::{Page, PageRequest};
 
 mod authorities;
+mod issued;
 mod state;
 
 use self::state::{enrollments, enrollments_ref, groups, groups_ref, in_range, State, TenantData};
@@ -142,6 +143,7 @@ impl Store for MemoryStore {
                 billing: Vec::new(),
                 authorities: BTreeMap::new(),
                 policies: BTreeMap::new(),
+                issued: BTreeMap::new(),
             },
         );
         Ok(tenant)
@@ -392,37 +394,44 @@ impl Store for MemoryStore {
         operation: RegistrationOperation,
         billing: Option<OperationRecord>,
     ) -> StoreResult<()> {
-        let key = record.registration_id.key();
-        if let Some(row) = &billing {
-            if row.id_scope != *id_scope {
-                return Err(StoreError::ScopeMismatch {
-                    id_scope: id_scope.clone(),
-                    billing_scope: row.id_scope.clone(),
-                });
-            }
-        }
-        let record = rules::normalize(Entity::Registration, &key, &record)?;
-        let operation = rules::normalize(
-            Entity::RegistrationOperation,
-            &operation.operation_id,
-            &operation,
-        )?;
-        let mut state = self.write();
-        let data = state.data_mut(id_scope)?;
-        if data.operations.contains_key(&operation.operation_id) {
-            return Err(StoreError::AlreadyExists {
-                entity: Entity::RegistrationOperation,
-                id: operation.operation_id,
-            });
-        }
-        data.registrations.insert(key, record);
-        data.operations
-            .insert(operation.operation_id.clone(), operation);
-        if let Some(mut row) = billing {
-            row.at = time::truncate(row.at);
-            data.billing.push(row);
-        }
-        Ok(())
+        self.commit(id_scope, record, operation, billing, None)
+    }
+
+    async fn commit_registration_with_certificate(
+        &self,
+        id_scope: &IdScope,
+        record: RegistrationRecord,
+        operation: RegistrationOperation,
+        billing: Option<OperationRecord>,
+        certificate: IssuedCertificate,
+    ) -> StoreResult<()> {
+        self.commit(id_scope, record, operation, billing, Some(certificate))
+    }
+
+    async fn issued_certificates(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Vec<IssuedCertificate>> {
+        Ok(self.issued_to(id_scope, registration_id))
+    }
+
+    async fn revoke_issued_certificate(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        serial_number: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<IssuedCertificate> {
+        self.revoke(id_scope, registration_id, serial_number, at)
+    }
+
+    async fn revoked_certificates(
+        &self,
+        id_scope: &IdScope,
+        authority_name: &str,
+    ) -> StoreResult<Vec<IssuedCertificate>> {
+        Ok(self.revoked_by(id_scope, authority_name))
     }
 
     async fn registration_operation(

@@ -6,8 +6,8 @@ use std::sync::{PoisonError, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
 use dps_model::{
-    CredentialPolicy, ETag, EnrollmentGroup, IdScope, IndividualEnrollment, OperationRecord,
-    Precondition, RegistrationOperation, RegistrationRecord, Tenant,
+    CredentialPolicy, ETag, EnrollmentGroup, IdScope, IndividualEnrollment, IssuedCertificate,
+    OperationRecord, Precondition, RegistrationOperation, RegistrationRecord, Tenant,
 };
 
 use super::MemoryStore;
@@ -38,6 +38,8 @@ pub(super) struct TenantData {
     pub(super) authorities: BTreeMap<String, StoredCertificateAuthority>,
     /// Credential policies by name (case-sensitive).
     pub(super) policies: BTreeMap<String, CredentialPolicy>,
+    /// Issued certificates by (CA name, serial number).
+    pub(super) issued: BTreeMap<(String, String), IssuedCertificate>,
 }
 
 impl State {

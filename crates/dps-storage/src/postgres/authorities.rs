@@ -44,6 +44,12 @@ const UPSERT_POLICY: &str = "INSERT INTO credential_policies \
      ON CONFLICT (scope_key, name) DO UPDATE SET authority_name = excluded.authority_name, \
      etag = excluded.etag, body = excluded.body";
 const DELETE_POLICY: &str = "DELETE FROM credential_policies WHERE scope_key = $1 AND name = $2";
+/// An enrollment, else a group, naming a policy (a scan: policy deletes are rare).
+const POLICY_USER: &str = "(SELECT 0, CAST(body AS JSONB) ->> 'registrationId' FROM enrollments \
+     WHERE scope_key = $1 AND CAST(body AS JSONB) ->> 'credentialPolicyName' = $2 LIMIT 1) \
+     UNION ALL (SELECT 1, CAST(body AS JSONB) ->> 'enrollmentGroupId' FROM enrollment_groups \
+     WHERE scope_key = $1 AND CAST(body AS JSONB) ->> 'credentialPolicyName' = $2 LIMIT 1) \
+     LIMIT 1";
 
 /// Every `(name, body)` row `statement` lists for a tenant, decoded, in
 /// byte order of the name.
@@ -294,6 +300,26 @@ pub(crate) async fn delete_policy(
                 current_tag.as_ref(),
                 &precondition,
             )?;
+            let user: Option<(i32, String)> = sqlx::query_as(POLICY_USER)
+                .bind(scope_bytes(id_scope))
+                .bind(name)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(StoreError::database(
+                    "looking for enrollments naming a policy",
+                ))?;
+            if let Some((kind, user_id)) = user {
+                return Err(StoreError::InUse {
+                    entity: Entity::CredentialPolicy,
+                    id: name.to_owned(),
+                    user_entity: if kind == 0 {
+                        Entity::Enrollment
+                    } else {
+                        Entity::EnrollmentGroup
+                    },
+                    user_id,
+                });
+            }
             sqlx::query(DELETE_POLICY)
                 .bind(scope_bytes(id_scope))
                 .bind(name.as_bytes())

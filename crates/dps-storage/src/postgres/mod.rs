@@ -32,6 +32,7 @@
 
 mod authorities;
 mod connect;
+mod issued;
 mod options;
 mod retry;
 mod schema;
@@ -46,8 +47,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
     CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
-    OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
-    RegistrationRecord, Tenant,
+    IssuedCertificate, OperationKind, OperationRecord, Precondition, RegistrationId,
+    RegistrationOperation, RegistrationRecord, Tenant,
 };
 use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgPool, PgRow};
@@ -415,6 +416,66 @@ impl Store for PostgresStore {
         }
         writes::commit_registration(&self.pool, id_scope, &record, &operation, billing.as_ref())
             .await
+    }
+
+    async fn commit_registration_with_certificate(
+        &self,
+        id_scope: &IdScope,
+        record: RegistrationRecord,
+        operation: RegistrationOperation,
+        billing: Option<OperationRecord>,
+        certificate: IssuedCertificate,
+    ) -> StoreResult<()> {
+        crate::issued::check_commit(id_scope, &record, billing.as_ref(), Some(&certificate))?;
+        issued::commit(
+            &self.pool,
+            id_scope,
+            &record,
+            &operation,
+            billing.as_ref(),
+            &certificate,
+        )
+        .await
+    }
+
+    async fn issued_certificates(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Vec<IssuedCertificate>> {
+        let key = registration_id.key();
+        let scope = writes::scope_bytes(id_scope);
+        let mut certs =
+            issued::rows(&self.pool, issued::OF_REGISTRATION, &scope, key.as_bytes()).await?;
+        crate::issued::sort_newest_first(&mut certs);
+        Ok(certs)
+    }
+
+    async fn revoke_issued_certificate(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        serial_number: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<IssuedCertificate> {
+        issued::revoke(&self.pool, id_scope, registration_id, serial_number, at).await
+    }
+
+    async fn revoked_certificates(
+        &self,
+        id_scope: &IdScope,
+        authority_name: &str,
+    ) -> StoreResult<Vec<IssuedCertificate>> {
+        let scope = writes::scope_bytes(id_scope);
+        let mut certs = issued::rows(
+            &self.pool,
+            issued::REVOKED_BY,
+            &scope,
+            authority_name.as_bytes(),
+        )
+        .await?;
+        crate::issued::sort_by_revocation(&mut certs);
+        Ok(certs)
     }
 
     async fn registration_operation(

@@ -52,7 +52,7 @@ pub(super) fn constraint(err: &sqlx::Error) -> Option<&str> {
 
 /// A write referencing the tenant failed: a foreign-key violation means the
 /// tenant does not exist (or was deleted meanwhile).
-fn tenant_fault<'a>(
+pub(super) fn tenant_fault<'a>(
     context: &'static str,
     id_scope: &'a IdScope,
 ) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
@@ -328,19 +328,62 @@ pub(crate) async fn commit_registration(
     operation: &RegistrationOperation,
     billing: Option<&OperationRecord>,
 ) -> StoreResult<()> {
-    let key = record.registration_id.key();
-    let operation_id = operation.operation_id.as_str();
-    let record_body = rules::encode(Entity::Registration, &key, record)?;
-    let operation_body = rules::encode(Entity::RegistrationOperation, operation_id, operation)?;
+    let commit = EncodedCommit::new(record, operation)?;
     let mut retry = Retry::new(Entity::Registration, record.registration_id.as_str());
     loop {
+        let attempt = commit
+            .execute(pool, id_scope, record, operation, billing)
+            .await
+            .map(Attempt::Done);
+        if let Some(answer) = retry.settle(attempt).await {
+            return answer;
+        }
+    }
+}
+
+/// A registration commit's record and operation as JSON, encoded once for
+/// every attempt.
+pub(super) struct EncodedCommit {
+    key: String,
+    record_body: String,
+    operation_body: String,
+}
+
+impl EncodedCommit {
+    pub(super) fn new(
+        record: &RegistrationRecord,
+        operation: &RegistrationOperation,
+    ) -> StoreResult<Self> {
+        let key = record.registration_id.key();
+        Ok(EncodedCommit {
+            record_body: rules::encode(Entity::Registration, &key, record)?,
+            operation_body: rules::encode(
+                Entity::RegistrationOperation,
+                &operation.operation_id,
+                operation,
+            )?,
+            key,
+        })
+    }
+
+    /// Record, operation and billing row in one statement: all or nothing
+    /// (on `executor`, the pool or an open transaction).
+    pub(super) async fn execute<'c, E: sqlx::PgExecutor<'c>>(
+        &self,
+        executor: E,
+        id_scope: &IdScope,
+        record: &RegistrationRecord,
+        operation: &RegistrationOperation,
+        billing: Option<&OperationRecord>,
+    ) -> StoreResult<()> {
+        let operation_id = operation.operation_id.as_str();
         let statement = match billing {
             Some(_) => sql::COMMIT_REGISTRATION_BILLED,
             None => sql::COMMIT_REGISTRATION,
         };
         let mut query = sqlx::query(statement)
             .bind(scope_bytes(id_scope))
-            .bind(key.as_bytes())
+            .bind(self.key.as_bytes())
             .bind(
                 record
                     .enrollment_group_id
@@ -348,16 +391,15 @@ pub(crate) async fn commit_registration(
                     .map(|g| g.key().into_bytes()),
             )
             .bind(record.etag.as_str())
-            .bind(record_body.as_str())
+            .bind(self.record_body.as_str())
             .bind(operation_id)
             .bind(time::to_micros(operation.created))
-            .bind(operation_body.as_str());
+            .bind(self.operation_body.as_str());
         if let Some(row) = billing {
             query = bind_billing(query, row);
         }
-        // Record, operation and billing row are one statement: all or nothing.
-        let attempt = match query.execute(pool).await {
-            Ok(_) => Ok(Attempt::Done(())),
+        match query.execute(executor).await {
+            Ok(_) => Ok(()),
             Err(err) if violation(&err) == Some(ErrorKind::UniqueViolation) => {
                 Err(StoreError::AlreadyExists {
                     entity: Entity::RegistrationOperation,
@@ -365,9 +407,6 @@ pub(crate) async fn commit_registration(
                 })
             }
             Err(err) => Err(tenant_fault("storing a registration", id_scope)(err)),
-        };
-        if let Some(answer) = retry.settle(attempt).await {
-            return answer;
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Certificate authorities and credential policies in SQLite: the writes
 //! (run by the writer task, each in its savepoint) and their statements.
 
-use dps_model::{CredentialPolicy, ETag, IdScope, Precondition};
+use chrono::{DateTime, Utc};
+use dps_model::{CredentialPolicy, ETag, IdScope, IssuedCertificate, Precondition, RegistrationId};
 use serde::de::DeserializeOwned;
 use sqlx::{Row, SqliteConnection};
 
@@ -38,6 +39,12 @@ const UPSERT_POLICY: &str = "INSERT INTO credential_policies \
      ON CONFLICT (scope_key, name) DO UPDATE SET authority_name = excluded.authority_name, \
      etag = excluded.etag, body = excluded.body";
 const DELETE_POLICY: &str = "DELETE FROM credential_policies WHERE scope_key = $1 AND name = $2";
+/// An enrollment, else a group, naming a policy (a scan: policy deletes are rare).
+const POLICY_USER: &str = "SELECT 0, json_extract(body, '$.registrationId') FROM enrollments \
+     WHERE scope_key = $1 AND json_extract(body, '$.credentialPolicyName') = $2 \
+     UNION ALL SELECT 1, json_extract(body, '$.enrollmentGroupId') FROM enrollment_groups \
+     WHERE scope_key = $1 AND json_extract(body, '$.credentialPolicyName') = $2 \
+     LIMIT 1";
 
 /// Every `(name, body)` row `statement` lists for a tenant, decoded.
 pub(crate) async fn named_rows<T: DeserializeOwned>(
@@ -78,6 +85,14 @@ pub(crate) enum AuthorityJob {
         Reply<Written<CredentialPolicy>>,
     ),
     DeletePolicy(IdScope, String, Precondition, Reply<()>),
+    /// Revoke an issued certificate (registration, serial number, time).
+    Revoke(
+        IdScope,
+        RegistrationId,
+        String,
+        DateTime<Utc>,
+        Reply<IssuedCertificate>,
+    ),
 }
 
 impl AuthorityJob {
@@ -89,6 +104,7 @@ impl AuthorityJob {
                 drop(r.send(Err(err)))
             }
             AuthorityJob::PutPolicy(_, _, _, r) => drop(r.send(Err(err))),
+            AuthorityJob::Revoke(_, _, _, _, r) => drop(r.send(Err(err))),
         }
     }
 
@@ -105,6 +121,10 @@ impl AuthorityJob {
             AuthorityJob::DeletePolicy(scope, name, pre, r) => {
                 settle(r, delete_policy(conn, &scope, &name, pre).await)
             }
+            AuthorityJob::Revoke(scope, id, serial, at, r) => settle(
+                r,
+                super::issued::revoke(conn, &scope, &id, &serial, at).await,
+            ),
         }
     }
 }
@@ -258,6 +278,26 @@ async fn delete_policy(
         current_tag.as_ref(),
         &precondition,
     )?;
+    let user: Option<(i64, String)> = sqlx::query_as(POLICY_USER)
+        .bind(&scope_key)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::database(
+            "looking for enrollments naming a policy",
+        ))?;
+    if let Some((kind, user_id)) = user {
+        return Err(StoreError::InUse {
+            entity: Entity::CredentialPolicy,
+            id: name.to_owned(),
+            user_entity: if kind == 0 {
+                Entity::Enrollment
+            } else {
+                Entity::EnrollmentGroup
+            },
+            user_id,
+        });
+    }
     sqlx::query(DELETE_POLICY)
         .bind(&scope_key)
         .bind(name)

@@ -22,6 +22,7 @@
 mod authorities;
 mod bulk;
 mod checkpoint;
+mod issued;
 mod open;
 mod options;
 mod point_reads;
@@ -39,8 +40,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
     CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
-    OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
-    RegistrationRecord, Tenant,
+    IssuedCertificate, OperationKind, OperationRecord, Precondition, RegistrationId,
+    RegistrationOperation, RegistrationRecord, Tenant,
 };
 use sqlx::Row;
 use tokio::sync::{mpsc, Mutex};
@@ -48,6 +49,7 @@ use tokio::task::JoinHandle;
 
 use self::authorities::AuthorityJob;
 use self::checkpoint::Checkpointer;
+use self::issued::Listing;
 pub use self::options::{SqliteOptions, Synchronous};
 use self::point_reads::PointReaders;
 use self::readers::{connection, decode_column, Readers};
@@ -190,6 +192,61 @@ impl Store for SqliteStore {
         let (id_scope, name) = (id_scope.clone(), name.to_owned());
         self.submit_authority(|r| AuthorityJob::DeletePolicy(id_scope, name, precondition, r))
             .await
+    }
+
+    async fn commit_registration_with_certificate(
+        &self,
+        id_scope: &IdScope,
+        record: RegistrationRecord,
+        operation: RegistrationOperation,
+        billing: Option<OperationRecord>,
+        certificate: IssuedCertificate,
+    ) -> StoreResult<()> {
+        let commit = Box::new(RegistrationCommit::encode(
+            id_scope,
+            &record,
+            &operation,
+            billing.as_ref(),
+            Some(certificate),
+        )?);
+        self.submit(|r| Job::CommitRegistration(commit, r)).await
+    }
+
+    async fn issued_certificates(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+    ) -> StoreResult<Vec<IssuedCertificate>> {
+        issued::list(
+            &self.readers,
+            id_scope,
+            Listing::Registration(registration_id),
+        )
+        .await
+    }
+
+    async fn revoke_issued_certificate(
+        &self,
+        id_scope: &IdScope,
+        registration_id: &RegistrationId,
+        serial_number: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<IssuedCertificate> {
+        let (scope, id, serial) = (
+            id_scope.clone(),
+            registration_id.clone(),
+            serial_number.to_owned(),
+        );
+        self.submit_authority(|r| AuthorityJob::Revoke(scope, id, serial, at, r))
+            .await
+    }
+
+    async fn revoked_certificates(
+        &self,
+        id_scope: &IdScope,
+        authority_name: &str,
+    ) -> StoreResult<Vec<IssuedCertificate>> {
+        issued::list(&self.readers, id_scope, Listing::Revoked(authority_name)).await
     }
 
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<Tenant> {
@@ -403,6 +460,7 @@ impl Store for SqliteStore {
             &record,
             &operation,
             billing.as_ref(),
+            None,
         )?);
         self.submit(|r| Job::CommitRegistration(commit, r)).await
     }

@@ -2,11 +2,14 @@
 //! encoded as JSON — done by the caller's task before the write reaches the
 //! single writer, so the writer only runs statements.
 
-use dps_model::{IdScope, OperationRecord, RegistrationOperation, RegistrationRecord};
+use dps_model::{
+    IdScope, IssuedCertificate, OperationRecord, RegistrationOperation, RegistrationRecord,
+};
 
-use crate::error::{Entity, StoreError, StoreResult};
-use crate::rules;
+use super::issued::IssuedRow;
+use crate::error::{Entity, StoreResult};
 use crate::time;
+use crate::{issued, rules};
 
 /// A billing row ready to insert.
 #[derive(Debug)]
@@ -45,24 +48,22 @@ pub(crate) struct RegistrationCommit {
     pub(crate) operation_created_us: i64,
     pub(crate) operation_body: String,
     pub(crate) billing: Option<BillingRow>,
+    /// A certificate issued with the registration: such a commit never
+    /// takes the multi-row fast path.
+    pub(crate) certificate: Option<IssuedRow>,
 }
 
 impl RegistrationCommit {
-    /// Check and encode; a billing row of another tenant is refused.
+    /// Check and encode; a billing row of another tenant, or a certificate of
+    /// another registration, is refused.
     pub(crate) fn encode(
         id_scope: &IdScope,
         record: &RegistrationRecord,
         operation: &RegistrationOperation,
         billing: Option<&OperationRecord>,
+        certificate: Option<IssuedCertificate>,
     ) -> StoreResult<Self> {
-        if let Some(row) = billing {
-            if row.id_scope != *id_scope {
-                return Err(StoreError::ScopeMismatch {
-                    id_scope: id_scope.clone(),
-                    billing_scope: row.id_scope.clone(),
-                });
-            }
-        }
+        issued::check_commit(id_scope, record, billing, certificate.as_ref())?;
         let registration_key = record.registration_id.key();
         Ok(RegistrationCommit {
             id_scope: id_scope.clone(),
@@ -83,6 +84,7 @@ impl RegistrationCommit {
                 scope_key: id_scope.key(),
                 ..BillingRow::new(row)
             }),
+            certificate: certificate.map(IssuedRow::encode).transpose()?,
         })
     }
 }

@@ -111,6 +111,27 @@ CREATE TABLE credential_policies (
 CREATE INDEX credential_policies_by_authority ON credential_policies (scope_key, authority_name);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "issued certificates",
+        // Serial numbers are unique per CA (the primary key). No foreign key
+        // to the registration: the record may be deleted while its
+        // certificates stay listed in the CA's CRL.
+        sql: r#"
+CREATE TABLE issued_certificates (
+    scope_key TEXT NOT NULL REFERENCES tenants (scope_key) ON DELETE CASCADE,
+    authority_name TEXT NOT NULL,
+    serial TEXT NOT NULL,
+    registration_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    issued_us BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (scope_key, authority_name, serial)
+);
+CREATE INDEX issued_certificates_by_registration ON issued_certificates (scope_key, registration_key);
+CREATE INDEX issued_certificates_by_status ON issued_certificates (scope_key, authority_name, status);
+"#,
+    },
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -228,7 +228,10 @@ enum FastJob {
 impl FastJob {
     fn take(job: Job) -> Result<FastJob, Job> {
         match job {
-            Job::CommitRegistration(commit, r) => Ok(FastJob::Commit(commit, r)),
+            // A certificate supersedes older ones: the one-by-one path.
+            Job::CommitRegistration(commit, r) if commit.certificate.is_none() => {
+                Ok(FastJob::Commit(commit, r))
+            }
             Job::RecordOperation(row, r) => Ok(FastJob::Billing(row, r)),
             other => Err(other),
         }

@@ -18,7 +18,7 @@ use crate::store::Written;
 use crate::time;
 
 /// The kind of constraint a failed statement violated, if that is why it failed.
-fn violation(err: &sqlx::Error) -> Option<ErrorKind> {
+pub(super) fn violation(err: &sqlx::Error) -> Option<ErrorKind> {
     match err {
         sqlx::Error::Database(db) => Some(db.kind()),
         _ => None,
@@ -27,7 +27,7 @@ fn violation(err: &sqlx::Error) -> Option<ErrorKind> {
 
 /// A write that references the tenant failed: a foreign-key violation means
 /// the tenant does not exist.
-fn tenant_fault<'a>(
+pub(super) fn tenant_fault<'a>(
     context: &'static str,
     id_scope: &'a IdScope,
 ) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
@@ -341,8 +341,9 @@ pub(crate) async fn commit_registration(
     commit: &RegistrationCommit,
 ) -> StoreResult<()> {
     let id_scope = &commit.id_scope;
-    // Record, operation, billing row: a refusal at any step (duplicate
-    // operation id, unknown tenant) rolls back the steps before it.
+    // Record, operation, billing row, issued certificate: a refusal at any
+    // step (duplicate operation id or serial, unknown tenant) rolls back the
+    // steps before it.
     sqlx::query(sql::UPSERT_REGISTRATION)
         .bind(commit.scope_key.as_str())
         .bind(commit.registration_key.as_str())
@@ -368,6 +369,16 @@ pub(crate) async fn commit_registration(
         })?;
     if let Some(row) = &commit.billing {
         insert_billing(conn, row).await?;
+    }
+    if let Some(row) = &commit.certificate {
+        super::issued::insert(
+            conn,
+            id_scope,
+            &commit.scope_key,
+            &commit.registration_key,
+            row,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -268,7 +268,7 @@ async fn replicas_starting_at_once_migrate_once() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-        assert_eq!(versions, vec![(1,), (2,)], "{lock:?}");
+        assert_eq!(versions, vec![(1,), (2,), (3,)], "{lock:?}");
         // And the schema works.
         let scope = stores[4]
             .create_tenant(tenant("contoso", "0ne00000A0A"))
@@ -340,7 +340,7 @@ async fn data_survives_reconnecting_and_newer_schemas_are_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                known: 2
+                known: 3
             }
         ),
         "{err:?}"

@@ -163,7 +163,7 @@ async fn newer_schema_is_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                known: 2
+                known: 3
             }
         ),
         "{err:?}"
