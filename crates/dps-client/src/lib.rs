@@ -59,9 +59,11 @@
 //! means one TLS connection per device (HTTP/1.1, as the device SDKs speak;
 //! no session resumption), as a real device has.
 //!
-//! [`Transport`] picks HTTPS (default), MQTT over TLS or MQTT over WebSocket
-//! with [`ProvisioningClientBuilder::transport`]; the endpoint's port, when
-//! absent, is the transport's usual one (443, 8883, 443).
+//! [`Transport`] picks HTTPS (default), MQTT over TLS, MQTT over WebSocket,
+//! AMQP 1.0 over TLS or AMQP over WebSocket with
+//! [`ProvisioningClientBuilder::transport`]; the endpoint's port, when
+//! absent, is the transport's usual one (443, 8883, 443, 5671, 443). Every
+//! credential works over AMQP, TPM included (its challenge travels in SASL).
 //!
 //! # Why tpm2-tools for the TPM
 //!
@@ -92,7 +94,9 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+mod amqp;
 mod credential;
+mod dial;
 mod error;
 mod http;
 mod issuance;
@@ -137,7 +141,8 @@ pub struct ProvisioningClient {
     last_retry_after: Mutex<Duration>,
     http: reqwest::Client,
     transport: Transport,
-    mqtt_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// The TLS of the stream transports (MQTT, AMQP); `None` for HTTPS.
+    stream_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     issuance: Option<Issuance>,
 }
 
@@ -184,16 +189,29 @@ impl ProvisioningClient {
         let request = self.certificate_request().await?;
         let body = self.register_body(request.as_ref());
         let deadline = Instant::now() + self.timeout;
-        let registration = if let Some(tls) = &self.mqtt_tls {
-            mqtt::Exchange {
-                client: self,
-                tls: tls.clone(),
-                websocket: self.transport == Transport::MqttWs,
-                deadline,
-                body: &body,
+        let registration = if let Some(tls) = &self.stream_tls {
+            let websocket = matches!(self.transport, Transport::MqttWs | Transport::AmqpWs);
+            if matches!(self.transport, Transport::Amqp | Transport::AmqpWs) {
+                amqp::Exchange {
+                    client: self,
+                    tls: tls.clone(),
+                    websocket,
+                    deadline,
+                    body: &body,
+                }
+                .run()
+                .await?
+            } else {
+                mqtt::Exchange {
+                    client: self,
+                    tls: tls.clone(),
+                    websocket,
+                    deadline,
+                    body: &body,
+                }
+                .run()
+                .await?
             }
-            .run()
-            .await?
         } else {
             http::Exchange {
                 client: self,
@@ -386,9 +404,10 @@ impl ProvisioningClientBuilder {
             Some(trust) => trust,
             None => TlsTrust::new(self.system_roots, &self.trusted_ca_pems)?,
         };
-        let mqtt_tls = match self.transport {
+        let stream_tls = match self.transport {
             Transport::Https => None,
             Transport::Mqtt | Transport::MqttWs => Some(mqtt::tls_config(&trust, &credential)?),
+            Transport::Amqp | Transport::AmqpWs => Some(amqp::tls_config(&trust, &credential)?),
         };
         let identity = match &credential {
             Credential::X509 { chain_pem, key_pem } => Some((chain_pem.as_str(), key_pem.as_str())),
@@ -409,7 +428,7 @@ impl ProvisioningClientBuilder {
             last_retry_after: Mutex::new(Duration::from_secs(1)),
             http,
             transport: self.transport,
-            mqtt_tls,
+            stream_tls,
             issuance: self.issuance,
         })
     }

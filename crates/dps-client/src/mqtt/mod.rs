@@ -53,6 +53,11 @@ pub enum Transport {
     Mqtt,
     /// MQTT 3.1.1 over WebSocket over TLS (default port 443, path `/$iothub/websocket`).
     MqttWs,
+    /// AMQP 1.0 over TLS (default port 5671).
+    Amqp,
+    /// AMQP 1.0 over WebSocket over TLS (default port 443, path
+    /// `/$iothub/websocket`, subprotocol `AMQPWSB10`).
+    AmqpWs,
 }
 
 impl Transport {
@@ -60,7 +65,8 @@ impl Transport {
     pub fn default_port(self) -> u16 {
         match self {
             Transport::Mqtt => 8883,
-            Transport::Https | Transport::MqttWs => 443,
+            Transport::Amqp => crate::amqp::AMQP_PORT,
+            Transport::Https | Transport::MqttWs | Transport::AmqpWs => 443,
         }
     }
 }
