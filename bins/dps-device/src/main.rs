@@ -35,6 +35,10 @@ enum TransportArg {
     Mqtt,
     /// MQTT over WebSocket over TLS (port 443 unless the endpoint names one).
     MqttWs,
+    /// AMQP 1.0 over TLS (port 5671 unless the endpoint names one).
+    Amqp,
+    /// AMQP over WebSocket over TLS (port 443 unless the endpoint names one).
+    AmqpWs,
 }
 
 impl From<TransportArg> for dps_client::Transport {
@@ -43,6 +47,27 @@ impl From<TransportArg> for dps_client::Transport {
             TransportArg::Https => dps_client::Transport::Https,
             TransportArg::Mqtt => dps_client::Transport::Mqtt,
             TransportArg::MqttWs => dps_client::Transport::MqttWs,
+            TransportArg::Amqp => dps_client::Transport::Amqp,
+            TransportArg::AmqpWs => dps_client::Transport::AmqpWs,
+        }
+    }
+}
+
+/// `--key-type` of `register --issue-certificate` and `swarm --issue-certificate`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+enum KeyTypeArg {
+    /// ECDSA on NIST P-256.
+    #[default]
+    P256,
+    /// RSA, 2048-bit modulus.
+    Rsa2048,
+}
+
+impl From<KeyTypeArg> for dps_client::KeyType {
+    fn from(arg: KeyTypeArg) -> Self {
+        match arg {
+            KeyTypeArg::P256 => dps_client::KeyType::EcdsaP256,
+            KeyTypeArg::Rsa2048 => dps_client::KeyType::Rsa2048,
         }
     }
 }

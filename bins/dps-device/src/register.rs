@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 #[command(group(clap::ArgGroup::new("credential").required(true)
     .args(["key", "group_key", "cert", "tpm"])))]
 pub(crate) struct RegisterArgs {
-    /// Device endpoint, HOST[:PORT] (default port: 443, or 8883 for --transport mqtt).
+    /// Device endpoint, HOST[:PORT] (default port: 443, 8883 for --transport mqtt, 5671 for amqp).
     #[arg(long, env = "DPS_ENDPOINT")]
     endpoint: String,
     /// How the device talks to the service.
@@ -51,6 +51,23 @@ pub(crate) struct RegisterArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Ask for an operational certificate: a new key pair and a certificate
+    /// request (CN = the registration id) go with the registration; the
+    /// enrollment's credential policy decides whether a CA issues it.
+    #[arg(long, requires_all = ["cert_out", "key_out"])]
+    issue_certificate: bool,
+    /// The key type of the new key pair.
+    #[arg(long, value_enum, default_value_t, requires = "issue_certificate")]
+    key_type: crate::KeyTypeArg,
+    /// Write the issued chain (PEM, leaf first) here.
+    #[arg(long, value_name = "FILE", requires = "issue_certificate")]
+    cert_out: Option<PathBuf>,
+    /// Write the new private key (PEM, PKCS#8; created with mode 0600) here.
+    #[arg(long, value_name = "FILE", requires = "issue_certificate")]
+    key_out: Option<PathBuf>,
+    /// api-version to send (default: 2021-06-01, or 2026-04-01 with --issue-certificate).
+    #[arg(long)]
+    api_version: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -65,12 +82,21 @@ pub(crate) async fn run(args: RegisterArgs) -> Result<ExitCode> {
     if let Some(path) = &args.ca {
         builder = builder.trust_ca_pem(read(path)?);
     }
+    if args.issue_certificate {
+        builder = builder.issue_certificate(args.key_type.into());
+    }
+    if let Some(version) = &args.api_version {
+        builder = builder.api_version(version);
+    }
     if let Some(payload) = &args.payload {
         builder = builder
             .payload(serde_json::from_str::<Value>(payload).context("--payload is not JSON")?);
     }
     match builder.build()?.register().await {
         Ok(registration) => {
+            if args.issue_certificate {
+                write_issued(&args, &registration)?;
+            }
             if args.json {
                 let mut out = serde_json::to_value(&registration)?;
                 out["status"] = json!("assigned");
@@ -88,6 +114,9 @@ pub(crate) async fn run(args: RegisterArgs) -> Result<ExitCode> {
                 if let Some(connection) = &registration.hub_connection_string {
                     println!("connection     {connection}");
                 }
+                if let Some(issued) = &registration.issued_certificate {
+                    println!("certificate    {} ({})", issued.thumbprint, issued.key_type);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -97,6 +126,48 @@ pub(crate) async fn run(args: RegisterArgs) -> Result<ExitCode> {
         }
         Err(error) => Err(error).context(format!("registering {registration_id}")),
     }
+}
+
+/// Write the issued chain and its key where asked; a registration that
+/// returned no certificate (a service that ignored the request) is an error:
+/// the device asked for one and would otherwise be left without.
+fn write_issued(args: &RegisterArgs, registration: &dps_client::Registration) -> Result<()> {
+    let issued = registration.issued_certificate.as_ref().context(
+        "the service assigned the device but returned no certificate \
+         (issuedCertificateChain): it does not issue certificates at this api-version",
+    )?;
+    if let (Some(cert_out), Some(key_out)) = (&args.cert_out, &args.key_out) {
+        write_private(key_out, &issued.private_key_pem)?;
+        std::fs::write(cert_out, &issued.chain_pem)
+            .with_context(|| format!("writing {}", cert_out.display()))?;
+    }
+    Ok(())
+}
+
+/// Write a private key readable by its owner only (created so, never
+/// widened afterwards: no moment where another user could read it).
+fn write_private(path: &PathBuf, contents: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .and_then(|mut file| {
+            // An existing file keeps its mode on open: narrow it before
+            // the key is written into it.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            file.write_all(contents.as_bytes())
+        })
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn credential(args: &RegisterArgs) -> Result<(Credential, String)> {

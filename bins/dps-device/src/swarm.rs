@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Flags of `swarm`.
 #[derive(Args, Debug)]
 pub(crate) struct SwarmArgs {
-    /// Device endpoint, HOST[:PORT] (default port: 443, or 8883 for --transport mqtt).
+    /// Device endpoint, HOST[:PORT] (default port: 443, 8883 for --transport mqtt, 5671 for amqp).
     #[arg(long, env = "DPS_ENDPOINT")]
     endpoint: String,
     /// How the devices talk to the service.
@@ -85,6 +85,18 @@ pub(crate) struct SwarmArgs {
     /// histogram per second) to FILE.
     #[arg(long, value_name = "FILE")]
     histogram_log: Option<PathBuf>,
+    /// Every device asks for an operational certificate (its key pair and
+    /// request are made before the clock starts). With --create-enrollments,
+    /// a CA and a credential policy (PREFIX-ca, PREFIX-policy) are created
+    /// on dps for the run unless --credential-policy names one.
+    #[arg(long)]
+    issue_certificate: bool,
+    /// The devices' key type with --issue-certificate.
+    #[arg(long, value_enum, default_value_t, requires = "issue_certificate")]
+    key_type: crate::KeyTypeArg,
+    /// An existing credential policy the created enrollments name.
+    #[arg(long, requires = "issue_certificate")]
+    credential_policy: Option<String>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -101,6 +113,15 @@ pub(crate) async fn run(args: SwarmArgs) -> Result<ExitCode> {
     let mut options = PlanOptions::new(prefix, args.count, args.mix);
     options.seed_key = args.seed_key.clone();
     options.group_key = args.group_key.clone();
+    let created_policy =
+        args.issue_certificate && args.create_enrollments && args.credential_policy.is_none();
+    if args.issue_certificate {
+        options.issue_certificates = Some(args.key_type.into());
+        options.credential_policy = args
+            .credential_policy
+            .clone()
+            .or_else(|| created_policy.then(|| format!("{}-policy", options.prefix)));
+    }
     let plan = SwarmPlan::prepare(options)?;
     let extra_ca =
         match &args.ca {
@@ -129,6 +150,11 @@ pub(crate) async fn run(args: SwarmArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    if let (Some(service), true) = (&service, created_policy) {
+        create_policy(service, &plan.options.prefix)
+            .await
+            .context("creating the swarm's CA and credential policy")?;
+    }
     if let Some(service) = &service {
         match swarm::create_enrollments(service.clone(), &plan, SERVICE_CONCURRENCY).await {
             Ok(written) => eprintln!("created {written} enrollments and groups"),
@@ -137,7 +163,7 @@ pub(crate) async fn run(args: SwarmArgs) -> Result<ExitCode> {
                 // Undo what was created before the refusal; a failure here
                 // must not hide the refusal itself.
                 if args.cleanup {
-                    if let Err(cleanup_error) = cleanup(service, &plan).await {
+                    if let Err(cleanup_error) = cleanup(service, &plan, created_policy).await {
                         eprintln!("dps-device: {cleanup_error:#}");
                     }
                 }
@@ -187,7 +213,7 @@ pub(crate) async fn run(args: SwarmArgs) -> Result<ExitCode> {
         write_file(path, |out| report.write_histogram_log(out))?;
     }
     if let (Some(service), true) = (&service, args.cleanup) {
-        cleanup(service, &plan).await?;
+        cleanup(service, &plan, created_policy).await?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
@@ -204,7 +230,11 @@ pub(crate) async fn run(args: SwarmArgs) -> Result<ExitCode> {
 /// Service API requests in flight while creating or deleting enrollments.
 const SERVICE_CONCURRENCY: usize = 16;
 
-async fn cleanup(service: &Arc<ServiceClient>, plan: &SwarmPlan) -> Result<()> {
+async fn cleanup(
+    service: &Arc<ServiceClient>,
+    plan: &SwarmPlan,
+    created_policy: bool,
+) -> Result<()> {
     let removed = swarm::delete_enrollments(service.clone(), plan, SERVICE_CONCURRENCY)
         .await
         .context("deleting the swarm's enrollments (--cleanup)")?;
@@ -212,6 +242,38 @@ async fn cleanup(service: &Arc<ServiceClient>, plan: &SwarmPlan) -> Result<()> {
         "deleted {} enrollments, {} groups and {} group members' registration records",
         removed.enrollments, removed.groups, removed.registrations
     );
+    if created_policy {
+        // The policy first: a CA named by a policy cannot be deleted.
+        let prefix = &plan.options.prefix;
+        service
+            .delete_credential_policy(&format!("{prefix}-policy"))
+            .await
+            .context("deleting the swarm's credential policy (--cleanup)")?;
+        service
+            .delete_certificate_authority(&format!("{prefix}-ca"))
+            .await
+            .context("deleting the swarm's CA (--cleanup)")?;
+        eprintln!("deleted the swarm's credential policy and CA");
+    }
+    Ok(())
+}
+
+/// A CA dps generates and a policy over it accepting both key types the
+/// swarm can use, named after the run (`PREFIX-ca`, `PREFIX-policy`).
+async fn create_policy(service: &ServiceClient, prefix: &str) -> Result<(), ClientError> {
+    let ca = format!("{prefix}-ca");
+    service
+        .create_certificate_authority(&ca, &format!("{prefix} swarm issuing CA"))
+        .await?;
+    let policy = serde_json::json!({
+        "certificateAuthorityName": ca,
+        "validityPeriodInDays": 30,
+        "acceptedKeyTypes": ["ecdsaP256", "rsa2048"],
+    });
+    service
+        .put_credential_policy(&format!("{prefix}-policy"), &policy)
+        .await?;
+    eprintln!("created CA {ca} and credential policy {prefix}-policy");
     Ok(())
 }
 

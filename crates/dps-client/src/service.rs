@@ -1,6 +1,7 @@
 //! Just enough of the service operations API (spec §4) to prepare a swarm
 //! and clean up after it: create, replace or delete individual enrollments
-//! and enrollment groups, delete registration records, with a
+//! and enrollment groups, delete registration records (and, on dps, the
+//! certificate authority and credential policy of an issuing swarm), with a
 //! SAS token made from the service connection string — the documented Azure
 //! routes, so it works against dps and the cloud service alike.
 
@@ -101,6 +102,47 @@ impl ServiceClient {
     /// only); `false` when there was none.
     pub async fn delete_registration(&self, registration_id: &str) -> Result<bool, ClientError> {
         self.delete(&format!("registrations/{}", encode(registration_id)))
+            .await
+    }
+
+    /// `PUT /certificateAuthorities/{name}` with a CA dps generates (dps's
+    /// own route, for certificate issuance); `false` when the name is taken
+    /// (a CA is never replaced, so a re-run keeps the first one).
+    pub async fn create_certificate_authority(
+        &self,
+        name: &str,
+        common_name: &str,
+    ) -> Result<bool, ClientError> {
+        let body = serde_json::json!({"mode": "generate", "commonName": common_name});
+        match self
+            .put(&format!("certificateAuthorities/{}", encode(name)), &body)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClientError::Service { status: 409, .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `PUT /credentialPolicies/{name}` (create or replace; dps's own route).
+    pub async fn put_credential_policy(
+        &self,
+        name: &str,
+        policy: &Value,
+    ) -> Result<Value, ClientError> {
+        self.put(&format!("credentialPolicies/{}", encode(name)), policy)
+            .await
+    }
+
+    /// `DELETE /credentialPolicies/{name}`; `false` when there was none.
+    pub async fn delete_credential_policy(&self, name: &str) -> Result<bool, ClientError> {
+        self.delete(&format!("credentialPolicies/{}", encode(name)))
+            .await
+    }
+
+    /// `DELETE /certificateAuthorities/{name}`; `false` when there was none.
+    pub async fn delete_certificate_authority(&self, name: &str) -> Result<bool, ClientError> {
+        self.delete(&format!("certificateAuthorities/{}", encode(name)))
             .await
     }
 

@@ -185,7 +185,17 @@ async fn register(config: &SwarmConfig, device: &SwarmDevice) -> Result<String, 
     if let Some(interval) = config.poll_interval {
         builder = builder.poll_interval(interval);
     }
+    if let Some(request) = &device.certificate_request {
+        builder = builder.certificate_request(request.clone());
+    }
     let registration = builder.build()?.register().await?;
+    // A device that asked for a certificate and got none is not provisioned
+    // as it wanted: counted as failed, not as assigned.
+    if device.certificate_request.is_some() && registration.issued_certificate.is_none() {
+        return Err(ClientError::protocol(
+            "assigned without issuedCertificateChain although the device sent a csr",
+        ));
+    }
     Ok(registration.assigned_hub)
 }
 

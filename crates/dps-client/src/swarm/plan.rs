@@ -13,7 +13,7 @@ use rcgen::{
 };
 use serde_json::{json, Value};
 
-use crate::{ClientError, Credential};
+use crate::{CertificateRequest, ClientError, Credential, KeyType};
 
 /// The kind of credential a swarm device uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -148,6 +148,13 @@ pub struct PlanOptions {
     pub group_id: String,
     /// Id of the X.509 enrollment group.
     pub x509_group_id: String,
+    /// Every device asks for an operational certificate with a key of this
+    /// type (its key and request are made with the plan, before the clock
+    /// starts); `None`: no certificate requests.
+    pub issue_certificates: Option<KeyType>,
+    /// The credential policy the swarm's enrollments and groups name
+    /// (`credentialPolicyName`), so that their devices' requests are issued.
+    pub credential_policy: Option<String>,
 }
 
 impl PlanOptions {
@@ -162,6 +169,8 @@ impl PlanOptions {
             mix,
             seed_key: None,
             group_key: None,
+            issue_certificates: None,
+            credential_policy: None,
         }
     }
 }
@@ -280,6 +289,8 @@ pub struct SwarmDevice {
     pub credential: Credential,
     /// For individual symmetric-key devices: the key (base64) its enrollment needs.
     pub individual_key: Option<String>,
+    /// Its certificate request, when the swarm asks for certificates.
+    pub certificate_request: Option<CertificateRequest>,
 }
 
 /// A prepared swarm: every device with its credential, and the material the
@@ -332,11 +343,16 @@ impl SwarmPlan {
                     (Credential::X509 { chain_pem, key_pem }, None)
                 }
             };
+            let certificate_request = options
+                .issue_certificates
+                .map(|key_type| CertificateRequest::generate(key_type, &registration_id))
+                .transpose()?;
             devices.push(SwarmDevice {
                 registration_id,
                 kind,
                 credential,
                 individual_key,
+                certificate_request,
             });
         }
         Ok(SwarmPlan {
@@ -360,12 +376,20 @@ impl SwarmPlan {
     /// The individual enrollment (service API JSON) of a symmetric-key device.
     pub fn individual_enrollment(&self, device: &SwarmDevice) -> Option<Value> {
         let key = device.individual_key.as_ref()?;
-        Some(json!({
+        Some(self.with_policy(json!({
             "registrationId": device.registration_id,
             "attestation": {"type": "symmetricKey",
                 "symmetricKey": {"primaryKey": key, "secondaryKey": key}},
             "provisioningStatus": "enabled",
-        }))
+        })))
+    }
+
+    /// `record` naming the plan's credential policy, if it has one.
+    fn with_policy(&self, mut record: Value) -> Value {
+        if let Some(policy) = &self.options.credential_policy {
+            record["credentialPolicyName"] = json!(policy);
+        }
+        record
     }
 
     /// Every individual enrollment the swarm needs.
@@ -382,12 +406,12 @@ impl SwarmPlan {
         if self.options.mix.group > 0 {
             groups.push((
                 self.options.group_id.clone(),
-                json!({
+                self.with_policy(json!({
                     "enrollmentGroupId": self.options.group_id,
                     "attestation": {"type": "symmetricKey",
                         "symmetricKey": {"primaryKey": self.group_key, "secondaryKey": self.group_key}},
                     "provisioningStatus": "enabled",
-                }),
+                })),
             ));
         }
         if let Some(ca) = &self.ca {
@@ -395,12 +419,12 @@ impl SwarmPlan {
             // administrator uploads it, no proof-of-possession round.
             groups.push((
                 self.options.x509_group_id.clone(),
-                json!({
+                self.with_policy(json!({
                     "enrollmentGroupId": self.options.x509_group_id,
                     "attestation": {"type": "x509",
                         "x509": {"signingCertificates": {"primary": {"certificate": ca.root_pem()}}}},
                     "provisioningStatus": "enabled",
-                }),
+                })),
             ));
         }
         groups
@@ -486,5 +510,29 @@ mod tests {
             panic!("x509 device without a certificate")
         };
         assert_eq!(chain_pem.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(plan.devices.iter().all(|d| d.certificate_request.is_none()));
+        assert!(plan.enrollment_groups()[0]
+            .1
+            .get("credentialPolicyName")
+            .is_none());
+    }
+
+    #[test]
+    fn issuing_plans_prepare_requests_and_name_the_policy() {
+        let mut options = PlanOptions::new("i", 3, "symmetric=1,group=1,x509=1".parse().unwrap());
+        options.issue_certificates = Some(KeyType::EcdsaP256);
+        options.credential_policy = Some("swarm-policy".to_owned());
+        let plan = SwarmPlan::prepare(options).unwrap();
+        assert!(plan.devices.iter().all(|d| d
+            .certificate_request
+            .as_ref()
+            .is_some_and(|r| r.key_type() == KeyType::EcdsaP256)));
+        for record in plan
+            .individual_enrollments()
+            .into_iter()
+            .chain(plan.enrollment_groups().into_iter().map(|(_, g)| g))
+        {
+            assert_eq!(record["credentialPolicyName"], "swarm-policy", "{record}");
+        }
     }
 }
