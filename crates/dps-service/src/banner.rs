@@ -41,6 +41,9 @@ pub fn lines(
     if let Some(addr) = server.mqtt_addr() {
         out.push(format!("mqtt endpoint:      mqtts://{addr}"));
     }
+    if let Some(addr) = server.amqp_addr() {
+        out.push(format!("amqp endpoint:      amqps://{addr}"));
+    }
     if let Some(addr) = service {
         out.push(format!("service endpoint:   https://{addr}"));
     }

@@ -63,6 +63,8 @@ pub struct ListenerGates {
     pub service: Arc<ConnectionGate>,
     /// MQTT over TLS (`None` when MQTT is disabled).
     pub mqtt: Option<Arc<ConnectionGate>>,
+    /// AMQP over TLS (`None` when AMQP is disabled).
+    pub amqp: Option<Arc<ConnectionGate>>,
 }
 
 impl ListenerGates {
@@ -72,7 +74,14 @@ impl ListenerGates {
             device: ConnectionGate::new("device", limits),
             service: ConnectionGate::new("service", limits),
             mqtt: mqtt.then(|| ConnectionGate::new("mqtt", limits)),
+            amqp: None,
         }
+    }
+
+    /// These gates and one for AMQP over TLS when `amqp`.
+    pub fn with_amqp(mut self, limits: &ConnectionLimits, amqp: bool) -> Self {
+        self.amqp = amqp.then(|| ConnectionGate::new("amqp", limits));
+        self
     }
 }
 

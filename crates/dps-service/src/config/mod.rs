@@ -13,6 +13,7 @@ use crate::ServiceError;
 
 mod admin;
 mod allocation;
+mod amqp;
 mod attestation;
 mod credentials;
 mod egress;
@@ -23,6 +24,7 @@ mod overrides;
 mod throttling;
 
 pub use admin::{AdminConfig, DEFAULT_ADMIN_PORT};
+pub use amqp::{AmqpConfig, DEFAULT_AMQP_PORT};
 pub use allocation::{
     AllocationConfig, GeoLatencyConfig, LatencyProbeConfig, LatencyRange, LatencyRoundTrip,
     LatencyTableSettings,
@@ -157,6 +159,8 @@ pub struct DeviceEndpointConfig {
     pub retry_after_seconds: u64,
     /// The MQTT device endpoint (`[device.mqtt]`).
     pub mqtt: MqttConfig,
+    /// The AMQP device endpoint (`[device.amqp]`).
+    pub amqp: AmqpConfig,
 }
 
 impl Default for DeviceEndpointConfig {
@@ -167,6 +171,7 @@ impl Default for DeviceEndpointConfig {
             max_token_lifetime_seconds: DEFAULT_DEVICE_TOKEN_LIFETIME_SECS,
             retry_after_seconds: 1,
             mqtt: MqttConfig::default(),
+            amqp: AmqpConfig::default(),
         }
     }
 }
@@ -322,6 +327,11 @@ impl ServiceConfig {
                 });
             }
         }
+        let mut taken = vec![self.service.listen];
+        if mqtt.enabled {
+            taken.push(mqtt.listen_addr(self.device.listen));
+        }
+        self.device.amqp.validate(self.device.listen, &taken)?;
         self.egress.validate()?;
         self.connections.validate()?;
         self.throttling.validate()?;

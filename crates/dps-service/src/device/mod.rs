@@ -6,12 +6,14 @@
 //! * `answers`: pipeline outcomes → status, body and wait.
 //! * HTTPS: [`router`].
 //! * MQTT over TLS and over WebSocket: [`mqtt`].
+//! * AMQP over TLS and over WebSocket: [`amqp`].
 //!
-//! A new transport (AMQP) reads frames into [`crate::pipeline::DeviceRequest`]s
+//! Each transport reads frames into [`crate::pipeline::DeviceRequest`]s
 //! and bodies through `body`, calls the pipeline, and renders the
 //! [`crate::respond::WireAnswer`]s of `answers`; the TLS accept loop is
 //! [`crate::listener`]'s.
 
+pub mod amqp;
 pub(crate) mod answers;
 pub(crate) mod body;
 mod http_api;

@@ -65,6 +65,7 @@ impl ConnectionsCollector {
     fn gates(&self) -> Vec<&ConnectionGate> {
         let mut gates = vec![self.0.device.as_ref(), self.0.service.as_ref()];
         gates.extend(self.0.mqtt.as_deref());
+        gates.extend(self.0.amqp.as_deref());
         gates
     }
 }

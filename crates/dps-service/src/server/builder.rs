@@ -37,10 +37,11 @@ impl Server {
 
 /// Which listeners a server binds. The default follows the configuration:
 /// device HTTPS and the service API always, MQTT and MQTT over WebSocket when
-/// `device.mqtt` enables them, admin when `admin.enabled`.
+/// `device.mqtt` enables them, AMQP and AMQP over WebSocket when
+/// `device.amqp` does, admin when `admin.enabled`.
 ///
-/// MQTT over WebSocket is served on the device HTTPS port, so it needs
-/// `device_https`.
+/// MQTT and AMQP over WebSocket are served on the device HTTPS port, so they
+/// need `device_https`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listeners {
     /// The device endpoint over HTTPS (`device.listen`).
@@ -49,6 +50,10 @@ pub struct Listeners {
     pub mqtt: bool,
     /// MQTT over WebSocket, on the device HTTPS listener.
     pub mqtt_websocket: bool,
+    /// AMQP over TLS (`device.amqp.listen`).
+    pub amqp: bool,
+    /// AMQP over WebSocket, on the device HTTPS listener.
+    pub amqp_websocket: bool,
     /// The service operations API (`service.listen`).
     pub service: bool,
     /// Health and readiness, plain HTTP (`admin.listen`).
@@ -63,6 +68,8 @@ impl Listeners {
             device_https: true,
             mqtt: mqtt.enabled,
             mqtt_websocket: mqtt.enabled && mqtt.websocket,
+            amqp: config.device.amqp.enabled,
+            amqp_websocket: config.device.amqp.enabled && config.device.amqp.websocket,
             service: true,
             admin: config.admin.enabled,
         }
@@ -74,6 +81,8 @@ impl Listeners {
             device_https: false,
             mqtt: false,
             mqtt_websocket: false,
+            amqp: false,
+            amqp_websocket: false,
             service: false,
             admin: false,
         }
@@ -85,6 +94,8 @@ impl Listeners {
             device_https: true,
             mqtt: true,
             mqtt_websocket: true,
+            amqp: true,
+            amqp_websocket: true,
             service: true,
             admin: true,
         }
@@ -94,12 +105,14 @@ impl Listeners {
     /// validation and the development certificate's names agree with what
     /// is bound.
     pub(super) fn apply_to(self, config: &mut ServiceConfig) -> Result<(), ServiceError> {
-        if self.mqtt_websocket && !self.device_https {
+        if (self.mqtt_websocket || self.amqp_websocket) && !self.device_https {
             return Err(ServiceError::Config {
-                reason: "MQTT over WebSocket is served on the device HTTPS listener, which is off"
+                reason: "MQTT and AMQP over WebSocket are served on the device HTTPS listener, which is off"
                     .to_owned(),
             });
         }
+        config.device.amqp.enabled = self.amqp || self.amqp_websocket;
+        config.device.amqp.websocket = self.amqp_websocket;
         config.device.mqtt.enabled = self.mqtt || self.mqtt_websocket;
         config.device.mqtt.websocket = self.mqtt_websocket;
         config.admin.enabled = self.admin;

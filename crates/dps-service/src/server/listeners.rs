@@ -12,6 +12,7 @@ use super::running::Addresses;
 use super::Listeners;
 use crate::config::ServiceConfig;
 use crate::connection_limits::ListenerGates;
+use crate::device::amqp::AmqpEndpoint;
 use crate::device::mqtt::MqttEndpoint;
 use crate::listener::serve_tls_limited;
 use crate::tls::ServerIdentity;
@@ -28,6 +29,7 @@ pub(super) struct BoundListeners {
     pub(super) device: Option<Bound>,
     pub(super) service: Option<Bound>,
     pub(super) mqtt: Option<Bound>,
+    pub(super) amqp: Option<Bound>,
     pub(super) admin: Option<Bound>,
 }
 
@@ -47,6 +49,11 @@ impl BoundListeners {
                 config.device.mqtt.listen_addr(device_listen),
             )
             .await?,
+            amqp: bind_if(
+                listeners.amqp,
+                config.device.amqp.listen_addr(device_listen),
+            )
+            .await?,
             admin: bind_if(listeners.admin, config.admin.listen_addr(device_listen)).await?,
         })
     }
@@ -57,6 +64,7 @@ impl BoundListeners {
             device: self.device.as_ref().map(|b| b.addr),
             service: self.service.as_ref().map(|b| b.addr),
             mqtt: self.mqtt.as_ref().map(|b| b.addr),
+            amqp: self.amqp.as_ref().map(|b| b.addr),
             admin: self.admin.as_ref().map(|b| b.addr),
         }
     }
@@ -81,6 +89,7 @@ pub(super) struct Endpoints {
     pub(super) device: Router,
     pub(super) service: Router,
     pub(super) mqtt: Option<Arc<MqttEndpoint>>,
+    pub(super) amqp: Option<Arc<AmqpEndpoint>>,
 }
 
 /// Spawn one task per bound TLS listener (the admin listener is served
@@ -117,6 +126,15 @@ pub(super) fn serve_tls_listeners(
         let mqtt_tls = identity.server_config(&[])?;
         tasks.push(tokio::spawn(crate::device::mqtt::serve_tls(
             listener, mqtt_tls, endpoint, gate,
+        )));
+    }
+    if let (Some(Bound { listener, .. }), Some(endpoint), Some(gate)) =
+        (bound.amqp.take(), endpoints.amqp, gates.amqp.clone())
+    {
+        // AMQP clients may offer ALPN protocols of their own: offer none.
+        let amqp_tls = identity.server_config(&[])?;
+        tasks.push(tokio::spawn(crate::device::amqp::serve_tls(
+            listener, amqp_tls, endpoint, gate,
         )));
     }
     Ok(tasks)

@@ -25,6 +25,7 @@ pub(super) struct Addresses {
     pub(super) device: Option<SocketAddr>,
     pub(super) service: Option<SocketAddr>,
     pub(super) mqtt: Option<SocketAddr>,
+    pub(super) amqp: Option<SocketAddr>,
     pub(super) admin: Option<SocketAddr>,
 }
 
@@ -57,6 +58,7 @@ impl std::fmt::Debug for RunningServer {
             .field("device_addr", &self.addresses.device)
             .field("service_addr", &self.addresses.service)
             .field("mqtt_addr", &self.addresses.mqtt)
+            .field("amqp_addr", &self.addresses.amqp)
             .field("admin_addr", &self.addresses.admin)
             .field("tenants", &tenants)
             .field("operator_key_origin", &self.operator_key_origin)
@@ -80,6 +82,11 @@ impl RunningServer {
     /// Where MQTT over TLS listens; `None` when not served.
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
         self.addresses.mqtt
+    }
+
+    /// Where AMQP over TLS listens; `None` when not served.
+    pub fn amqp_addr(&self) -> Option<SocketAddr> {
+        self.addresses.amqp
     }
 
     /// Where the admin listener (`/healthz`, `/readyz`) answers, plain

@@ -129,15 +129,27 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
     let mqtt = &config.device.mqtt;
     let mqtt_endpoint = mqtt.enabled.then(|| {
         device::mqtt::MqttEndpoint::new(
-            pipeline,
+            pipeline.clone(),
             mqtt,
             &config.connections,
             config.device.retry_after_seconds,
             receiver.clone(),
         )
     });
-    if let (Some(endpoint), true) = (&mqtt_endpoint, mqtt.websocket) {
-        device_router = device::mqtt::with_websocket(device_router, endpoint.clone());
+    let amqp = &config.device.amqp;
+    let amqp_endpoint = amqp.enabled.then(|| {
+        device::amqp::AmqpEndpoint::new(
+            pipeline.clone(),
+            amqp,
+            &config.connections,
+            config.device.retry_after_seconds,
+            receiver.clone(),
+        )
+    });
+    let mqtt_ws = mqtt_endpoint.clone().filter(|_| mqtt.websocket);
+    let amqp_ws = amqp_endpoint.clone().filter(|_| amqp.websocket);
+    if mqtt_ws.is_some() || amqp_ws.is_some() {
+        device_router = device::mqtt::with_websockets(device_router, mqtt_ws, amqp_ws);
     }
     let operator_audience = crate::endpoint_names::operator_audience(
         &config.service.operator_audience,
@@ -163,11 +175,13 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
     );
     let service_router = metrics.observe_service_api(service_router, config.log.access_log);
 
-    let connections = ListenerGates::new(&config.connections, addresses.mqtt.is_some());
+    let connections = ListenerGates::new(&config.connections, addresses.mqtt.is_some())
+        .with_amqp(&config.connections, addresses.amqp.is_some());
     let endpoints = Endpoints {
         device: device_router,
         service: service_router,
         mqtt: mqtt_endpoint.filter(|_| addresses.mqtt.is_some()),
+        amqp: amqp_endpoint.filter(|_| addresses.amqp.is_some()),
     };
     let mut tasks = super::listeners::serve_tls_listeners(
         &mut bound,
@@ -209,6 +223,7 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
         device_addr = %shown(addresses.device),
         service_addr = %shown(addresses.service),
         mqtt_addr = %shown(addresses.mqtt),
+        amqp_addr = %shown(addresses.amqp),
         admin_addr = %shown(addresses.admin),
         "dps is serving"
     );

@@ -22,8 +22,8 @@
 //! Azure: a challenge is answered as over HTTPS, but its token would need a
 //! new CONNECT).
 
-mod registry;
-mod requests;
+pub(crate) mod registry;
+pub(crate) mod requests;
 mod session;
 mod transport;
 mod websocket;
@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 use self::registry::ConnectionRegistry;
 use self::transport::Transport;
-pub use self::websocket::with_websocket;
+pub use self::websocket::{with_websocket, with_websockets};
 use crate::config::{ConnectionLimits, MqttConfig};
 use crate::connection_limits::ConnectionGate;
 use crate::listener::accept_tls;

@@ -1,7 +1,8 @@
-//! MQTT over WebSocket on the HTTPS device router: a request that asks to
-//! upgrade to WebSocket with the `mqtt` subprotocol becomes an MQTT session on
-//! any path (Node and Python use `/$iothub/websocket`, C# none) and whatever
-//! the `Host`; every other request goes to the HTTPS routes unchanged.
+//! WebSocket upgrades on the HTTPS device router: a request that asks to
+//! upgrade to WebSocket with the `mqtt` subprotocol becomes an MQTT session,
+//! one asking for `AMQPWSB10` an AMQP connection ([`crate::device::amqp`]),
+//! on any path (Node and Python use `/$iothub/websocket`, C# none) and
+//! whatever the `Host`; every other request goes to the HTTPS routes unchanged.
 //!
 //! Extensions offered by the client (Node offers permessage-deflate) are not
 //! accepted: MQTT packets here are small JSON, and the 101 answer simply
@@ -21,27 +22,65 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::transport::Transport;
 use super::{session, MqttEndpoint};
+use crate::device::amqp::{self, AmqpEndpoint};
 use crate::listener::{ConnectionInfo, ConnectionSlot};
 use crate::respond::ApiError;
 
 /// The subprotocol of MQTT over WebSocket.
 const SUBPROTOCOL: &str = "mqtt";
 
-/// `router` with the MQTT-over-WebSocket upgrade in front of it.
-pub fn with_websocket(router: Router, endpoint: Arc<MqttEndpoint>) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(endpoint, hook))
+/// The endpoints an upgrade may lead to.
+#[derive(Clone, Debug)]
+struct Upgrades {
+    mqtt: Option<Arc<MqttEndpoint>>,
+    amqp: Option<Arc<AmqpEndpoint>>,
 }
 
-async fn hook(State(endpoint): State<Arc<MqttEndpoint>>, request: Request, next: Next) -> Response {
-    match mqtt_subprotocol(request.headers()) {
-        Some(subprotocol) => upgrade(endpoint, request, subprotocol),
+/// Which endpoint an upgrade asked for.
+enum Target {
+    Mqtt(Arc<MqttEndpoint>),
+    Amqp(Arc<AmqpEndpoint>),
+}
+
+/// `router` with the MQTT-over-WebSocket upgrade in front of it.
+pub fn with_websocket(router: Router, endpoint: Arc<MqttEndpoint>) -> Router {
+    with_websockets(router, Some(endpoint), None)
+}
+
+/// `router` with the MQTT and AMQP WebSocket upgrades (each when given) in
+/// front of it.
+pub fn with_websockets(
+    router: Router,
+    mqtt: Option<Arc<MqttEndpoint>>,
+    amqp: Option<Arc<AmqpEndpoint>>,
+) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        Upgrades { mqtt, amqp },
+        hook,
+    ))
+}
+
+async fn hook(State(upgrades): State<Upgrades>, request: Request, next: Next) -> Response {
+    match choose(upgrades, request.headers()) {
+        Some((target, subprotocol)) => upgrade(target, request, subprotocol),
         None => next.run(request).await,
     }
 }
 
-/// The `mqtt` token exactly as the client wrote it, when this is a WebSocket
-/// upgrade asking for it.
-fn mqtt_subprotocol(headers: &HeaderMap) -> Option<String> {
+/// The endpoint and subprotocol token an upgrade asks for, if served.
+fn choose(upgrades: Upgrades, headers: &HeaderMap) -> Option<(Target, String)> {
+    let mqtt = upgrades
+        .mqtt
+        .and_then(|e| subprotocol(headers, SUBPROTOCOL).map(|p| (Target::Mqtt(e), p)));
+    mqtt.or_else(|| {
+        let wanted = subprotocol(headers, amqp::websocket::SUBPROTOCOL)?;
+        upgrades.amqp.map(|e| (Target::Amqp(e), wanted))
+    })
+}
+
+/// The `name` token exactly as the client wrote it, when this is a
+/// WebSocket upgrade asking for it.
+fn subprotocol(headers: &HeaderMap, name: &str) -> Option<String> {
     let upgrade = headers.get(header::UPGRADE)?.to_str().ok()?;
     if !tokens(upgrade).any(|t| t.eq_ignore_ascii_case("websocket")) {
         return None;
@@ -51,7 +90,7 @@ fn mqtt_subprotocol(headers: &HeaderMap) -> Option<String> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(tokens)
-        .find(|t| t.eq_ignore_ascii_case(SUBPROTOCOL))
+        .find(|t| t.eq_ignore_ascii_case(name))
         .map(str::to_owned)
 }
 
@@ -59,7 +98,7 @@ fn tokens(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').map(str::trim).filter(|t| !t.is_empty())
 }
 
-fn upgrade(endpoint: Arc<MqttEndpoint>, mut request: Request, subprotocol: String) -> Response {
+fn upgrade(target: Target, mut request: Request, subprotocol: String) -> Response {
     let headers = request.headers();
     if request.method() != Method::GET {
         return ApiError::bad_request("A WebSocket upgrade must be a GET.").into_response();
@@ -82,7 +121,8 @@ fn upgrade(endpoint: Arc<MqttEndpoint>, mut request: Request, subprotocol: Strin
     };
     let accept = derive_accept_key(key.as_bytes());
     let Some(connection) = request.extensions().get::<ConnectionInfo>().cloned() else {
-        return ApiError::internal("MQTT upgrade without connection information").into_response();
+        return ApiError::internal("WebSocket upgrade without connection information")
+            .into_response();
     };
     // The session outlives the HTTP connection: it keeps the connection's
     // place under the caps until it ends.
@@ -95,11 +135,15 @@ fn upgrade(endpoint: Arc<MqttEndpoint>, mut request: Request, subprotocol: Strin
         return ApiError::bad_request("This connection cannot be upgraded (HTTP/1.1 only).")
             .into_response();
     };
+    let max_bytes = match &target {
+        Target::Mqtt(endpoint) => endpoint.limits.max_packet_bytes,
+        Target::Amqp(endpoint) => endpoint.max_frame_bytes(),
+    };
     let config = WebSocketConfig::default()
         .read_buffer_size(16 * 1024)
         .write_buffer_size(0)
-        .max_message_size(Some(2 * endpoint.limits.max_packet_bytes))
-        .max_frame_size(Some(2 * endpoint.limits.max_packet_bytes));
+        .max_message_size(Some(2 * max_bytes))
+        .max_frame_size(Some(2 * max_bytes));
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
@@ -109,10 +153,15 @@ fn upgrade(endpoint: Arc<MqttEndpoint>, mut request: Request, subprotocol: Strin
                     Some(config),
                 )
                 .await;
-                session::run(Transport::WebSocket(Box::new(ws)), connection, endpoint).await;
+                match target {
+                    Target::Mqtt(endpoint) => {
+                        session::run(Transport::WebSocket(Box::new(ws)), connection, endpoint).await
+                    }
+                    Target::Amqp(endpoint) => amqp::websocket::run(ws, connection, endpoint).await,
+                }
                 drop(slot);
             }
-            Err(err) => tracing::debug!(%err, "MQTT WebSocket upgrade failed"),
+            Err(err) => tracing::debug!(%err, "WebSocket upgrade failed"),
         }
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
