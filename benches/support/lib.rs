@@ -1,11 +1,12 @@
 //! Shared helpers of the benchmarks: environment knobs, the results table and
 //! CPU accounting ([`table`]), dps and the hub emulator started in-process
-//! ([`system`]), and a device loop that provisions over any transport through
-//! several endpoints ([`devices`]).
+//! ([`system`]) or as separate processes ([`procs`]), and a device loop that
+//! provisions over any transport through several endpoints ([`devices`]).
 
 #![deny(missing_docs)]
 
 pub mod devices;
+pub mod procs;
 pub mod system;
 pub mod table;
 
@@ -21,13 +22,7 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// User + system CPU time of this process so far (Linux; `None` elsewhere).
 /// Server and client share the process, so this is the whole system's cost.
 pub fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the
-    // 12th and 13th of them, in clock ticks (100 per second on Linux).
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0)
+    procs::cpu_seconds("self")
 }
 
 /// The machine's core count, for the headers.
