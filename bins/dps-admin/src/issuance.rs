@@ -84,7 +84,7 @@ pub(crate) enum CredentialPolicyCommand {
     Create(PolicyArgs),
     /// Change the fields given; the others keep their value.
     Update(PolicyArgs),
-    /// Delete a policy (enrollments naming it keep the name).
+    /// Delete a policy (refused while an enrollment or group names it).
     Delete(PolicyDeleteArgs),
 }
 
