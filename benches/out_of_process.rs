@@ -264,8 +264,7 @@ async fn start(phases: &[(&str, u64, bool)], amqp_enabled: bool) -> Result<Setup
         procs::free_port(lo)?,
     );
     let service = procs::free_port(IpAddr::from([127, 0, 0, 2]))?;
-    // Written by hand: every other key keeps its default. Throughput, not
-    // the per-tenant limits (on by default), is measured: rate 0 is off.
+    // Only when asked for: a server without AMQP refuses the section.
     let amqp_section = if amqp_enabled {
         format!("[device.amqp]\nlisten = \"{amqp}\"\n")
     } else {
@@ -279,47 +278,21 @@ async fn start(phases: &[(&str, u64, bool)], amqp_enabled: bool) -> Result<Setup
                 .map(move |host| format!("\"{host}\" = \"{}\"\n", sim.addr))
         })
         .collect();
-    let config = format!(
-        r#"data_dir = "{data}"
-storage_url = "sqlite://{db}"
-operator_key = "{operator}"
-
-[device]
-listen = "{device}"
-
-[device.mqtt]
-enabled = true
-listen = "{mqtt}"
-websocket = true
-
-{amqp_section}
-[service]
-listen = "{service}"
-
-[admin]
-listen = "{admin}"
-
-[throttling]
-registrations_per_second = 0
-polls_per_second = 0
-service_requests_per_second = 0
-failures_per_address_per_second = 0
-failures_per_scope_per_second = 0
-
-[tls]
-dev_names = ["127.0.0.1", "{SERVICE_HOST}"]
-
-[hubs]
-trusted_ca_files = ["{hub_ca}", "{s1_ca}"]
-
-[hubs.resolve]
-{resolve}"#,
-        data = dir.join("data").display(),
-        db = db.display(),
-        operator = dps_attestation::keys::generate_key(),
-        hub_ca = hubs.ca_file.display(),
-        s1_ca = s1.ca_file.display(),
+    let extra = format!(
+        "[device.mqtt]\nenabled = true\nlisten = \"{mqtt}\"\nwebsocket = true\n\n{amqp_section}\n\
+         [hubs]\ntrusted_ca_files = [\"{}\", \"{}\"]\n\n[hubs.resolve]\n{resolve}",
+        hubs.ca_file.display(),
+        s1.ca_file.display()
     );
+    let data_dir = dir.join("data");
+    let places = procs::ServerPlaces {
+        data_dir: &data_dir,
+        db: &db,
+        device,
+        service,
+        admin,
+    };
+    let config = procs::server_toml(&places, &extra);
     let config_file = dir.join("dps.toml");
     std::fs::write(&config_file, config)?;
     let server = procs::start_server(&bin, &config_file, &dir.join("server.log"), admin).await?;

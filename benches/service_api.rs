@@ -33,7 +33,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{ensure, Context as _, Result};
 use dps_attestation::sas::{create_token, unix_now, SymmetricKey};
@@ -103,18 +103,6 @@ impl Api {
             None => request,
         }
     }
-}
-
-/// One keep-alive client: HTTP/1.1, a single pooled connection, reused.
-fn keep_alive_client(trust: &TlsTrust) -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .use_preconfigured_tls(trust.client_config(None)?)
-        .http1_only()
-        .tcp_nodelay(true)
-        .pool_max_idle_per_host(1)
-        .pool_idle_timeout(None)
-        .timeout(Duration::from_secs(30))
-        .build()?)
 }
 
 /// Send and read the whole answer (so the connection is reused); `Ok` only for 200.
@@ -309,7 +297,7 @@ fn main() -> Result<()> {
 
         let trust = TlsTrust::new(false, &[server.trust_pem()])?;
         let clients = (0..concurrency)
-            .map(|_| keep_alive_client(&trust))
+            .map(|_| system::keep_alive_client(&trust))
             .collect::<Result<Vec<_>>>()?;
         print_header("requests");
         // The enrollments paged are exactly the seeded ones: paged before

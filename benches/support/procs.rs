@@ -19,7 +19,7 @@ use tokio::process::{Child, Command};
 /// The three binaries a bench starts.
 const BINARIES: [(&str, &str); 3] = [
     ("dps-server", "dps-server"),
-    ("dps-hub-sim", "dps-hub-sim"),
+    ("dps-hub-sim-bin", "dps-hub-sim"),
     ("dps-device", "dps-device"),
 ];
 
@@ -46,7 +46,7 @@ pub fn binaries_dir() -> Result<PathBuf> {
         build.args(["-p", package]);
     }
     eprintln!(
-        "building the binaries: cargo build --release -p dps-server -p dps-hub-sim -p dps-device"
+        "building the binaries: cargo build --release -p dps-server -p dps-hub-sim-bin -p dps-device"
     );
     let status = build.status().context("running cargo build")?;
     ensure!(status.success(), "cargo build of the binaries failed");
@@ -260,6 +260,63 @@ impl HubSimProc {
             hubs: linked,
         })
     }
+}
+
+/// Where a benched `dps-server` listens and keeps its data.
+pub struct ServerPlaces<'a> {
+    /// Data directory (generated TLS identity under `tls/`).
+    pub data_dir: &'a Path,
+    /// The SQLite database file.
+    pub db: &'a Path,
+    /// HTTPS device listener.
+    pub device: SocketAddr,
+    /// Service API listener (its address is also in the certificate).
+    pub service: SocketAddr,
+    /// Plain-HTTP admin listener (`/readyz`, `/metrics`).
+    pub admin: SocketAddr,
+}
+
+/// A `dps-server` configuration file for a bench: SQLite at `places.db`,
+/// the listeners of `places`, the per-tenant and per-address limits off
+/// (a bench measures throughput, not the limits, which are on by default),
+/// MQTT off; `extra` (TOML tables, e.g. `[device.mqtt]`, `[hubs]`) is
+/// appended. Every other key keeps its default.
+pub fn server_toml(places: &ServerPlaces<'_>, extra: &str) -> String {
+    format!(
+        r#"data_dir = "{data}"
+storage_url = "sqlite://{db}"
+operator_key = "{operator}"
+
+[device]
+listen = "{device}"
+
+[service]
+listen = "{service}"
+
+[admin]
+listen = "{admin}"
+
+[throttling]
+registrations_per_second = 0
+polls_per_second = 0
+service_requests_per_second = 0
+failures_per_address_per_second = 0
+failures_per_scope_per_second = 0
+
+[tls]
+dev_names = ["{device_ip}", "{service_ip}"]
+
+{extra}
+"#,
+        data = places.data_dir.display(),
+        db = places.db.display(),
+        operator = dps_attestation::keys::generate_key(),
+        device = places.device,
+        service = places.service,
+        admin = places.admin,
+        device_ip = places.device.ip(),
+        service_ip = places.service.ip(),
+    )
 }
 
 /// `dps-server --config <file>` as its own process, ready when `/readyz`

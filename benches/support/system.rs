@@ -171,3 +171,16 @@ pub async fn import_devices(
     }
     Ok(())
 }
+
+/// One keep-alive service API client: HTTP/1.1, a single pooled connection,
+/// reused (so the figures are requests, not TLS handshakes).
+pub fn keep_alive_client(trust: &dps_client::TlsTrust) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .use_preconfigured_tls(trust.client_config(None)?)
+        .http1_only()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .pool_idle_timeout(None)
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?)
+}
