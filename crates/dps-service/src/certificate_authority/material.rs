@@ -247,7 +247,7 @@ fn ca_params(common_name: &str) -> Result<CertificateParams, CertificateAuthorit
 
 /// The root's subject as rcgen writes names: one attribute per RDN, each
 /// type once, PrintableString, UTF8String or IA5String values.
-fn distinguished_name(
+pub(super) fn distinguished_name(
     name: &x509_parser::x509::X509Name<'_>,
 ) -> Result<DistinguishedName, CertificateAuthorityError> {
     let unsupported = |what: &str| CertificateAuthorityError::InvalidCertificate {
@@ -293,7 +293,7 @@ fn distinguished_name(
 }
 
 /// The root certificate's subject key identifier, if it has one.
-fn subject_key_identifier(certificate: &X509Certificate<'_>) -> Option<Vec<u8>> {
+pub(super) fn subject_key_identifier(certificate: &X509Certificate<'_>) -> Option<Vec<u8>> {
     certificate
         .iter_extensions()
         .find_map(|extension| match extension.parsed_extension() {

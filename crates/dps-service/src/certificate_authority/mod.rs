@@ -8,6 +8,7 @@
 //! (every type holding it redacts it from `Debug`) and never returned by an
 //! API.
 
+pub mod issuing;
 pub mod material;
 pub mod sealing;
 
@@ -96,6 +97,9 @@ pub fn unseal_authority(
         .map_err(|_| CertificateAuthorityError::Crypto("sealed key is not PEM"))?;
     CaMaterial::import(&stored.authority.certificate_chain, &key)
 }
+
+#[cfg(test)]
+mod issuing_tests;
 
 #[cfg(test)]
 mod tests {
