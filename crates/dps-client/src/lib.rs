@@ -278,6 +278,47 @@ impl ProvisioningClient {
         tokio::time::sleep(duration).await;
         Ok(())
     }
+
+    /// Run one step of a stream transport's exchange (connect, a request
+    /// and its answer) within the per-request limit and the overall
+    /// `deadline`: running out of the whole time is the timeout error,
+    /// running out of the request's alone is a network error.
+    pub(crate) async fn bounded<T>(
+        &self,
+        deadline: Instant,
+        work: impl std::future::Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let timeout = || ClientError::Timeout {
+            seconds: self.timeout.as_secs(),
+        };
+        let remaining = deadline
+            .checked_duration_since(Instant::now())
+            .ok_or_else(timeout)?;
+        let limit = remaining.min(self.request_timeout);
+        match tokio::time::timeout(limit, work).await {
+            Ok(result) => result,
+            Err(_) if limit < self.request_timeout => Err(timeout()),
+            Err(_) => Err(ClientError::Network {
+                endpoint: self.endpoint.clone(),
+                reason: format!("no answer within {:?}", self.request_timeout),
+            }),
+        }
+    }
+
+    /// Wait as the service asked (`retry-after`; 1 s when it said nothing)
+    /// within sane bounds: a `retry-after` of 0 must not become a busy
+    /// loop, nor a huge one a hang.
+    pub(crate) async fn pause_as_asked(
+        &self,
+        deadline: Instant,
+        retry_after: Option<Duration>,
+    ) -> Result<(), ClientError> {
+        const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+        let duration = retry_after
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(100), MAX_RETRY_AFTER);
+        self.pause(deadline, duration).await
+    }
 }
 
 /// Builder of a [`ProvisioningClient`].

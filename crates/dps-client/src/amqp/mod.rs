@@ -17,7 +17,6 @@
 //! One connection per [`crate::ProvisioningClient::register`] call, closed
 //! at the end. fe2o3-amqp does the framing, the session and the links.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -52,8 +51,6 @@ use crate::{ClientError, ProvisioningClient, Registration, TlsTrust};
 pub(crate) const AMQP_PORT: u16 = 5671;
 /// The WebSocket subprotocol of AMQP (the SDKs' value).
 const SUBPROTOCOL: &str = "AMQPWSB10";
-/// Longest wait the client honours between polls.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How long closing the links, session and connection may take once the
 /// registration has its outcome: the outcome does not wait on a slow peer.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -432,36 +429,14 @@ impl Exchange<'_> {
     /// Run `work` within the request timeout and the overall deadline.
     async fn bounded<T>(
         &self,
-        work: impl Future<Output = Result<T, ClientError>>,
+        work: impl std::future::Future<Output = Result<T, ClientError>>,
     ) -> Result<T, ClientError> {
-        let c = self.client;
-        let timeout = ClientError::Timeout {
-            seconds: c.timeout.as_secs(),
-        };
-        let remaining = self
-            .deadline
-            .checked_duration_since(Instant::now())
-            .ok_or(timeout)?;
-        let limit = remaining.min(c.request_timeout);
-        match tokio::time::timeout(limit, work).await {
-            Ok(result) => result,
-            Err(_) if limit < c.request_timeout => Err(ClientError::Timeout {
-                seconds: c.timeout.as_secs(),
-            }),
-            Err(_) => Err(ClientError::Network {
-                endpoint: c.endpoint.clone(),
-                reason: format!("no answer within {:?}", c.request_timeout),
-            }),
-        }
+        self.client.bounded(self.deadline, work).await
     }
 
-    /// Wait as the service asked, within sane bounds (a `retry-after` of 0
-    /// must not become a busy loop).
+    /// Wait as the service asked.
     async fn wait(&self, retry_after: Option<Duration>) -> Result<(), ClientError> {
-        let duration = retry_after
-            .unwrap_or(Duration::from_secs(1))
-            .clamp(Duration::from_millis(100), MAX_RETRY_AFTER);
-        self.client.pause(self.deadline, duration).await
+        self.client.pause_as_asked(self.deadline, retry_after).await
     }
 }
 

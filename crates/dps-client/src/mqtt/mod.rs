@@ -24,22 +24,18 @@ use rumqttc::mqttbytes::v4::{
     SubscribeReasonCode,
 };
 use rumqttc::mqttbytes::{Error as CodecError, QoS};
-use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 mod protocol;
 
-use self::protocol::{
-    error_of, is_transient, kind, parse_status, refusal, split_host_port, uuid_like,
-};
+use self::protocol::{error_of, is_transient, kind, parse_status, refusal, uuid_like};
 use crate::credential::Credential;
+use crate::dial::Target;
 use crate::{ClientError, ProvisioningClient, Registration, TlsTrust};
 
 /// How a [`ProvisioningClient`] talks to the service.
@@ -71,14 +67,10 @@ impl Transport {
     }
 }
 
-/// Longest wait the client honours between polls.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Keep-alive sent in CONNECT (the Node SDK's value): longer than any wait here.
 const KEEP_ALIVE_SECONDS: u16 = 180;
 /// Largest packet accepted from the service.
 const MAX_INCOMING_PACKET: usize = 1024 * 1024;
-/// The WebSocket path of the official SDKs.
-const WEBSOCKET_PATH: &str = "/$iothub/websocket";
 
 /// The TLS configuration of an MQTT client: the trusted roots (the same
 /// [`TlsTrust`] the HTTPS transport uses, so a swarm's shared trust applies
@@ -177,39 +169,12 @@ impl Exchange<'_> {
         } else {
             Transport::Mqtt
         };
-        let (host, port) = split_host_port(&c.endpoint, transport.default_port());
-        let network = |reason: String| ClientError::Network {
-            endpoint: c.endpoint.clone(),
-            reason,
-        };
-        let server_name = ServerName::try_from(host.clone())
-            .map_err(|e| network(format!("invalid host name {host:?}: {e}")))?;
+        let target = Target::new(&c.endpoint, transport.default_port());
+        let network = |reason: String| target.network(reason);
         let work = async {
-            let tcp = TcpStream::connect((host.as_str(), port))
-                .await
-                .map_err(|e| network(e.to_string()))?;
-            let _ = tcp.set_nodelay(true);
-            let tls = TlsConnector::from(self.tls.clone())
-                .connect(server_name, tcp)
-                .await
-                .map_err(|e| network(format!("TLS: {e}")))?;
+            let tls = target.tls(self.tls.clone()).await?;
             let stream = if self.websocket {
-                let host_header = if port == 443 {
-                    host.clone()
-                } else {
-                    format!("{host}:{port}")
-                };
-                let mut request = format!("wss://{host_header}{WEBSOCKET_PATH}")
-                    .into_client_request()
-                    .map_err(|e| network(format!("WebSocket request: {e}")))?;
-                request.headers_mut().insert(
-                    "Sec-WebSocket-Protocol",
-                    tokio_tungstenite::tungstenite::http::HeaderValue::from_static("mqtt"),
-                );
-                let (ws, _) = tokio_tungstenite::client_async(request, tls)
-                    .await
-                    .map_err(|e| network(format!("WebSocket upgrade: {e}")))?;
-                Stream::WebSocket(Box::new(ws))
+                Stream::WebSocket(Box::new(target.websocket(tls, "mqtt").await?))
             } else {
                 Stream::Tls(Box::new(tls))
             };
@@ -321,33 +286,12 @@ impl Exchange<'_> {
         &self,
         work: impl std::future::Future<Output = Result<T, ClientError>>,
     ) -> Result<T, ClientError> {
-        let c = self.client;
-        let remaining =
-            self.deadline
-                .checked_duration_since(Instant::now())
-                .ok_or(ClientError::Timeout {
-                    seconds: c.timeout.as_secs(),
-                })?;
-        let limit = remaining.min(c.request_timeout);
-        match tokio::time::timeout(limit, work).await {
-            Ok(result) => result,
-            Err(_) if limit < c.request_timeout => Err(ClientError::Timeout {
-                seconds: c.timeout.as_secs(),
-            }),
-            Err(_) => Err(ClientError::Network {
-                endpoint: c.endpoint.clone(),
-                reason: format!("no answer within {:?}", c.request_timeout),
-            }),
-        }
+        self.client.bounded(self.deadline, work).await
     }
 
-    /// Wait as the service asked (within sane bounds: a `retry-after` of 0
-    /// must not become a busy loop).
+    /// Wait as the service asked.
     async fn wait(&self, retry_after: Option<Duration>) -> Result<(), ClientError> {
-        let duration = retry_after
-            .unwrap_or(Duration::from_secs(1))
-            .clamp(Duration::from_millis(100), MAX_RETRY_AFTER);
-        self.wait_exactly(duration).await
+        self.client.pause_as_asked(self.deadline, retry_after).await
     }
 
     /// Wait exactly `duration` (the caller's own poll interval, zero included).

@@ -77,43 +77,9 @@ pub(super) fn kind(packet: &Packet) -> String {
         .to_owned()
 }
 
-/// `host` or `host:port` (IPv6 in brackets) → host and port.
-pub(super) fn split_host_port(endpoint: &str, default_port: u16) -> (String, u16) {
-    if let Some(rest) = endpoint.strip_prefix('[') {
-        if let Some((host, tail)) = rest.split_once(']') {
-            let port = tail
-                .strip_prefix(':')
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(default_port);
-            return (host.to_owned(), port);
-        }
-    }
-    match endpoint.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse() {
-            Ok(port) => (host.to_owned(), port),
-            Err(_) => (endpoint.to_owned(), default_port),
-        },
-        _ => (endpoint.to_owned(), default_port),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_split_into_host_and_port() {
-        assert_eq!(
-            split_host_port("dps.example", 8883),
-            ("dps.example".to_owned(), 8883)
-        );
-        assert_eq!(
-            split_host_port("127.0.0.1:9000", 8883),
-            ("127.0.0.1".to_owned(), 9000)
-        );
-        assert_eq!(split_host_port("[::1]:9000", 443), ("::1".to_owned(), 9000));
-        assert_eq!(split_host_port("[::1]", 443), ("::1".to_owned(), 443));
-    }
 
     #[test]
     fn packet_kinds_are_variant_names() {
