@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::authenticate::{AuthenticatedDevice, Evidence, MatchedEnrollment};
 use super::tenants::TenantView;
 use super::HubConnector;
+use crate::certificate_authority::issuing::IssuedLeaf;
 
 /// A registration that reached a hub.
 pub(crate) struct Assigned {
@@ -25,6 +26,8 @@ pub(crate) struct Assigned {
     pub(crate) payload: Option<Value>,
     /// TPM devices: the activation blob of the hub key.
     pub(crate) tpm_authentication_key: Option<String>,
+    /// The certificate issued for the register's CSR (issue #17).
+    pub(crate) issued: Option<IssuedLeaf>,
 }
 
 /// A registration that failed after authentication (allocation or hub).
@@ -48,6 +51,9 @@ pub(crate) struct Assignment<'a> {
     pub(crate) payload: Option<&'a Value>,
     pub(crate) peer: IpAddr,
     pub(crate) storage_root_key: Option<&'a str>,
+    /// A verified CSR to issue a certificate for: the hub identity then
+    /// authenticates with that certificate's thumbprint (`selfSigned`).
+    pub(crate) issuance: Option<&'a super::issuance::Prepared>,
 }
 
 impl Assignment<'_> {
@@ -101,7 +107,23 @@ impl Assignment<'_> {
             MatchedEnrollment::Individual(e) => e.effective_device_id(),
             MatchedEnrollment::Group(_) => DeviceId::from(self.registration_id),
         };
-        let (auth, tpm_authentication_key) = self.device_auth()?;
+        let issued = self
+            .issuance
+            .map(|prepared| prepared.issue(self.registration_id, &device_id))
+            .transpose()?;
+        // With an issued certificate the device leaves its onboarding
+        // credential behind: the hub knows it by the new thumbprint only
+        // (no TPM hub key either).
+        let (auth, tpm_authentication_key) = match &issued {
+            Some(leaf) => (
+                DeviceAuth::X509Thumbprint {
+                    primary: leaf.record.sha256_thumbprint.clone(),
+                    secondary: None,
+                },
+                None,
+            ),
+            None => self.device_auth()?,
+        };
         let provisioning = DeviceProvisioning {
             device_id: device_id.clone(),
             auth,
@@ -167,6 +189,7 @@ impl Assignment<'_> {
             substatus: plan.substatus,
             payload: allocation.payload,
             tpm_authentication_key,
+            issued,
         })
     }
 

@@ -12,11 +12,13 @@ mod attest_pool;
 mod authenticate;
 mod challenges;
 mod hub_batch;
+mod issuance;
 mod latency;
 mod locks;
 mod observe;
 pub(crate) mod rate_limit;
 mod recent;
+mod status;
 mod tenants;
 #[cfg(test)]
 mod tests;
@@ -33,10 +35,9 @@ use dps_hub::{HubDirectory, HubError, IotHub};
 use dps_model::registration::new_operation_id;
 use dps_model::registration::{TpmRegistrationResult, X509RegistrationResult};
 use dps_model::{
-    AttestationType, DeviceRegistrationRequest, DeviceRegistrationResult, ETag, Enrollment as _,
-    ErrorCode, IdScope, LinkedHub, OperationKind, OperationRecord, ProvisioningStatus,
-    RegistrationId, RegistrationOperation, RegistrationOperationStatus, RegistrationRecord,
-    RegistrationStatus,
+    AttestationType, DeviceRegistrationRequest, ETag, Enrollment as _, ErrorCode, IdScope,
+    LinkedHub, OperationKind, OperationRecord, ProvisioningStatus, RegistrationId,
+    RegistrationOperation, RegistrationOperationStatus, RegistrationRecord, RegistrationStatus,
 };
 use dps_storage::Store;
 use rustls::pki_types::CertificateDer;
@@ -127,6 +128,8 @@ pub struct Pipeline {
     refusal_log: crate::metrics::refusal_log::RefusalLog,
     /// X.509 chain verification, off the async workers.
     attest: attest_pool::AttestPool,
+    /// Unseals tenant CA keys for certificate issuance (issue #17).
+    certificate_key: Option<Arc<crate::certificate_authority::KeyEncryptionKey>>,
 }
 
 impl Pipeline {
@@ -153,7 +156,19 @@ impl Pipeline {
             metrics: Arc::default(),
             refusal_log: Default::default(),
             attest: attest_pool::AttestPool::default(),
+            certificate_key: None,
         }
+    }
+
+    /// Issue certificates for registrations that carry a CSR, with tenant
+    /// CA keys unsealed by `key` (without it such a registration fails
+    /// with a 500).
+    pub fn with_certificate_key(
+        mut self,
+        key: Arc<crate::certificate_authority::KeyEncryptionKey>,
+    ) -> Self {
+        self.certificate_key = Some(key);
+        self
     }
 
     async fn view(
@@ -296,6 +311,21 @@ impl Pipeline {
             }
             MatchedEnrollment::Group(g) => g.provisioning_status() == ProvisioningStatus::Enabled,
         };
+        // Every refusal of the CSR comes here, before the hub or the store.
+        let issuance = if enabled {
+            issuance::prepare(issuance::IssuanceRequest {
+                store: self.store.as_ref(),
+                key: self.certificate_key.as_ref(),
+                scope,
+                registration_id: &registration_id,
+                enrollment: &device.enrollment,
+                api_version: &request.api_version,
+                csr: body.csr.as_deref(),
+            })
+            .await?
+        } else {
+            None
+        };
         let outcome = if enabled {
             Assignment {
                 hubs: &self.hubs,
@@ -313,6 +343,7 @@ impl Pipeline {
                     .tpm
                     .as_ref()
                     .and_then(|t| t.storage_root_key.as_deref()),
+                issuance: issuance.as_ref(),
             }
             .run()
             .await
@@ -355,6 +386,7 @@ impl Pipeline {
             x509,
         };
         let mut billing = None;
+        let mut issued = None;
         match outcome {
             Ok(Some(Assigned {
                 hub,
@@ -362,7 +394,9 @@ impl Pipeline {
                 substatus,
                 payload,
                 tpm_authentication_key,
+                issued: leaf,
             })) => {
+                issued = leaf;
                 let kind = if previous
                     .as_ref()
                     .is_some_and(|p| p.status == RegistrationStatus::Assigned)
@@ -399,10 +433,14 @@ impl Pipeline {
         // Counted and logged by `register` (`observe.rs`).
         let error = record.error_code.zip(record.error_message.clone());
         let operation_id = new_operation_id();
+        // The chain is in the operation's answer only: a status lookup
+        // (the record) never shows it.
+        let mut state = record.to_result();
+        state.issued_certificate_chain = issued.as_ref().map(|leaf| leaf.chain.clone());
         let final_status = RegistrationOperationStatus {
             operation_id: operation_id.clone(),
             status: record.status,
-            registration_state: Some(record.to_result()),
+            registration_state: Some(state),
         };
         let operation = RegistrationOperation {
             operation_id: operation_id.clone(),
@@ -417,10 +455,22 @@ impl Pipeline {
                 MatchedEnrollment::Group(_) => None,
             },
         };
-        self.store
-            .commit_registration(scope, record, operation, billing)
-            .await
-            .map_err(ApiError::internal)?;
+        // The certificate is stored in the record's transaction: none is
+        // returned without being recorded, none recorded without its record.
+        match issued {
+            Some(leaf) => self.store.commit_registration_with_certificate(
+                scope,
+                record,
+                operation,
+                billing,
+                leaf.record,
+            ),
+            None => self
+                .store
+                .commit_registration(scope, record, operation, billing),
+        }
+        .await
+        .map_err(ApiError::internal)?;
         self.recent.insert(scope, recent);
 
         let status = Some(final_status.status);
@@ -488,7 +538,10 @@ impl Pipeline {
             self.authenticated_device(&view, &registration_id, request, Some(&recent.individual))
                 .await?;
             self.throttle.admit_poll(&view.tenant.id_scope)?;
-            return Ok(recent.operation.status);
+            return Ok(issuance::for_version(
+                recent.operation.status,
+                &request.api_version,
+            ));
         }
         self.authenticated_device(&view, &registration_id, request, None)
             .await?;
@@ -502,47 +555,10 @@ impl Pipeline {
         if operation.registration_id != registration_id {
             return Err(not_found());
         }
-        Ok(operation.status)
-    }
-
-    /// Status lookup (D3): the device's registration record.
-    pub async fn registration_status(
-        &self,
-        request: &DeviceRequest,
-        _body: DeviceRegistrationRequest,
-    ) -> Result<DeviceRegistrationResult, ApiError> {
-        self.guarded(
-            "status",
-            request,
-            self.registration_status_unguarded(request),
-        )
-        .await
-    }
-
-    async fn registration_status_unguarded(
-        &self,
-        request: &DeviceRequest,
-    ) -> Result<DeviceRegistrationResult, ApiError> {
-        let (view, registration_id) = self.view(request).await?;
-        self.authenticated_device(&view, &registration_id, request, None)
-            .await?;
-        let scope = &view.tenant.id_scope;
-        self.throttle.admit_poll(scope)?;
-        let record = self
-            .store
-            .registration(scope, &registration_id)
-            .await
-            .map_err(ApiError::internal)?
-            .ok_or_else(ApiError::no_registration_record)?;
-        self.store
-            .record_operation(OperationRecord::now(
-                scope,
-                OperationKind::RegistrationStatusLookup,
-                Some(registration_id.as_str().to_owned()),
-            ))
-            .await
-            .map_err(ApiError::internal)?;
-        Ok(record.to_result())
+        Ok(issuance::for_version(
+            operation.status,
+            &request.api_version,
+        ))
     }
 
     async fn authenticated_device(

@@ -91,6 +91,13 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
         .collect::<Result<std::collections::BTreeSet<_>, _>>()?;
     let allocator = allocator(&config, latency, named_policies, replaced_policies)?;
     let tenants = Arc::new(TenantCache::default());
+    // Tenant CA private keys are sealed under this key (issue #17).
+    let certificate_key = Arc::new(
+        crate::certificate_authority::KeyEncryptionKey::load_or_generate(&config.data_dir)
+            .map_err(|e| ServiceError::Config {
+                reason: e.to_string(),
+            })?,
+    );
     let pipeline = Pipeline::new(
         store.clone(),
         hubs,
@@ -100,17 +107,11 @@ pub(super) async fn start(builder: ServerBuilder) -> Result<RunningServer, Servi
         &config.throttling,
     )
     .with_attestation_limits(&config.attestation)
-    .with_metrics(metrics.device.clone());
+    .with_metrics(metrics.device.clone())
+    .with_certificate_key(certificate_key.clone());
     let pipeline = Arc::new(pipeline);
     let device_latency = pipeline.latency();
     let operator_key = crate::operator_key::load(&config)?;
-    // Tenant CA private keys are sealed under this key (issue #17).
-    let certificate_key = Arc::new(
-        crate::certificate_authority::KeyEncryptionKey::load_or_generate(&config.data_dir)
-            .map_err(|e| ServiceError::Config {
-                reason: e.to_string(),
-            })?,
-    );
 
     let (shutdown, receiver) = watch::channel(false);
     // `Location` names come from configuration or the certificate, never
