@@ -9,6 +9,7 @@ use dps_e2e::server::{SystemOptions, TestSystem};
 use dps_model::{IndividualEnrollment, Precondition};
 use serde_json::{json, Value};
 
+mod issuance;
 mod transports;
 
 /// Run the binary to its end.

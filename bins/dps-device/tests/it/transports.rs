@@ -15,7 +15,12 @@ use serde_json::json;
 
 use crate::{common, dps_device, dps_device_raw};
 
-fn swarm_args(system: &TestSystem, transport: &str, prefix: &str, count: u64) -> Vec<String> {
+pub(crate) fn swarm_args(
+    system: &TestSystem,
+    transport: &str,
+    prefix: &str,
+    count: u64,
+) -> Vec<String> {
     let mut args = vec!["swarm".to_owned()];
     args.extend(common(system));
     args.extend(
