@@ -150,6 +150,22 @@ const ROUTES: &[(&str, &str, Access)] = &[
         "/certificateAuthorities/{name}",
         Right("EnrollmentWrite"),
     ),
+    // `issued.rs` (issue #17)
+    (
+        "GET",
+        "/certificateAuthorities/{name}/crl",
+        Right("EnrollmentRead"),
+    ),
+    (
+        "GET",
+        "/registrations/{registrationId}/issuedCertificates",
+        Right("EnrollmentRead"),
+    ),
+    (
+        "POST",
+        "/registrations/{registrationId}/issuedCertificates/{serialNumber}/revoke",
+        Right("EnrollmentWrite"),
+    ),
     ("GET", "/credentialPolicies", Right("EnrollmentRead")),
     ("GET", "/credentialPolicies/{name}", Right("EnrollmentRead")),
     (

@@ -14,6 +14,7 @@ mod authorities;
 mod bulk;
 mod certificates;
 mod enrollments;
+mod issued;
 mod records;
 mod registrations;
 mod routes;
@@ -223,6 +224,7 @@ async fn handle(api: &ServiceApi, request: Request) -> Result<Response, ApiError
         Endpoint::Registration(op) => registrations::handle(api, &tenant_scope()?, op, &call).await,
         Endpoint::Settings(op) => settings::handle(api, &tenant_scope()?, op, &call).await,
         Endpoint::Authority(op) => authorities::handle(api, &tenant_scope()?, op, &call).await,
+        Endpoint::Issued(op) => issued::handle(api, &tenant_scope()?, op, &call).await,
         Endpoint::Tenant(op) => match caller {
             Caller::Operator => tenants::handle(api, op, &call).await,
             _ => Err(ApiError::unauthorized(

@@ -11,6 +11,7 @@ use http::Method;
 use percent_encoding::percent_decode_str;
 
 pub(crate) use super::authorities::AuthorityOp;
+pub(crate) use super::issued::IssuedOp;
 use crate::respond::ApiError;
 
 /// Individual enrollments or enrollment groups: same operations on both.
@@ -116,6 +117,8 @@ pub(crate) enum Endpoint {
     Tenant(TenantOp),
     /// `/certificateAuthorities…` and `/credentialPolicies…` (issue #17).
     Authority(AuthorityOp),
+    /// Issued certificates: listing, revocation, CRLs (issue #17).
+    Issued(IssuedOp),
 }
 
 /// Who may call an endpoint.
@@ -148,8 +151,12 @@ impl Endpoint {
         let m = method;
         let found = match (first.to_ascii_lowercase().as_str(), rest.len()) {
             ("openapi.json", 0) => allow(m, &[(Method::GET, Endpoint::OpenApi)]),
+            ("certificateauthorities", 2) => super::issued::resolve_crl(m, rest),
             (collection @ ("certificateauthorities" | "credentialpolicies"), _) => {
                 super::authorities::resolve(m, collection, rest)
+            }
+            ("registrations", 2 | 4) if word(1, "issuedCertificates") => {
+                super::issued::resolve_registration(m, rest)
             }
             ("enrollments", _) => record_ops(m, rest, &word).map(|op| op.map(Endpoint::Enrollment)),
             ("enrollmentgroups", _) => record_ops(m, rest, &word).map(|op| op.map(Endpoint::Group)),
@@ -290,6 +297,8 @@ impl Endpoint {
             Endpoint::Tenant(_) => Access::Operator,
             Endpoint::Authority(op) if op.writes() => Access::Right(EnrollmentWrite),
             Endpoint::Authority(_) => Access::Right(EnrollmentRead),
+            Endpoint::Issued(op) if op.writes() => Access::Right(EnrollmentWrite),
+            Endpoint::Issued(_) => Access::Right(EnrollmentRead),
         }
     }
 }
