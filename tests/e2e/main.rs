@@ -4,6 +4,7 @@
 
 mod admin_health;
 mod certificate_authorities;
+mod certificate_issuance;
 mod client_credentials;
 mod client_errors;
 mod client_swarm;
