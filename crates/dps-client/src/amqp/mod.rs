@@ -132,7 +132,8 @@ impl Exchange<'_> {
         let address = format!("{}/registrations/{}", c.id_scope, c.registration_id);
         match (&c.credential, keys) {
             (Credential::SymmetricKey(key), _) => {
-                let token = self.token(key.sign(self.to_sign().1.as_bytes()));
+                let (se, to_sign) = self.to_sign();
+                let token = self.token(se, key.sign(to_sign.as_bytes()));
                 let mechanism = Mechanism::Plain {
                     username: &address,
                     password: &token,
@@ -231,6 +232,7 @@ impl Exchange<'_> {
             receiver: &mut receiver,
             next: 0,
         };
+        tracing::debug!(address, "AMQP links attached");
         let result = self.provision(&mut link, keys).await;
         let _ = tokio::time::timeout(CLOSE_GRACE, async {
             let _ = sender.close().await;
@@ -335,7 +337,9 @@ impl Exchange<'_> {
             reason: format!("{what}: {e}"),
         };
         self.bounded(async {
-            match link.sender.send(message).await {
+            let outcome = link.sender.send(message).await;
+            tracing::debug!(correlation_id = %id, ?outcome, "AMQP request settled");
+            match outcome {
                 Ok(Outcome::Accepted(_)) => {}
                 Ok(Outcome::Rejected(rejected)) => {
                     return Ok(answer_of_rejection(rejected.error.as_ref()))
@@ -392,13 +396,13 @@ impl Exchange<'_> {
                 "a TPM challenge for a device without a TPM",
             ));
         };
-        let (tpm, (_, to_sign)) = (tpm.clone(), self.to_sign());
+        let (tpm, (se, to_sign)) = (tpm.clone(), self.to_sign());
         let signature = blocking(move || {
             tpm.import_activation_blob(&key)?;
             tpm.hmac_sha256(to_sign.as_bytes())
         })
         .await?;
-        Ok(self.token(BASE64.encode(signature)))
+        Ok(self.token(se, BASE64.encode(signature)))
     }
 
     /// The token's expiry and the string its signature covers.
@@ -416,9 +420,9 @@ impl Exchange<'_> {
         ))
     }
 
-    /// The registration SAS token over a signature of [`Self::to_sign`].
-    fn token(&self, signature: String) -> String {
-        let se = self.to_sign().0;
+    /// The registration SAS token expiring at `se`, with the signature of
+    /// what [`Self::to_sign`] gave for that expiry.
+    fn token(&self, se: u64, signature: String) -> String {
         format!(
             "SharedAccessSignature sr={}&sig={}&se={se}&skn=registration",
             self.resource(),
