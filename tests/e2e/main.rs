@@ -5,6 +5,7 @@
 mod admin_health;
 mod certificate_authorities;
 mod certificate_issuance;
+mod certificate_issuance_server;
 mod client_credentials;
 mod client_errors;
 mod client_swarm;
