@@ -135,18 +135,7 @@ async fn swarm_phase(
     config.rate = rate;
     let meter = Meter::start();
     let report = swarm::run(&config, Arc::new(plan), Arc::new(SwarmProgress::default())).await;
-    if report.failed() > 0 {
-        eprintln!("{name}: failures {:?}", report.sample_errors);
-    }
-    let row = Row {
-        name: name.to_owned(),
-        count: report.attempted,
-        concurrency,
-        rate: report.rate(),
-        latency: report.latency.clone(),
-        failures: report.failed(),
-        cores_busy: meter.cores_busy(),
-    };
+    let row = Row::from_swarm(name, &report, concurrency, &meter);
     row.print();
     Ok((row, report))
 }

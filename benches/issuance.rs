@@ -126,18 +126,7 @@ async fn phase(system: &System, name: &str, plan: SwarmPlan, concurrency: usize)
     config.timeout = Duration::from_secs(60);
     let meter = Meter::start();
     let report = swarm::run(&config, Arc::new(plan), Arc::new(SwarmProgress::default())).await;
-    if report.failed() > 0 {
-        eprintln!("{name}: failures {:?}", report.sample_errors);
-    }
-    let row = Row {
-        name: name.to_owned(),
-        count: report.attempted,
-        concurrency,
-        rate: report.rate(),
-        latency: report.latency.clone(),
-        failures: report.failed(),
-        cores_busy: meter.cores_busy(),
-    };
+    let row = Row::from_swarm(name, &report, concurrency, &meter);
     row.print();
     Ok(row)
 }

@@ -90,6 +90,27 @@ impl Row {
         }
     }
 
+    /// A row of a swarm's report (its failures printed to stderr).
+    pub fn from_swarm(
+        name: &str,
+        report: &dps_client::swarm::SwarmReport,
+        concurrency: usize,
+        meter: &Meter,
+    ) -> Self {
+        if report.failed() > 0 {
+            eprintln!("{name}: failures {:?}", report.sample_errors);
+        }
+        Row {
+            name: name.to_owned(),
+            count: report.attempted,
+            concurrency,
+            rate: report.rate(),
+            latency: report.latency.clone(),
+            failures: report.failed(),
+            cores_busy: meter.cores_busy(),
+        }
+    }
+
     /// A latency quantile in milliseconds.
     pub fn ms(&self, quantile: f64) -> f64 {
         self.latency.value_at_quantile(quantile) as f64 / 1000.0
