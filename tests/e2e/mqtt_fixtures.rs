@@ -10,6 +10,7 @@ use serde_json::json;
 use dps_e2e::certs;
 
 /// How a device proves itself in a scenario.
+#[derive(Clone)]
 pub(crate) enum Credential {
     /// A base64 symmetric key (individual, or derived from a group key).
     Key(String),
@@ -75,6 +76,55 @@ pub(crate) async fn x509_individual(system: &TestSystem, id: &str) -> Result<Cre
     Ok(Credential::Certificate {
         chain_pem: device.pem(),
         key_pem: device.key_pem(),
+    })
+}
+
+/// An X.509 group through a verified root CA (`{group_id}-root`); returns
+/// the chain of a leaf for `device_id` signed by an intermediate (leaf and
+/// intermediate sent, as devices do).
+pub(crate) async fn x509_ca_group(
+    system: &TestSystem,
+    group_id: &str,
+    device_id: &str,
+) -> Result<Credential> {
+    let root = certs::self_signed(&format!("{group_id}-root"), true);
+    let intermediate = certs::signed_by(&format!("{group_id}-intermediate"), true, &root);
+    let leaf = certs::signed_by(device_id, false, &intermediate);
+    let mut tenant = system
+        .server
+        .store()
+        .tenant(system.scope())
+        .await?
+        .expect("the test tenant");
+    tenant.ca_certificates.push(CaCertificate {
+        name: group_id.to_owned(),
+        certificate: root.pem(),
+        info: None,
+        is_verified: true,
+        verification_code: None,
+        etag: ETag::generate(),
+        created: chrono::Utc::now(),
+        updated: chrono::Utc::now(),
+    });
+    system
+        .server
+        .store()
+        .replace_tenant(tenant, Precondition::None)
+        .await?;
+    let group = EnrollmentGroup::from_json(
+        json!({"enrollmentGroupId": group_id, "attestation": {"type": "x509",
+            "x509": {"caReferences": {"primary": group_id}}}})
+        .to_string()
+        .as_bytes(),
+    )?;
+    system
+        .server
+        .store()
+        .put_enrollment_group(system.scope(), group, Precondition::None)
+        .await?;
+    Ok(Credential::Certificate {
+        chain_pem: format!("{}{}", leaf.pem(), intermediate.pem()),
+        key_pem: leaf.key_pem(),
     })
 }
 

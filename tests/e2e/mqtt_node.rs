@@ -14,7 +14,9 @@ use serde_json::Value;
 use crate::mqtt_fixtures::{self as fixtures, Credential};
 
 /// Registers one device with the transport named in `TRANSPORT`
-/// (`mqtt`, `mqttws` or `http`); prints the result or the error.
+/// (`mqtt`, `mqttws`, `amqp`, `amqpws` or `http`); prints the result or the
+/// error (an AMQP rejection is a bare AMQP error: its condition and
+/// description are printed too).
 const REGISTER: &str = r#"
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 const env = process.env;
@@ -22,6 +24,9 @@ let transport;
 if (env.TRANSPORT === 'http') {
   const { Http } = require('azure-iot-provisioning-device-http');
   transport = new Http();
+} else if (env.TRANSPORT.startsWith('amqp')) {
+  const { Amqp, AmqpWs } = require('azure-iot-provisioning-device-amqp');
+  transport = env.TRANSPORT === 'amqpws' ? new AmqpWs() : new Amqp();
 } else {
   const { Mqtt, MqttWs } = require('azure-iot-provisioning-device-mqtt');
   transport = env.TRANSPORT === 'mqttws' ? new MqttWs() : new Mqtt();
@@ -39,7 +44,8 @@ const started = Date.now();
 client.register((err, result) => {
   const ms = Date.now() - started;
   if (err) {
-    console.log(JSON.stringify({ ok: false, ms, name: err.name || err.constructor.name, message: String(err.message) }));
+    console.log(JSON.stringify({ ok: false, ms, name: err.name || err.constructor.name, message: String(err.message),
+      condition: err.condition, description: err.description }));
   } else {
     console.log(JSON.stringify({ ok: true, ms, result }));
   }
@@ -48,7 +54,7 @@ client.register((err, result) => {
 "#;
 
 /// Run the scenario; the child gets 30 s.
-fn register(
+pub(crate) fn register(
     system: &TestSystem,
     transport: &str,
     scope: &str,
@@ -75,7 +81,7 @@ fn register(
     Ok((output.result, output.elapsed))
 }
 
-fn assert_assigned(result: &Value, device_id: &str) {
+pub(crate) fn assert_assigned(result: &Value, device_id: &str) {
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(result["result"]["assignedHub"], "hub-a.test", "{result}");
     assert_eq!(result["result"]["deviceId"], device_id, "{result}");

@@ -18,6 +18,7 @@ pub const PACKAGES: &[&str] = &[
     "azure-iot-provisioning-device@1.9.1",
     "azure-iot-provisioning-device-http@1.9.1",
     "azure-iot-provisioning-device-mqtt@1.8.1",
+    "azure-iot-provisioning-device-amqp@1.9.1",
     "azure-iot-security-symmetric-key@1.8.2",
     "azure-iot-security-x509@1.7.12",
     "azure-iot-provisioning-service@1.11.2",

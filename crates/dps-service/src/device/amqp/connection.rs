@@ -24,7 +24,7 @@ use super::requests::{self, Operation};
 use super::sasl::{self, SaslIdentity};
 use super::stream::{FrameGuard, Rewind};
 use super::{AmqpEndpoint, AmqpIo};
-use crate::device::mqtt::registry::Registered;
+use crate::device::mqtt::registry::{evicted, Registered};
 use crate::listener::{stopped, ConnectionInfo};
 use crate::pipeline::{DeviceCredentials, DeviceRequest, TransportKind};
 use crate::respond::WireAnswer;
@@ -192,12 +192,17 @@ impl Connection {
                             return end;
                         }
                     }
-                    Err(RecvError::LinkStateError(_)) => return End::Closed,
+                    // The device detached its sender (it is done): dropping
+                    // ours answers with a detach; the connection stays for
+                    // the device's own close.
+                    Err(RecvError::LinkStateError(_)) => receiver = None,
                     Err(e) => return End::Violation(format!("transfer: {e}")),
                 },
+                () = sender_detached(&mut sender) => sender = None,
                 Some(done) = done_rx.recv() => {
                     self.in_flight = self.in_flight.saturating_sub(1);
-                    let Some(link) = receiver.as_ref() else { return End::Closed };
+                    // Without its link a request can no longer be settled.
+                    let Some(link) = receiver.as_ref() else { continue };
                     if let Err(end) = self.finish(done, link, sender.as_mut()).await {
                         return end;
                     }
@@ -410,22 +415,23 @@ async fn next_attach(session: &mut Option<ListenerSessionHandle>) -> Option<Atta
     }
 }
 
+/// Resolves when the device detaches its receiver link (our sender);
+/// never while there is none.
+async fn sender_detached(sender: &mut Option<Sender>) {
+    match sender {
+        Some(sender) => {
+            let _ = sender.on_detach().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The next request; never while the device has no sender link.
 async fn next_delivery(
     receiver: &mut Option<Receiver>,
 ) -> Result<fe2o3_amqp::link::delivery::Delivery<Body<Value>>, RecvError> {
     match receiver {
         Some(receiver) => receiver.recv::<Body<Value>>().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Resolves when a newer connection of the same device took this one's place.
-async fn evicted(registered: &mut Option<Registered>) {
-    match registered {
-        Some(registered) => {
-            let _ = (&mut registered.evicted).await;
-        }
         None => std::future::pending().await,
     }
 }

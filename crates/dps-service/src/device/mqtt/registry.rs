@@ -32,6 +32,18 @@ pub(crate) struct Registered {
     pub(crate) evicted: oneshot::Receiver<()>,
 }
 
+/// Resolves when a newer connection of the same device took this one's
+/// place; never for a connection that is not registered (MQTT and AMQP
+/// sessions wait on it beside their traffic).
+pub(crate) async fn evicted(registered: &mut Option<Registered>) {
+    match registered {
+        Some(registered) => {
+            let _ = (&mut registered.evicted).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 impl ConnectionRegistry {
     /// A registry allowing `cap` connections per registration id (at least 1).
     pub(crate) fn new(cap: usize) -> Self {

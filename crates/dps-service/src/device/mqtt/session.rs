@@ -31,7 +31,7 @@ use rumqttc::mqttbytes::{Error as CodecError, Protocol, QoS};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::registry::Registered;
+use super::registry::{evicted, Registered};
 use super::requests::{self, Instruction};
 use super::transport::Transport;
 use super::MqttEndpoint;
@@ -86,17 +86,6 @@ enum Event {
     Read(io::Result<usize>),
     /// An answer ready to publish.
     Reply(Reply),
-}
-
-/// Resolves when a newer connection of the same device took this one's
-/// place; never for a connection that is not registered.
-async fn evicted(registered: &mut Option<Registered>) {
-    match registered {
-        Some(registered) => {
-            let _ = (&mut registered.evicted).await;
-        }
-        None => std::future::pending().await,
-    }
 }
 
 /// An answer computed by a pipeline task, on its way back to the session.

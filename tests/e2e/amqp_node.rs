@@ -1,0 +1,186 @@
+//! The official Azure IoT Node.js device SDK over AMQP (`Amqp`, port 5671)
+//! and AMQP over WebSocket (`AmqpWs`, port 443) against our server,
+//! unpatched (the MQTT scenario script with the AMQP transports): symmetric
+//! key (individual and group-derived) and X.509 (individual, and a CA group
+//! with leaf + intermediate), each ending with the identity and initial twin
+//! on the hub emulator; refusals end the registration with an AMQP error
+//! within seconds, over one connection (no reconnect loop).
+//!
+//! TPM is not driven from Node: the SDK's TPM security client needs the
+//! `tss.js` TPM stack and a TPM reachable over the Microsoft simulator
+//! protocol, which the project's swtpm setup does not provide; TPM over AMQP
+//! is covered with `dps-client` (tests/e2e/tpm_client.rs).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use dps_e2e::server::{SystemOptions, TestSystem};
+
+use crate::mqtt_fixtures::{self as fixtures, Credential};
+use crate::mqtt_node::{assert_assigned, register};
+
+const TRANSPORTS: [&str; 2] = ["amqp", "amqpws"];
+
+/// The device and the initial twin tag the fixtures set are on the hub.
+fn assert_identity_and_twin(system: &TestSystem, device_id: &str) {
+    fixtures::assert_on_hub(system, "hub-a.test", device_id);
+    let twin = system
+        .hubs
+        .twin("hub-a.test", device_id)
+        .unwrap_or_else(|| panic!("{device_id}: no twin"));
+    let twin = serde_json::to_value(twin).expect("twin as JSON");
+    assert_eq!(twin["tags"]["transport"], "mqtt", "{device_id}: {twin}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_amqp_and_amqp_ws_provision_symmetric_key_and_x509_devices() -> Result<()> {
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    let scope = system.scope().to_string();
+    // Groups and CA first: the tenant view is cached from the first request on.
+    let mut groups = Vec::new();
+    for transport in TRANSPORTS {
+        let sym = format!("node-{transport}-grp");
+        let sym_key =
+            fixtures::symmetric_group(&system, &format!("node-{transport}-group"), &sym).await?;
+        let leaf = format!("node-{transport}-ca-leaf");
+        let chain = fixtures::x509_ca_group(&system, &format!("{transport}-ca"), &leaf).await?;
+        groups.push((sym, sym_key, leaf, chain));
+    }
+    for (transport, (sym, sym_key, leaf, chain)) in TRANSPORTS.into_iter().zip(groups) {
+        let id = format!("node-{transport}-sym");
+        let key = fixtures::symmetric_individual(&system, &id).await?;
+        let (result, _) = tokio::task::block_in_place(|| {
+            register(&system, transport, &scope, &id, &Credential::Key(key))
+        })?;
+        assert_assigned(&result, &id);
+        assert_eq!(result["result"]["substatus"], "initialAssignment");
+        let ms = result["ms"].as_u64().unwrap_or(u64::MAX);
+        // 202 with retry-after=1, then the first poll finds `assigned`.
+        assert!(ms < 2500, "{transport}: {ms} ms");
+        eprintln!("node {transport} symmetric key: register() to assigned in {ms} ms");
+        assert_identity_and_twin(&system, &id);
+
+        let (result, _) = tokio::task::block_in_place(|| {
+            register(&system, transport, &scope, &sym, &Credential::Key(sym_key))
+        })?;
+        assert_assigned(&result, &sym);
+        fixtures::assert_on_hub(&system, "hub-a.test", &sym);
+
+        let id = format!("node-{transport}-x509");
+        let credential = fixtures::x509_individual(&system, &id).await?;
+        let (result, _) =
+            tokio::task::block_in_place(|| register(&system, transport, &scope, &id, &credential))?;
+        assert_assigned(&result, &id);
+        eprintln!(
+            "node {transport} X.509: register() to assigned in {} ms",
+            result["ms"]
+        );
+        let device = system
+            .hubs
+            .device("hub-a.test", &id)
+            .expect("X.509 device on the hub");
+        assert!(device
+            .authentication
+            .and_then(|a| a.x509_thumbprint)
+            .is_some());
+
+        let (result, _) =
+            tokio::task::block_in_place(|| register(&system, transport, &scope, &leaf, &chain))?;
+        assert_assigned(&result, &leaf);
+        fixtures::assert_on_hub(&system, "hub-a.test", &leaf);
+    }
+    system.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_amqp_refusals_end_with_an_error_without_reconnecting() -> Result<()> {
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    let scope = system.scope().to_string();
+    let chain = fixtures::x509_ca_group(&system, "amqp-cn", "node-amqp-cn-leaf").await?;
+    let key = fixtures::symmetric_individual(&system, "node-refused").await?;
+    let disabled_key = fixtures::symmetric_individual(&system, "node-disabled").await?;
+    fixtures::disable(&system, "node-disabled").await?;
+    let gate = system
+        .server
+        .connections()
+        .amqp
+        .clone()
+        .expect("AMQP is served");
+    for transport in TRANSPORTS {
+        let cases = [
+            (
+                "wrong key",
+                scope.clone(),
+                "node-refused",
+                Credential::Key(dps_attestation::keys::generate_key()),
+            ),
+            (
+                "unknown scope",
+                fixtures::unknown_scope(),
+                "node-refused",
+                Credential::Key(key.clone()),
+            ),
+            (
+                "unknown enrollment",
+                scope.clone(),
+                "node-nobody",
+                Credential::Key(key.clone()),
+            ),
+            (
+                "disabled enrollment",
+                scope.clone(),
+                "node-disabled",
+                Credential::Key(disabled_key.clone()),
+            ),
+            (
+                "CN is not the registration id",
+                scope.clone(),
+                "node-amqp-cn-other",
+                chain.clone(),
+            ),
+        ];
+        for (case, case_scope, id, credential) in cases {
+            let connections = gate.stats().accepted_total;
+            let (result, elapsed) = tokio::task::block_in_place(|| {
+                register(&system, transport, &case_scope, id, &credential)
+            })?;
+            assert_eq!(result["ok"], false, "{transport} {case}: {result}");
+            assert!(
+                elapsed < Duration::from_secs(8),
+                "{transport} {case}: took {elapsed:?}"
+            );
+            if case == "disabled enrollment" {
+                // Answered like HTTPS: a `disabled` operation status, which
+                // the SDK's polling state machine turns into an error.
+                let message = result["message"].as_str().unwrap_or_default();
+                assert!(message.contains("disabled"), "{transport} {case}: {result}");
+            } else {
+                // Rejected with the Azure error body HTTPS would send.
+                assert_eq!(
+                    result["condition"], "amqp:unauthorized-access",
+                    "{transport} {case}: {result}"
+                );
+                let description = result["description"].as_str().unwrap_or_default();
+                let azure: serde_json::Value = serde_json::from_str(description)
+                    .unwrap_or_else(|_| panic!("{transport} {case}: {result}"));
+                assert_eq!(azure["errorCode"], 401002, "{transport} {case}: {result}");
+            }
+            if transport == "amqp" {
+                // One connection per attempt: the SDK did not reconnect.
+                assert_eq!(
+                    gate.stats().accepted_total - connections,
+                    1,
+                    "{transport} {case}"
+                );
+            }
+            eprintln!(
+                "node {transport} {case}: {} after {elapsed:?}",
+                result["condition"]
+            );
+        }
+    }
+    assert!(system.hubs.device("hub-a.test", "node-disabled").is_none());
+    system.stop().await;
+    Ok(())
+}
