@@ -3,6 +3,7 @@
 //! software TPM) as clients.
 
 mod admin_health;
+mod amqp_node;
 mod certificate_authorities;
 mod certificate_issuance;
 mod certificate_issuance_server;
