@@ -224,6 +224,9 @@ pub fn development_names(config: &crate::ServiceConfig) -> Vec<String> {
     if config.device.mqtt.enabled {
         listens.push(config.device.mqtt.listen_addr(config.device.listen));
     }
+    if config.device.amqp.enabled {
+        listens.push(config.device.amqp.listen_addr(config.device.listen));
+    }
     for addr in listens {
         if addr.ip().is_unspecified() {
             add("localhost".to_owned());

@@ -173,6 +173,8 @@ async fn start_system(access_log: bool) -> Result<System> {
     config.device.listen = device_addr;
     config.device.mqtt.enabled = true;
     config.device.mqtt.listen = Some(mqtt_addr);
+    // AMQP's default port (5671) would be shared by the tests running side by side.
+    config.device.amqp.listen = Some(free_port()?);
     config.service.listen = service_addr;
     config.admin.listen = Some(admin_addr);
     config.log.access_log = access_log;

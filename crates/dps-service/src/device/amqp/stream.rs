@@ -172,6 +172,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for FrameGuard<T> {
                 match this.sizes.feed(fresh) {
                     Ok(()) => Poll::Ready(Ok(())),
                     Err(reason) => {
+                        // A read that fails hands over no bytes.
+                        buf.set_filled(before);
                         Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, reason)))
                     }
                 }
