@@ -166,6 +166,7 @@ async fn gets(
     route: &str,
     count: u64,
     gets: u64,
+    warm_up: bool,
 ) -> Result<Row> {
     let next = Arc::new(AtomicU64::new(0));
     let meter = Meter::start();
@@ -199,13 +200,11 @@ async fn gets(
     while let Some(done) = tasks.join_next().await {
         latency.add(done??)?;
     }
-    let row = Row::new(
-        format!("GET /{route}/{{id}}"),
-        clients.len(),
-        latency,
-        0,
-        &meter,
-    );
+    let name = match warm_up {
+        true => format!("warm-up: GET /{route}/{{id}} (connections opened)"),
+        false => format!("GET /{route}/{{id}}"),
+    };
+    let row = Row::new(name, clients.len(), latency, 0, &meter);
     row.print();
     Ok(row)
 }
@@ -276,10 +275,10 @@ fn main() -> Result<()> {
             .collect::<Result<Vec<_>>>()?;
         let base = format!("https://{service}");
         // Opens every connection and warms the caches (not reported).
-        gets(&base, &token, &clients, "enrollments", count, (concurrency * 50) as u64).await?;
+        gets(&base, &token, &clients, "enrollments", count, (concurrency * 50) as u64, true).await?;
         let cpu_before = server.cpu();
-        let enrollment_gets = gets(&base, &token, &clients, "enrollments", count, get_count).await?;
-        let registration_gets = gets(&base, &token, &clients, "registrations", count, get_count).await?;
+        let enrollment_gets = gets(&base, &token, &clients, "enrollments", count, get_count, false).await?;
+        let registration_gets = gets(&base, &token, &clients, "registrations", count, get_count, false).await?;
         let cpu_per_get = (server.cpu() - cpu_before) * 1e6 / (2 * get_count).max(1) as f64;
         let rss = server.rss().unwrap_or(0);
         server.stop().await;

@@ -122,6 +122,11 @@ impl Proc {
         })
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> &str {
+        &self.pid
+    }
+
     /// CPU seconds used so far.
     pub fn cpu(&self) -> f64 {
         cpu_seconds(&self.pid).unwrap_or(f64::NAN)
@@ -391,6 +396,37 @@ pub fn disk_bytes(path: &Path) -> u64 {
         .sum()
 }
 
+/// From `dps-device swarm --latency-csv` output: the rate at which the
+/// first and the last 10 % of the assigned devices finished (devices per
+/// second between the first finish and the 10 % mark, and between the 90 %
+/// mark and the last finish). `None` with fewer than 20 assigned devices.
+pub fn first_and_last_tenth_rates(csv: &str) -> Option<(f64, f64)> {
+    let mut finished: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let n = fields.len();
+            // start_ms and latency_ms are the last two fields.
+            (n >= 7 && fields[2] == "assigned")
+                .then(|| {
+                    Some(fields[n - 2].parse::<f64>().ok()? + fields[n - 1].parse::<f64>().ok()?)
+                })
+                .flatten()
+        })
+        .collect();
+    if finished.len() < 20 {
+        return None;
+    }
+    finished.sort_by(f64::total_cmp);
+    let tenth = finished.len() / 10;
+    let last = finished.len() - 1;
+    let rate = |from: usize, to: usize| {
+        (to - from) as f64 * 1000.0 / (finished[to] - finished[from]).max(1e-3)
+    };
+    Some((rate(0, tenth), rate(last - tenth, last)))
+}
+
 /// Mebibytes, for printing.
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
@@ -410,6 +446,26 @@ mod tests {
         assert_eq!(metric_sum(text, series, &[]), 5.0);
         assert_eq!(metric_sum(text, series, &["call=\"bulk_registry\""]), 3.0);
         assert_eq!(metric_sum(text, "absent", &[]), 0.0);
+    }
+
+    #[test]
+    fn first_and_last_tenth_rates_come_from_finish_times() {
+        let mut csv = "registration_id,kind,outcome,hub,error,start_ms,latency_ms\n".to_owned();
+        // 100 devices, one finishing every 10 ms for the first half and every
+        // 20 ms after; one failure, which does not count.
+        let mut at = 0.0;
+        for i in 0..100 {
+            at += if i < 50 { 10.0 } else { 20.0 };
+            csv.push_str(&format!(
+                "d{i},symmetric,assigned,hub,,{:.3},5.000\n",
+                at - 5.0
+            ));
+        }
+        csv.push_str("bad,symmetric,failed,,network,0.000,1.000\n");
+        let (first, last) = first_and_last_tenth_rates(&csv).expect("enough devices");
+        assert!((first - 100.0).abs() < 0.01, "{first}");
+        assert!((last - 50.0).abs() < 0.01, "{last}");
+        assert_eq!(first_and_last_tenth_rates("header\n"), None);
     }
 
     #[test]

@@ -144,3 +144,84 @@ pub fn print_header(count: &str) {
         "phase", count, "conc", "per s", "p50 ms", "p90 ms", "p99 ms", "max ms", "failed", "cores"
     );
 }
+
+/// One phase of a bench whose server, hub emulator and load generator are
+/// separate processes: counts, rate, latency, and each process's CPU.
+pub struct CpuPhase {
+    /// What was measured.
+    pub name: String,
+    /// Operations attempted.
+    pub count: u64,
+    /// Operations that succeeded.
+    pub succeeded: u64,
+    /// Operations that failed.
+    pub failed: u64,
+    /// Operations in flight.
+    pub concurrency: usize,
+    /// Successful operations per second of wall time.
+    pub rate: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+    /// CPU seconds of the server over the phase.
+    pub server_cpu: f64,
+    /// CPU seconds of the hub emulator over the phase.
+    pub hub_cpu: f64,
+    /// CPU seconds of the load generator over the phase.
+    pub client_cpu: f64,
+    /// Calls the server made to hubs (any kind).
+    pub hub_calls: f64,
+    /// Bulk registry calls among them.
+    pub bulk_calls: f64,
+}
+
+impl CpuPhase {
+    /// `seconds` of CPU in µs per successful operation.
+    pub fn per(&self, seconds: f64) -> f64 {
+        seconds * 1e6 / self.succeeded.max(1) as f64
+    }
+
+    /// Print under [`print_cpu_header`], with the server's CPU as a ratio
+    /// to `floor` (µs) when given.
+    pub fn print(&self, floor: Option<f64>) {
+        let server = self.per(self.server_cpu);
+        let ratio = floor.map_or_else(|| "-".to_owned(), |f| format!("{:.2}", server / f));
+        println!(
+            "{:<38} {:>6} {:>4} {:>7.0} {:>7.1} {:>7.1} {:>8.0} {:>6} {:>7.0} {:>7.0} {:>6.3} {:>6.3} {:>5}",
+            self.name,
+            self.count,
+            self.concurrency,
+            self.rate,
+            self.p50_ms,
+            self.p99_ms,
+            server,
+            ratio,
+            self.per(self.hub_cpu),
+            self.per(self.client_cpu),
+            self.hub_calls / self.succeeded.max(1) as f64,
+            self.bulk_calls / self.succeeded.max(1) as f64,
+            self.failed
+        );
+    }
+}
+
+/// The column titles of [`CpuPhase::print`].
+pub fn print_cpu_header() {
+    println!(
+        "{:<38} {:>6} {:>4} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7} {:>7} {:>6} {:>6} {:>5}",
+        "phase",
+        "count",
+        "conc",
+        "per s",
+        "p50 ms",
+        "p99 ms",
+        "srv µs",
+        "ratio",
+        "hub µs",
+        "gen µs",
+        "calls",
+        "bulk",
+        "fail"
+    );
+}
