@@ -78,3 +78,19 @@ pub(crate) fn stamp_policy(
     );
     policy.last_updated_date_time_utc = Some(now);
 }
+
+/// A credential policy delete refused because an enrollment (`kind` 0) or
+/// an enrollment group (any other `kind`) with id `user_id` names it: the
+/// SQL backends' `POLICY_USER` row.
+pub(crate) fn policy_in_use(name: &str, kind: i64, user_id: String) -> crate::StoreError {
+    crate::StoreError::InUse {
+        entity: crate::Entity::CredentialPolicy,
+        id: name.to_owned(),
+        user_entity: if kind == 0 {
+            crate::Entity::Enrollment
+        } else {
+            crate::Entity::EnrollmentGroup
+        },
+        user_id,
+    }
+}

@@ -8,6 +8,12 @@
 //! registration records one for one: every record has exactly one
 //! registration billing row, and no billing row lacks its record.
 //!
+//! A quarter of the devices send a CSR through an enrollment naming a
+//! credential policy (issue #17): every certificate a client was handed
+//! must be recorded, and no certificate may be recorded without its
+//! registration record (nor a record of such a device without its
+//! certificate).
+//!
 //! Run against SQLite (always) and PostgreSQL (a fresh schema on the
 //! machine's server; without one the test says so and passes without
 //! running, unless `DPS_REQUIRE_POSTGRES=1`).
@@ -89,6 +95,9 @@ where
     let mut rng = rand::thread_rng();
     for cycle in 0..CYCLES {
         system.start_server().await?;
+        if cycle == 0 {
+            create_issuing_policy(&system).await?;
+        }
         // What the previous incarnation acknowledged must have survived its kill.
         acknowledged
             .verify_through_service(&system)
@@ -118,11 +127,82 @@ where
     let store = reopen().await?;
     verify_store(store.as_ref(), &system, &acknowledged).await?;
     eprintln!(
-        "crash test on {backend}: {CYCLES} SIGKILL cycles, {} registrations and {} enrollment writes acknowledged",
+        "crash test on {backend}: {CYCLES} SIGKILL cycles, {} registrations ({} with an issued certificate) and {} enrollment writes acknowledged",
         acknowledged.registrations.len(),
+        acknowledged.issued.len(),
         acknowledged.enrollment_writes
     );
     Ok(())
+}
+
+/// The tenant CA and the policy issuing devices' enrollments name, through
+/// the running server (it seals the CA key).
+async fn create_issuing_policy(system: &CrashSystem) -> Result<()> {
+    let put = reqwest::Method::PUT;
+    let (status, body) = system
+        .service_send(
+            put.clone(),
+            "certificateAuthorities/crash-ca",
+            Some(&serde_json::json!({"mode": "generate"})),
+        )
+        .await?;
+    ensure!(status == 200, "creating the CA: {status} {body}");
+    let (status, body) = system
+        .service_send(
+            put,
+            &format!("credentialPolicies/{}", server::ISSUING_POLICY),
+            Some(&serde_json::json!({"certificateAuthorityName": "crash-ca"})),
+        )
+        .await?;
+    ensure!(status == 200, "creating the policy: {status} {body}");
+    Ok(())
+}
+
+/// Issued certificates against registration records: every certificate a
+/// client was handed is recorded; a certificate exists only with its
+/// record, and an issuing device's record only with its certificate.
+async fn verify_issued(
+    store: &dyn Store,
+    system: &CrashSystem,
+    recorded: &BTreeSet<String>,
+    acknowledged: &Acknowledged,
+) -> Result<usize> {
+    let scope = system.scope();
+    let mut issued = 0;
+    for device in system.devices() {
+        let id = RegistrationId::new(&device.id)?;
+        let certificates = store.issued_certificates(scope, &id).await?;
+        let has_record = recorded.contains(&device.id.to_ascii_lowercase());
+        ensure!(
+            certificates.is_empty() || has_record,
+            "{}: a certificate recorded without its registration record",
+            device.id
+        );
+        if device.issuing && has_record {
+            ensure!(
+                certificates.len() == 1,
+                "{}: registered once with a csr, {} certificates recorded",
+                device.id,
+                certificates.len()
+            );
+        }
+        ensure!(
+            device.issuing || certificates.is_empty(),
+            "{}: sent no csr, yet has certificates",
+            device.id
+        );
+        if let Some(thumbprint) = acknowledged.issued.get(&device.id) {
+            ensure!(
+                certificates
+                    .iter()
+                    .any(|c| &c.sha256_thumbprint == thumbprint),
+                "{}: the certificate its client was handed is not recorded",
+                device.id
+            );
+        }
+        issued += certificates.len();
+    }
+    Ok(issued)
 }
 
 /// Registration records and billing rows, read from the store directly.
@@ -196,6 +276,11 @@ async fn verify_store(
     ensure!(
         store.count_registrations(scope).await? == recorded.len() as u64,
         "the store counts registrations the devices did not make"
+    );
+    let issued = verify_issued(store, system, &recorded, acknowledged).await?;
+    ensure!(
+        issued > 0 && !acknowledged.issued.is_empty(),
+        "no certificate was issued under load"
     );
     Ok(())
 }

@@ -30,7 +30,13 @@ const SERVICE_API_VERSION: &str = "2021-10-01";
 pub(crate) struct Device {
     pub(crate) id: String,
     pub(crate) key: String,
+    /// Sends a CSR: its enrollment names [`ISSUING_POLICY`] (every fourth device).
+    pub(crate) issuing: bool,
 }
+
+/// The credential policy issuing devices' enrollments name (created through
+/// the service API once the server runs: its CA key is sealed by the server).
+pub(crate) const ISSUING_POLICY: &str = "crash-policy";
 
 /// The backend the server runs on, already seeded.
 pub(crate) struct Backend {
@@ -128,13 +134,17 @@ impl CrashSystem {
             .map(|n| Device {
                 id: format!("crash-device-{n:05}"),
                 key: generate_key(),
+                issuing: n % 4 == 0,
             })
             .collect();
         let enrollments = devices
             .iter()
             .map(|device| {
-                let body = json!({"registrationId": device.id, "attestation": {
+                let mut body = json!({"registrationId": device.id, "attestation": {
                     "type": "symmetricKey", "symmetricKey": {"primaryKey": device.key}}});
+                if device.issuing {
+                    body["credentialPolicyName"] = json!(ISSUING_POLICY);
+                }
                 IndividualEnrollment::from_json(body.to_string().as_bytes())
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -285,6 +295,16 @@ impl CrashSystem {
 
     /// `GET` a service API path; the status and the JSON body.
     pub(crate) async fn service_get(&self, path: &str) -> Result<(u16, Value)> {
+        self.service_send(reqwest::Method::GET, path, None).await
+    }
+
+    /// A service API call with the owner policy's token.
+    pub(crate) async fn service_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
         let http = self.http.as_ref().context("the server has not started")?;
         let policy = self
             .tenant
@@ -296,14 +316,19 @@ impl CrashSystem {
             unix_now() + 3600,
             Some(OWNER_POLICY),
         );
-        let response = http
-            .get(format!(
-                "https://{}/{path}?api-version={SERVICE_API_VERSION}",
-                self.service_addr
-            ))
-            .header("authorization", token)
-            .send()
-            .await?;
+        let mut request = http
+            .request(
+                method,
+                format!(
+                    "https://{}/{path}?api-version={SERVICE_API_VERSION}",
+                    self.service_addr
+                ),
+            )
+            .header("authorization", token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(Value::Null);
         Ok((status, body))

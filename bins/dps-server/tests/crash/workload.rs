@@ -25,6 +25,8 @@ const ADMIN_WORKERS: usize = 2;
 pub(crate) struct CycleAcks {
     /// Devices whose client saw `202` and then `assigned`.
     pub(crate) registrations: Vec<String>,
+    /// Of those, devices handed a certificate: its SHA-256 thumbprint.
+    pub(crate) issued: Vec<(String, String)>,
     /// Enrollments written with `200`/`201`, with the etag returned; `None`
     /// when a later write of the same enrollment was cut off by the kill, so
     /// that either etag may be stored.
@@ -63,7 +65,12 @@ impl Workload {
                     let outcome = register(&endpoint, &scope, &ca, device).await;
                     let mut acks = acks.lock().expect("acks lock");
                     match outcome {
-                        Ok(()) => acks.registrations.push(device.id.clone()),
+                        Ok(thumbprint) => {
+                            acks.registrations.push(device.id.clone());
+                            if let Some(thumbprint) = thumbprint {
+                                acks.issued.push((device.id.clone(), thumbprint));
+                            }
+                        }
                         Err(err) if !killing.load(Ordering::SeqCst) => {
                             acks.unexpected.push(format!("{}: {err:#}", device.id))
                         }
@@ -105,9 +112,19 @@ impl Workload {
     }
 }
 
-/// Register one device over a new TLS connection: `Ok` only after `assigned`.
-async fn register(endpoint: &str, scope: &str, ca: &str, device: &Device) -> Result<()> {
-    let client = ProvisioningClient::builder(endpoint, scope, &device.id)
+/// Register one device over a new TLS connection: `Ok` only after
+/// `assigned`, with the issued certificate's thumbprint for an issuing device.
+async fn register(
+    endpoint: &str,
+    scope: &str,
+    ca: &str,
+    device: &Device,
+) -> Result<Option<String>> {
+    let mut builder = ProvisioningClient::builder(endpoint, scope, &device.id);
+    if device.issuing {
+        builder = builder.issue_certificate(dps_client::KeyType::EcdsaP256);
+    }
+    let client = builder
         .credential(Credential::symmetric_key(&device.key)?)
         .system_roots(false)
         .trust_ca_pem(ca)
@@ -121,7 +138,13 @@ async fn register(endpoint: &str, scope: &str, ca: &str, device: &Device) -> Res
         !registration.assigned_hub.is_empty(),
         "assigned without a hub"
     );
-    Ok(())
+    let thumbprint = registration.issued_certificate.map(|c| c.thumbprint);
+    ensure!(
+        thumbprint.is_some() == device.issuing,
+        "issued certificate: {thumbprint:?}, expected one: {}",
+        device.issuing
+    );
+    Ok(thumbprint)
 }
 
 /// Create enrollments, and replace every third one already created.
@@ -184,7 +207,10 @@ pub(crate) struct Acknowledged {
     pub(crate) enrollments: BTreeMap<String, Option<String>>,
     /// Enrollment writes acknowledged, all cycles.
     pub(crate) enrollment_writes: usize,
+    /// Device → the thumbprint of the certificate its client was handed.
+    pub(crate) issued: BTreeMap<String, String>,
     unchecked_registrations: Vec<String>,
+    unchecked_issued: Vec<(String, String)>,
     unchecked_enrollments: Vec<String>,
 }
 
@@ -199,6 +225,8 @@ impl Acknowledged {
         self.unchecked_registrations
             .extend(cycle.registrations.iter().cloned());
         self.registrations.extend(cycle.registrations);
+        self.unchecked_issued.extend(cycle.issued.iter().cloned());
+        self.issued.extend(cycle.issued);
         for (id, etag) in cycle.enrollments {
             self.enrollment_writes += usize::from(etag.is_some());
             self.unchecked_enrollments.push(id.clone());
@@ -215,6 +243,19 @@ impl Acknowledged {
             ensure!(
                 status == 200 && body["status"] == "assigned",
                 "acknowledged registration {id} lost: {status} {body}"
+            );
+        }
+        for (id, thumbprint) in std::mem::take(&mut self.unchecked_issued) {
+            let (status, body) = system
+                .service_get(&format!("registrations/{id}/issuedCertificates"))
+                .await?;
+            let listed = body.as_array().map(Vec::as_slice).unwrap_or_default();
+            ensure!(
+                status == 200
+                    && listed
+                        .iter()
+                        .any(|c| c["sha256Thumbprint"] == thumbprint.as_str()),
+                "the certificate handed to {id} is not recorded: {status} {body}"
             );
         }
         let mut ids = std::mem::take(&mut self.unchecked_enrollments);

@@ -105,6 +105,7 @@ macro_rules! transact {
         }
     }};
 }
+pub(super) use transact;
 
 /// Check that the tenant exists (its foreign keys guard the rest of the
 /// transaction against a concurrent tenant delete).
@@ -309,16 +310,7 @@ pub(crate) async fn delete_policy(
                     "looking for enrollments naming a policy",
                 ))?;
             if let Some((kind, user_id)) = user {
-                return Err(StoreError::InUse {
-                    entity: Entity::CredentialPolicy,
-                    id: name.to_owned(),
-                    user_entity: if kind == 0 {
-                        Entity::Enrollment
-                    } else {
-                        Entity::EnrollmentGroup
-                    },
-                    user_id,
-                });
+                return Err(authorities::policy_in_use(name, i64::from(kind), user_id));
             }
             sqlx::query(DELETE_POLICY)
                 .bind(scope_bytes(id_scope))

@@ -11,6 +11,7 @@ use dps_model::{
 use sqlx::error::ErrorKind;
 use sqlx::{PgConnection, PgPool, Row};
 
+use super::authorities::transact;
 use super::retry::{Attempt, Retry};
 use super::writes::{scope_bytes, tenant_fault, violation, EncodedCommit};
 use crate::error::{Entity, StoreError, StoreResult};
@@ -30,28 +31,6 @@ pub(crate) const REVOKED_BY: &str = "SELECT serial, body FROM issued_certificate
 const UPDATE: &str = "UPDATE issued_certificates SET status = $4, body = $5 \
      WHERE scope_key = $1 AND authority_name = $2 AND serial = $3";
 
-/// Run `$steps` (an expression awaiting on `$conn: &mut PgConnection`) as
-/// one attempt in a transaction of its own.
-macro_rules! attempt {
-    ($pool:expr, |$conn:ident| $steps:expr) => {
-        async {
-            let mut tx = $pool
-                .begin()
-                .await
-                .map_err(StoreError::database("starting a transaction"))?;
-            let value = {
-                let $conn: &mut PgConnection = &mut tx;
-                $steps.await?
-            };
-            tx.commit()
-                .await
-                .map_err(StoreError::database("committing"))?;
-            Ok(Attempt::Done(value))
-        }
-        .await
-    };
-}
-
 /// [`Store::commit_registration_with_certificate`](crate::Store::commit_registration_with_certificate).
 pub(crate) async fn commit(
     pool: &PgPool,
@@ -67,20 +46,19 @@ pub(crate) async fn commit(
         &certificate.serial_number,
         certificate,
     )?;
-    let mut retry = Retry::new(Entity::Registration, record.registration_id.as_str());
-    loop {
-        let attempt = attempt!(pool, |conn| commit_steps(
+    transact!(
+        pool,
+        Entity::Registration,
+        record.registration_id.as_str(),
+        |conn| commit_steps(
             conn,
             id_scope,
             &commit,
             (record, operation, billing),
             certificate,
             &body,
-        ));
-        if let Some(answer) = retry.settle(attempt).await {
-            return answer;
-        }
-    }
+        )
+    )
 }
 
 async fn commit_steps(
@@ -137,19 +115,9 @@ pub(crate) async fn revoke(
     at: DateTime<Utc>,
 ) -> StoreResult<IssuedCertificate> {
     let at = time::truncate(at);
-    let mut retry = Retry::new(Entity::IssuedCertificate, serial_number);
-    loop {
-        let attempt = attempt!(pool, |conn| revoke_steps(
-            conn,
-            id_scope,
-            registration_id,
-            serial_number,
-            at
-        ));
-        if let Some(answer) = retry.settle(attempt).await {
-            return answer;
-        }
-    }
+    transact!(pool, Entity::IssuedCertificate, serial_number, |conn| {
+        revoke_steps(conn, id_scope, registration_id, serial_number, at)
+    })
 }
 
 async fn revoke_steps(

@@ -287,16 +287,7 @@ async fn delete_policy(
             "looking for enrollments naming a policy",
         ))?;
     if let Some((kind, user_id)) = user {
-        return Err(StoreError::InUse {
-            entity: Entity::CredentialPolicy,
-            id: name.to_owned(),
-            user_entity: if kind == 0 {
-                Entity::Enrollment
-            } else {
-                Entity::EnrollmentGroup
-            },
-            user_id,
-        });
+        return Err(authorities::policy_in_use(name, kind, user_id));
     }
     sqlx::query(DELETE_POLICY)
         .bind(&scope_key)
