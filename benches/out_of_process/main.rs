@@ -10,7 +10,8 @@
 //!   listener, at the same concurrency, driven from this process; once
 //!   without and once with a client certificate (the X.509 floor);
 //! * symmetric-key registrations (individual enrollments, register + poll, a
-//!   new connection per device) over HTTPS, MQTT and MQTT over WebSocket,
+//!   new connection per device) over HTTPS, MQTT, MQTT over WebSocket, AMQP
+//!   and AMQP over WebSocket,
 //!   and X.509 (ECDSA P-256 leaf + intermediate, group enrollment): µs of
 //!   server CPU per registration, its ratio to the floor (issue 19, goal 1:
 //!   ≤ 1.5×), the emulator's and the load generator's CPU per registration;
@@ -32,7 +33,10 @@
 //!   and the 8-in-flight phase use a third, 1 in flight a tenth)
 //! * `DPS_BENCH_CONCURRENCY` devices (and floor connections) in flight (48)
 //! * `DPS_BENCH_TRANSPORTS` comma-separated, of `https`, `mqtt`, `mqtt-ws`,
-//!   `amqp` (default the first three; `amqp` once `dps-device` speaks it)
+//!   `amqp`, `amqp-ws` (default all five)
+//! * `DPS_BENCH_LARGE` adds one swarm of that many symmetric-key devices over
+//!   HTTPS (issue 19, goal 4: failures, first vs last 10 % rate, the
+//!   server's peak resident memory, the store's size); 0 (default) skips
 //! * `DPS_BENCH_THROTTLED_DEVICES` devices through the 4 × S1 hubs (1200; 0
 //!   skips), `DPS_BENCH_THROTTLE_SPEEDUP` their clock's speed-up (30)
 
@@ -137,7 +141,7 @@ struct SwarmRun<'a> {
 /// the swarm's CPU over the phase, the server's hub calls.
 async fn swarm(setup: &Setup, run: SwarmRun<'_>) -> Result<CpuPhase> {
     let endpoint = match run.transport {
-        Transport::Https | Transport::MqttWs => setup.device,
+        Transport::Https | Transport::MqttWs | Transport::AmqpWs => setup.device,
         Transport::Mqtt => setup.mqtt,
         Transport::Amqp => setup.amqp,
     };
@@ -288,7 +292,7 @@ fn main() -> Result<()> {
     let throttled: u64 = env_or("DPS_BENCH_THROTTLED_DEVICES", 1200);
     let speedup: f64 = env_or("DPS_BENCH_THROTTLE_SPEEDUP", 30.0);
     let transports = std::env::var("DPS_BENCH_TRANSPORTS")
-        .unwrap_or_else(|_| "https,mqtt,mqtt-ws".to_owned())
+        .unwrap_or_else(|_| "https,mqtt,mqtt-ws,amqp,amqp-ws".to_owned())
         .split(',')
         .map(|name| Transport::parse(name).with_context(|| format!("unknown transport {name:?}")))
         .collect::<Result<Vec<_>>>()?;
@@ -306,7 +310,7 @@ fn main() -> Result<()> {
     ]);
 
     dps_benches::runtime()?.block_on(async move {
-        let setup = setup::start(&seeded, transports.contains(&Transport::Amqp)).await?;
+        let setup = setup::start(&seeded).await?;
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
             "dps-server, dps-hub-sim (4 hubs; 4 more as S1 x {speedup}) and dps-device swarm as separate processes, \

@@ -33,8 +33,10 @@ pub(crate) enum Transport {
     Https,
     Mqtt,
     MqttWs,
-    /// Served by dps-server; `dps-device swarm --transport amqp` is the hook.
+    /// AMQP 1.0 over TLS, on its own port.
     Amqp,
+    /// AMQP over WebSocket, on the HTTPS port.
+    AmqpWs,
 }
 
 impl Transport {
@@ -44,6 +46,7 @@ impl Transport {
             "mqtt" => Some(Transport::Mqtt),
             "mqtt-ws" => Some(Transport::MqttWs),
             "amqp" => Some(Transport::Amqp),
+            "amqp-ws" => Some(Transport::AmqpWs),
             _ => None,
         }
     }
@@ -55,6 +58,7 @@ impl Transport {
             Transport::Mqtt => "mqtt",
             Transport::MqttWs => "mqtt-ws",
             Transport::Amqp => "amqp",
+            Transport::AmqpWs => "amqp-ws",
         }
     }
 }
@@ -119,8 +123,8 @@ fn tenant(name: &str, host: &str, hubs: &HubSimProc) -> Result<Tenant> {
 
 /// Start both emulators, seed the store, write the configuration, start
 /// the server. `phases` are (enrollment prefix, device count, on the S1
-/// tenant); the AMQP listener is configured only when asked for.
-pub(crate) async fn start(phases: &[(&str, u64, bool)], amqp_enabled: bool) -> Result<Setup> {
+/// tenant).
+pub(crate) async fn start(phases: &[(&str, u64, bool)]) -> Result<Setup> {
     let dir = tempfile::tempdir()?.keep();
     let bin = procs::binaries_dir()?;
     let hubs = HubSimProc::start(&bin, &dir, "hub-sim", &HUBS, None).await?;
@@ -164,12 +168,8 @@ pub(crate) async fn start(phases: &[(&str, u64, bool)], amqp_enabled: bool) -> R
         procs::free_port(lo)?,
     );
     let service = procs::free_port(IpAddr::from([127, 0, 0, 2]))?;
-    // Only when asked for: a server without AMQP refuses the section.
-    let amqp_section = if amqp_enabled {
-        format!("[device.amqp]\nlisten = \"{amqp}\"\n")
-    } else {
-        String::new()
-    };
+    // AMQP on a port of its own (its default, 5671, may be taken).
+    let amqp_section = format!("[device.amqp]\nlisten = \"{amqp}\"\n");
     let resolve: String = [(&hubs, &HUBS), (&s1, &S1_HUBS)]
         .iter()
         .flat_map(|(sim, names)| {
