@@ -6,6 +6,7 @@ mod bulk;
 mod enrollments;
 mod errors;
 mod groups;
+mod issuance;
 mod paging;
 mod pty;
 mod settings;
