@@ -184,3 +184,25 @@ async fn node_amqp_refusals_end_with_an_error_without_reconnecting() -> Result<(
     system.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_amqp_accepts_the_synchronous_register_answer() -> Result<()> {
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    fixtures::synchronous_register(&system).await?;
+    let scope = system.scope().to_string();
+    for transport in TRANSPORTS {
+        let id = format!("node-sync-{transport}");
+        let key = fixtures::symmetric_individual(&system, &id).await?;
+        let (result, _) = tokio::task::block_in_place(|| {
+            register(&system, transport, &scope, &id, &Credential::Key(key))
+        })?;
+        assert_assigned(&result, &id);
+        let ms = result["ms"].as_u64().unwrap_or(u64::MAX);
+        // `assigned` in the register reply: no poll, no wait.
+        assert!(ms < 900, "{transport}: {ms} ms");
+        eprintln!("node {transport} synchronous register: assigned in {ms} ms");
+        assert_identity_and_twin(&system, &id);
+    }
+    system.stop().await;
+    Ok(())
+}
