@@ -21,6 +21,26 @@ use crate::mqtt_node::{assert_assigned, register};
 
 const TRANSPORTS: [&str; 2] = ["amqp", "amqpws"];
 
+/// The admin listener's `/metrics` text.
+async fn metrics(system: &TestSystem) -> Result<String> {
+    let addr = system.server.admin_addr().expect("admin listener");
+    Ok(reqwest::get(format!("http://{addr}/metrics"))
+        .await?
+        .text()
+        .await?)
+}
+
+/// The value of the `dps_registrations_total` series of these labels.
+fn registrations(text: &str, transport: &str, outcome: &str, code: &str) -> f64 {
+    let series = format!(
+        "dps_registrations_total{{transport=\"{transport}\",outcome=\"{outcome}\",code=\"{code}\"}} "
+    );
+    text.lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The device and the initial twin tag the fixtures set are on the hub.
 fn assert_identity_and_twin(system: &TestSystem, device_id: &str) {
     fixtures::assert_on_hub(system, "hub-a.test", device_id);
@@ -88,6 +108,15 @@ async fn node_amqp_and_amqp_ws_provision_symmetric_key_and_x509_devices() -> Res
             tokio::task::block_in_place(|| register(&system, transport, &scope, &leaf, &chain))?;
         assert_assigned(&result, &leaf);
         fixtures::assert_on_hub(&system, "hub-a.test", &leaf);
+    }
+    // Counted under their own transport labels: four devices each.
+    let text = metrics(&system).await?;
+    for label in ["amqp", "amqp-ws"] {
+        assert_eq!(
+            registrations(&text, label, "assigned", "none"),
+            4.0,
+            "{label}"
+        );
     }
     system.stop().await;
     Ok(())
@@ -181,6 +210,15 @@ async fn node_amqp_refusals_end_with_an_error_without_reconnecting() -> Result<(
         }
     }
     assert!(system.hubs.device("hub-a.test", "node-disabled").is_none());
+    // Four refusals with 401002 per transport, each under its own label.
+    let text = metrics(&system).await?;
+    for label in ["amqp", "amqp-ws"] {
+        assert_eq!(
+            registrations(&text, label, "refused", "401002"),
+            4.0,
+            "{label}"
+        );
+    }
     system.stop().await;
     Ok(())
 }
