@@ -3,7 +3,9 @@
 //! software TPM) as clients.
 
 mod admin_health;
+mod amqp_client;
 mod amqp_node;
+mod amqp_raw;
 mod certificate_authorities;
 mod certificate_issuance;
 mod certificate_issuance_server;
