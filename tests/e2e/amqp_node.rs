@@ -17,7 +17,7 @@ use anyhow::Result;
 use dps_e2e::server::{SystemOptions, TestSystem};
 
 use crate::mqtt_fixtures::{self as fixtures, Credential};
-use crate::mqtt_node::{assert_assigned, register};
+use crate::mqtt_node::{assert_assigned, provision_each_credential, register};
 
 const TRANSPORTS: [&str; 2] = ["amqp", "amqpws"];
 
@@ -56,54 +56,19 @@ fn assert_identity_and_twin(system: &TestSystem, device_id: &str) {
 async fn node_amqp_and_amqp_ws_provision_symmetric_key_and_x509_devices() -> Result<()> {
     let system = TestSystem::start(SystemOptions::default()).await?;
     let scope = system.scope().to_string();
-    // Groups and CA first: the tenant view is cached from the first request on.
-    let mut groups = Vec::new();
+    // CAs first: the tenant view is cached from the first request on.
+    let mut leaves = Vec::new();
     for transport in TRANSPORTS {
-        let sym = format!("node-{transport}-grp");
-        let sym_key =
-            fixtures::symmetric_group(&system, &format!("node-{transport}-group"), &sym).await?;
         let leaf = format!("node-{transport}-ca-leaf");
         let chain = fixtures::x509_ca_group(&system, &format!("{transport}-ca"), &leaf).await?;
-        groups.push((sym, sym_key, leaf, chain));
+        leaves.push((transport, leaf, chain));
     }
-    for (transport, (sym, sym_key, leaf, chain)) in TRANSPORTS.into_iter().zip(groups) {
-        let id = format!("node-{transport}-sym");
-        let key = fixtures::symmetric_individual(&system, &id).await?;
-        let (result, _) = tokio::task::block_in_place(|| {
-            register(&system, transport, &scope, &id, &Credential::Key(key))
-        })?;
-        assert_assigned(&result, &id);
-        assert_eq!(result["result"]["substatus"], "initialAssignment");
-        let ms = result["ms"].as_u64().unwrap_or(u64::MAX);
-        // 202 with retry-after=1, then the first poll finds `assigned`.
-        assert!(ms < 2500, "{transport}: {ms} ms");
-        eprintln!("node {transport} symmetric key: register() to assigned in {ms} ms");
-        assert_identity_and_twin(&system, &id);
-
-        let (result, _) = tokio::task::block_in_place(|| {
-            register(&system, transport, &scope, &sym, &Credential::Key(sym_key))
-        })?;
-        assert_assigned(&result, &sym);
-        fixtures::assert_on_hub(&system, "hub-a.test", &sym);
-
-        let id = format!("node-{transport}-x509");
-        let credential = fixtures::x509_individual(&system, &id).await?;
-        let (result, _) =
-            tokio::task::block_in_place(|| register(&system, transport, &scope, &id, &credential))?;
-        assert_assigned(&result, &id);
-        eprintln!(
-            "node {transport} X.509: register() to assigned in {} ms",
-            result["ms"]
-        );
-        let device = system
-            .hubs
-            .device("hub-a.test", &id)
-            .expect("X.509 device on the hub");
-        assert!(device
-            .authentication
-            .and_then(|a| a.x509_thumbprint)
-            .is_some());
-
+    // 202 with retry-after=1, then the first poll finds `assigned`.
+    provision_each_credential(&system, &TRANSPORTS, 2500).await?;
+    for transport in TRANSPORTS {
+        assert_identity_and_twin(&system, &format!("node-{transport}-sym"));
+    }
+    for (transport, leaf, chain) in leaves {
         let (result, _) =
             tokio::task::block_in_place(|| register(&system, transport, &scope, &leaf, &chain))?;
         assert_assigned(&result, &leaf);

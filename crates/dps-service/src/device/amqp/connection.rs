@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 use super::requests::{self, Operation};
 use super::sasl::{self, SaslIdentity};
-use super::stream::{FrameGuard, Rewind};
+use super::stream::FrameGuard;
 use super::{AmqpEndpoint, AmqpIo};
 use crate::device::mqtt::registry::{evicted, Registered};
 use crate::listener::{stopped, ConnectionInfo};
@@ -87,10 +87,7 @@ pub(crate) async fn run<S: AmqpIo>(
         let negotiated = sasl::negotiate(&mut stream, &endpoint.pipeline, &template)
             .await
             .map_err(|e| End::Open(e.to_string()))?;
-        let io = FrameGuard::new(
-            Rewind::new(negotiated.leftover, stream),
-            limits.max_frame_bytes,
-        );
+        let io = FrameGuard::new(negotiated.leftover, stream, limits.max_frame_bytes);
         let connection = acceptor
             .accept(io)
             .await

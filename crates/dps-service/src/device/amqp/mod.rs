@@ -13,7 +13,7 @@
 //! delivery carrying the Azure error body.
 //!
 //! * `sasl`: protocol header, SASL (PLAIN, TPM challenge, EXTERNAL, ANONYMOUS).
-//! * `stream`: the frame-size guard and the replay of bytes read ahead.
+//! * `stream`: the replay of bytes read ahead and the frame-size guard.
 //! * `connection`: open, session, links, requests, limits.
 //! * `requests`: messages to instructions, answers to messages and errors.
 //! * `websocket`: the WebSocket-to-stream bridge.

@@ -1,12 +1,10 @@
-//! Byte-stream adapters under an AMQP connection:
-//!
-//! * [`Rewind`] gives back bytes already read (the protocol header of a
-//!   connection without SASL, or whatever followed the SASL outcome) before
-//!   the stream's own, so fe2o3's acceptor sees the connection from its start.
-//! * [`FrameGuard`] checks every frame's size field as the bytes go by and
-//!   fails the read on a size under 8 (fe2o3's decoder would index past
-//!   the end of such a frame) or over our cap: both close the connection
-//!   before any frame is decoded.
+//! The byte stream under fe2o3's AMQP connection: [`FrameGuard`] first
+//! gives back the bytes already read (the protocol header of a connection
+//! without SASL, or whatever followed the SASL outcome), so fe2o3's acceptor
+//! sees the connection from its start, and checks every frame's size field
+//! as the bytes go by: a size under 8 (fe2o3's decoder would index past the
+//! end of such a frame) or over our cap fails the read, which closes the
+//! connection before any frame is decoded.
 
 use std::io;
 use std::pin::Pin;
@@ -14,54 +12,6 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// A stream that yields `prefix` first.
-#[derive(Debug)]
-pub(crate) struct Rewind<T> {
-    prefix: Bytes,
-    inner: T,
-}
-
-impl<T> Rewind<T> {
-    /// `inner`, with `prefix` read first.
-    pub(crate) fn new(prefix: Bytes, inner: T) -> Self {
-        Rewind { prefix, inner }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 /// Where the guard is in the byte stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,17 +91,21 @@ impl FrameSizes {
     }
 }
 
-/// A stream whose reads fail at the first frame of a forbidden size.
+/// A stream that yields `prefix` first and whose reads fail at the first
+/// frame of a forbidden size.
 #[derive(Debug)]
 pub(crate) struct FrameGuard<T> {
+    prefix: Bytes,
     sizes: FrameSizes,
     inner: T,
 }
 
 impl<T> FrameGuard<T> {
-    /// `inner`, positioned at a protocol header, frames up to `max_frame_bytes`.
-    pub(crate) fn new(inner: T, max_frame_bytes: usize) -> Self {
+    /// `prefix` then `inner`, starting at a protocol header, frames up to
+    /// `max_frame_bytes`.
+    pub(crate) fn new(prefix: Bytes, inner: T, max_frame_bytes: usize) -> Self {
         FrameGuard {
+            prefix,
             sizes: FrameSizes::new(max_frame_bytes),
             inner,
         }
@@ -166,7 +120,15 @@ impl<T: AsyncRead + Unpin> AsyncRead for FrameGuard<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        let read = if this.prefix.is_empty() {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            Poll::Ready(Ok(()))
+        };
+        match read {
             Poll::Ready(Ok(())) => {
                 let fresh = &buf.filled()[before..];
                 match this.sizes.feed(fresh) {
@@ -238,18 +200,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rewind_replays_its_prefix_then_the_stream() {
-        let mut stream = Rewind::new(Bytes::from_static(b"AMQP"), &b"rest"[..]);
+    async fn the_prefix_comes_first_then_the_stream() {
+        let mut rest = b"\x00\x01\x00\x00".to_vec();
+        rest.extend(frame(8));
+        let mut stream = FrameGuard::new(Bytes::from_static(b"AMQP"), &rest[..], 1024);
         let mut all = Vec::new();
         stream.read_to_end(&mut all).await.unwrap();
-        assert_eq!(all, b"AMQPrest");
+        assert_eq!(&all[..4], b"AMQP");
+        assert_eq!(&all[4..], &rest[..]);
     }
 
     #[tokio::test]
     async fn the_guard_fails_the_read_of_an_oversized_frame() {
         let mut bytes = b"AMQP\x00\x01\x00\x00".to_vec();
         bytes.extend(frame(5000));
-        let mut guard = FrameGuard::new(&bytes[..], 4096);
+        let mut guard = FrameGuard::new(Bytes::new(), &bytes[..], 4096);
         let mut all = Vec::new();
         let err = guard.read_to_end(&mut all).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
