@@ -2,13 +2,14 @@
 //! meet, run over every device transport against one server, with the SAME
 //! expected Azure status and error code on each. The table is cases ×
 //! transports: a new failure class is one more [`CASES`] row, a new
-//! transport (AMQP) one more [`TRANSPORTS`] entry and its driver in
-//! [`transports`].
+//! transport one more [`TRANSPORTS`] entry and its driver in
+//! [`transports`] (AMQP's in [`amqp`]).
 //!
 //! Each (case, transport) pair registers its own device from its own
 //! loopback address, so the pairs run at once without meeting each other's
 //! throttling; the whole battery takes about a second.
 
+mod amqp;
 mod transports;
 
 use std::net::Ipv4Addr;
@@ -26,7 +27,13 @@ use crate::hardening_pipeline::{device_token, enroll};
 use crate::mqtt_fixtures::unknown_scope;
 
 /// Every device transport.
-const TRANSPORTS: &[Wire] = &[Wire::Https, Wire::Mqtt, Wire::MqttWs];
+const TRANSPORTS: &[Wire] = &[
+    Wire::Https,
+    Wire::Mqtt,
+    Wire::MqttWs,
+    Wire::Amqp,
+    Wire::AmqpWs,
+];
 
 /// A refusal or failure class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The battery's transports: each carries one device attempt (register, then
 //! polls while the answer is `202`) the way its protocol does, from a chosen
-//! loopback address, and reads every answer back into one shape. A new
-//! transport (AMQP) is one more [`Wire`] variant and one more driver here.
+//! loopback address, and reads every answer back into one shape. AMQP's
+//! driver is in [`super::amqp`].
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -35,6 +35,10 @@ pub(super) enum Wire {
     Mqtt,
     /// MQTT 3.1.1 over WebSocket on the device port.
     MqttWs,
+    /// AMQP 1.0 over TLS on the AMQP port.
+    Amqp,
+    /// AMQP 1.0 over WebSocket (`AMQPWSB10`) on the device port.
+    AmqpWs,
 }
 
 /// One device's attempt: where it says it belongs, what it proves, what it sends.
@@ -62,7 +66,7 @@ pub(super) struct Answer {
 
 /// Polls after a `202` before the battery gives up (dps answers a register
 /// only once its outcome is stored, so the first poll normally ends it).
-const MAX_POLLS: usize = 10;
+pub(super) const MAX_POLLS: usize = 10;
 const API_VERSION: &str = "2021-06-01";
 
 impl Wire {
@@ -71,6 +75,8 @@ impl Wire {
             Wire::Https => "https",
             Wire::Mqtt => "mqtt",
             Wire::MqttWs => "mqtt-ws",
+            Wire::Amqp => "amqp",
+            Wire::AmqpWs => "amqp-ws",
         }
     }
 
@@ -89,6 +95,9 @@ impl Wire {
                     link.close().await;
                     answers
                 }
+                Wire::Amqp | Wire::AmqpWs => {
+                    super::amqp::exchange(system, attempt, self == Wire::AmqpWs).await
+                }
             }
         };
         tokio::time::timeout(Duration::from_secs(20), work)
@@ -98,7 +107,7 @@ impl Wire {
 }
 
 /// The operation id of a `202`, to poll.
-fn operation_id(answer: &Answer) -> Result<String> {
+pub(super) fn operation_id(answer: &Answer) -> Result<String> {
     answer.body["operationId"]
         .as_str()
         .map(str::to_owned)
@@ -307,7 +316,7 @@ impl Link {
 
 /// TCP from `source` to `target`, then TLS trusting the system's CA (no
 /// ALPN: MQTT has none, and the WebSocket upgrade needs HTTP/1.1).
-async fn tls_from(
+pub(super) async fn tls_from(
     system: &TestSystem,
     source: Ipv4Addr,
     target: SocketAddr,
