@@ -233,22 +233,7 @@ async fn x509_group_through_a_verified_ca_and_an_intermediate() -> Result<()> {
     let root = certs::self_signed("node-root-ca", true);
     let intermediate = certs::signed_by("node-intermediate", true, &root);
     let leaf = certs::signed_by("node-x509-grp-1", false, &intermediate);
-    let mut tenant = system.tenant.clone();
-    tenant.ca_certificates.push(CaCertificate {
-        name: "root".to_owned(),
-        certificate: root.pem(),
-        info: None,
-        is_verified: true,
-        verification_code: None,
-        etag: ETag::generate(),
-        created: chrono::Utc::now(),
-        updated: chrono::Utc::now(),
-    });
-    system
-        .server
-        .store()
-        .replace_tenant(tenant, Precondition::None)
-        .await?;
+    system.add_verified_ca("root", root.pem()).await?;
     let group = EnrollmentGroup::from_json(
         json!({"enrollmentGroupId": "x509-group", "attestation": {"type": "x509",
             "x509": {"caReferences": {"primary": "root"}}}})

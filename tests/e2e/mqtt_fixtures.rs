@@ -90,27 +90,7 @@ pub(crate) async fn x509_ca_group(
     let root = certs::self_signed(&format!("{group_id}-root"), true);
     let intermediate = certs::signed_by(&format!("{group_id}-intermediate"), true, &root);
     let leaf = certs::signed_by(device_id, false, &intermediate);
-    let mut tenant = system
-        .server
-        .store()
-        .tenant(system.scope())
-        .await?
-        .expect("the test tenant");
-    tenant.ca_certificates.push(CaCertificate {
-        name: group_id.to_owned(),
-        certificate: root.pem(),
-        info: None,
-        is_verified: true,
-        verification_code: None,
-        etag: ETag::generate(),
-        created: chrono::Utc::now(),
-        updated: chrono::Utc::now(),
-    });
-    system
-        .server
-        .store()
-        .replace_tenant(tenant, Precondition::None)
-        .await?;
+    system.add_verified_ca(group_id, root.pem()).await?;
     let group = EnrollmentGroup::from_json(
         json!({"enrollmentGroupId": group_id, "attestation": {"type": "x509",
             "x509": {"caReferences": {"primary": group_id}}}})

@@ -192,6 +192,31 @@ impl TestSystem {
         ]
     }
 
+    /// Add `certificate_pem` to the tenant as a verified CA named `name`
+    /// (before the first device request: the tenant view is cached).
+    pub async fn add_verified_ca(&self, name: &str, certificate_pem: String) -> Result<()> {
+        let store = self.server.store();
+        let mut tenant = store
+            .tenant(self.scope())
+            .await?
+            .context("the test tenant")?;
+        let now = chrono::Utc::now();
+        tenant.ca_certificates.push(dps_model::CaCertificate {
+            name: name.to_owned(),
+            certificate: certificate_pem,
+            info: None,
+            is_verified: true,
+            verification_code: None,
+            etag: dps_model::ETag::generate(),
+            created: now,
+            updated: now,
+        });
+        store
+            .replace_tenant(tenant, dps_model::Precondition::None)
+            .await?;
+        Ok(())
+    }
+
     /// Set one twin tag on a hub, as a back-end application would.
     pub async fn set_twin_tag(
         &self,
