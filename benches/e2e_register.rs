@@ -3,13 +3,14 @@
 //! swarm of `dps-client` devices, each with its own client and a new TLS
 //! connection (full handshake, no resumption), doing register + poll.
 //!
-//! The same run provisions symmetric-key devices over MQTT 3.1.1 over TLS and
-//! over MQTT over WebSocket (also a new connection per device) and prints
-//! them in the same table, with their ratio to HTTPS, two ways:
+//! The same run provisions symmetric-key devices over MQTT 3.1.1 over TLS,
+//! MQTT over WebSocket, AMQP 1.0 over TLS and AMQP over WebSocket (also a new
+//! connection per device) and prints them in the same table, with their
+//! ratio to HTTPS, two ways:
 //! * register + poll, as above, polling at once on every transport;
 //! * register alone, against a second tenant with `synchronous_register`
 //!   (the final state is the register answer): one round trip on every
-//!   transport, the same client loop for all three — the like-for-like
+//!   transport, the same client loop for all five — the like-for-like
 //!   comparison of the transports.
 //!
 //! In the same run it measures the machine's floor: a bare rustls server with
@@ -66,10 +67,14 @@ async fn start_system() -> Result<System> {
     if let Ok(url) = std::env::var("DPS_BENCH_STORAGE") {
         config.storage_url = Some(url);
     }
-    // MQTT over TLS on a port of its own; MQTT over WebSocket on the HTTPS port.
+    // MQTT and AMQP over TLS on ports of their own; both over WebSocket on
+    // the HTTPS port.
     config.device.mqtt.enabled = true;
     config.device.mqtt.listen = Some(system::loopback(1));
     config.device.mqtt.websocket = true;
+    config.device.amqp.enabled = true;
+    config.device.amqp.listen = Some(system::loopback(1));
+    config.device.amqp.websocket = true;
     let server = dps_service::server::start(config).await?;
     let tenant = system::tenant("bench", "127.0.0.2", Some(&hubs));
     let tenant = server.store().create_tenant(tenant).await?;
@@ -228,6 +233,7 @@ async fn transport_phase(
     enroll(system, scope, &plan).await?;
     let endpoint = match transport {
         Transport::Mqtt => mqtt_addr(system)?,
+        Transport::Amqp => amqp_addr(system)?,
         _ => system.server.device_addr().expect("device HTTPS listener"),
     };
     let mut config = DeviceLoop::new(
@@ -252,13 +258,28 @@ fn mqtt_addr(system: &System) -> Result<SocketAddr> {
         .ok_or_else(|| anyhow::anyhow!("the server does not serve MQTT"))
 }
 
+fn amqp_addr(system: &System) -> Result<SocketAddr> {
+    system
+        .server
+        .amqp_addr()
+        .ok_or_else(|| anyhow::anyhow!("the server does not serve AMQP"))
+}
+
 /// The transports compared, HTTPS first (the baseline of the ratios).
-const TRANSPORTS: [Transport; 3] = [Transport::Https, Transport::Mqtt, Transport::MqttWs];
+const TRANSPORTS: [Transport; 5] = [
+    Transport::Https,
+    Transport::Mqtt,
+    Transport::MqttWs,
+    Transport::Amqp,
+    Transport::AmqpWs,
+];
 
 fn transport_name(transport: Transport) -> &'static str {
     match transport {
         Transport::Mqtt => "MQTT over TLS",
         Transport::MqttWs => "MQTT over WebSocket",
+        Transport::Amqp => "AMQP over TLS",
+        Transport::AmqpWs => "AMQP over WebSocket",
         _ => "HTTPS",
     }
 }
@@ -268,6 +289,8 @@ fn transport_prefix(transport: Transport) -> &'static str {
     match transport {
         Transport::Mqtt => "mqtt",
         Transport::MqttWs => "mqttws",
+        Transport::Amqp => "amqp",
+        Transport::AmqpWs => "amqpws",
         _ => "https",
     }
 }
@@ -287,9 +310,10 @@ fn main() -> Result<()> {
     dps_benches::runtime()?.block_on(async move {
         let system = start_system().await?;
         println!(
-            "dps on {} (HTTPS, MQTT over WebSocket) and {} (MQTT over TLS); SQLite, 4 hubs on the in-process emulator; {} cores; {devices} devices per phase",
+            "dps on {} (HTTPS, MQTT and AMQP over WebSocket), {} (MQTT over TLS) and {} (AMQP over TLS); SQLite, 4 hubs on the in-process emulator; {} cores; {devices} devices per phase",
             system.server.device_addr().expect("device HTTPS listener"),
             mqtt_addr(&system)?,
+            amqp_addr(&system)?,
             dps_benches::cores()
         );
         println!("(\"register only\": a tenant with synchronous register, whose answer is the final state: no poll)");
@@ -316,24 +340,16 @@ fn main() -> Result<()> {
             println!("quick: {:.0}/s, floor {:.0}/s", symmetric.rate, floor.rate);
             return Ok(());
         }
-        let mqtt = transport_phase(
-            &system,
-            &system.scope,
-            "symmetric key, MQTT over TLS (register+poll)",
-            Transport::Mqtt,
-            plan("mqtt", devices, DeviceKind::Symmetric)?,
-            concurrency,
-        )
-        .await?;
-        let mqtt_ws = transport_phase(
-            &system,
-            &system.scope,
-            "symmetric key, MQTT over WebSocket (reg+poll)",
-            Transport::MqttWs,
-            plan("mqttws", devices, DeviceKind::Symmetric)?,
-            concurrency,
-        )
-        .await?;
+        // Register + poll over each stream transport, in TRANSPORTS order.
+        let mut streamed = Vec::new();
+        for transport in &TRANSPORTS[1..] {
+            let name = format!("symmetric key, {} (reg+poll)", transport_name(*transport));
+            let devices = plan(transport_prefix(*transport), devices, DeviceKind::Symmetric)?;
+            streamed.push(
+                transport_phase(&system, &system.scope, &name, *transport, devices, concurrency)
+                    .await?,
+            );
+        }
         let mut register_only = Vec::new();
         for transport in TRANSPORTS {
             let prefix = format!("sync-{}", transport_prefix(transport));
@@ -420,12 +436,13 @@ fn main() -> Result<()> {
             x509.rate / floor.rate
         );
         let https_only = &register_only[0];
-        let comparisons = [
-            ("MQTT over TLS", "register+poll", &mqtt, &symmetric),
-            ("MQTT over WebSocket", "register+poll", &mqtt_ws, &symmetric),
-            ("MQTT over TLS", "register only", &register_only[1], https_only),
-            ("MQTT over WebSocket", "register only", &register_only[2], https_only),
-        ];
+        let comparisons = TRANSPORTS[1..].iter().enumerate().flat_map(|(i, transport)| {
+            let what = transport_name(*transport);
+            [
+                (what, "register+poll", &streamed[i], &symmetric),
+                (what, "register only", &register_only[i + 1], https_only),
+            ]
+        });
         for (what, flow, row, https) in comparisons {
             let ratio = row.rate / https.rate;
             println!(
@@ -435,8 +452,9 @@ fn main() -> Result<()> {
                 verdict(ratio >= 0.8 && row.rate >= 2000.0)
             );
         }
-        let failures = [&symmetric, &mqtt, &mqtt_ws, &group, &x509, &paced]
+        let failures = [&symmetric, &group, &x509, &paced]
             .into_iter()
+            .chain(&streamed)
             .chain(&register_only)
             .map(|row| row.failures)
             .sum::<u64>();
