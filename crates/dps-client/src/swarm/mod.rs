@@ -1,8 +1,8 @@
 //! Provision many devices at once, each as a real device would: its own
 //! client, its own TLS connection, register then poll — for load tests,
 //! benchmarks and the `dps-device swarm` command. Any [`Transport`] (HTTPS,
-//! MQTT, MQTT over WebSocket); per-device samples on request, exported as CSV
-//! or an HdrHistogram interval log ([`SwarmReport::write_latency_csv`],
+//! MQTT, AMQP, each also over WebSocket); per-device samples on request,
+//! exported as CSV or an HdrHistogram interval log ([`SwarmReport::write_latency_csv`],
 //! [`SwarmReport::write_histogram_log`]); [`delete_enrollments`] undoes
 //! [`create_enrollments`].
 //!
