@@ -1,6 +1,6 @@
 //! `dps-client`: provision a device against any Device Provisioning Service
-//! that speaks the Azure device protocol over HTTPS — dps, or the Azure cloud
-//! service.
+//! that speaks the Azure device protocol (HTTPS, MQTT or AMQP) — dps, or the
+//! Azure cloud service.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), dps_client::ClientError> {
