@@ -28,17 +28,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{ensure, Context as _, Result};
-use dps_attestation::sas::{create_token, unix_now, SymmetricKey};
+use anyhow::{ensure, Result};
 use dps_benches::procs::{self, Proc};
-use dps_benches::system::{self, OWNER_POLICY};
+use dps_benches::system;
 use dps_benches::table::{latency_histogram, print_header, record, Meter, Row};
 use dps_benches::{env_or, verdict, xorshift};
 use dps_client::service::SERVICE_API_VERSION;
 use dps_client::TlsTrust;
-use dps_model::{
-    ETag, IdScope, OperationKind, RegistrationId, RegistrationOperation, RegistrationRecord,
-};
+use dps_model::{ETag, IdScope, OperationKind, RegistrationId};
 use dps_storage::{SqliteOptions, SqliteStore, Store};
 
 const SERVICE_HOST: &str = "127.0.0.2";
@@ -51,31 +48,10 @@ fn id(index: u64) -> String {
     format!("scale-{index:08}")
 }
 
-/// A record as the server writes it for an assigned device.
-fn record_template() -> Result<(RegistrationRecord, RegistrationOperation)> {
-    let record: RegistrationRecord = dps_model::from_json(
-        br#"{"registrationId":"template","attestationType":"symmetricKey",
-            "created":"2025-01-01T00:00:00.0000000Z","lastUpdated":"2025-01-01T00:00:00.0000000Z",
-            "assignedHub":"hub-0.scale.test","deviceId":"template","status":"assigned",
-            "substatus":"initialAssignment","etag":"x"}"#,
-    )?;
-    let operation = RegistrationOperation {
-        operation_id: String::new(),
-        registration_id: record.registration_id.clone(),
-        created: record.created,
-        status: dps_model::RegistrationOperationStatus {
-            operation_id: String::new(),
-            status: dps_model::RegistrationStatus::Assigned,
-            registration_state: Some(record.to_result()),
-        },
-    };
-    Ok((record, operation))
-}
-
 /// Commit a registration record (with its operation and billing row, as a
 /// registration does) for each of the `count` enrollments.
 async fn seed_records(store: &Arc<SqliteStore>, scope: &IdScope, count: u64) -> Result<f64> {
-    let (template, operation) = record_template()?;
+    let (template, operation) = system::registration_template()?;
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -258,17 +234,7 @@ fn main() -> Result<()> {
         let server: Proc =
             procs::start_server(&bin, &config_file, &dir.path().join("server.log"), admin).await?;
         let rss_started = server.rss().unwrap_or(0);
-        let owner = tenant
-            .access_policies
-            .iter()
-            .find(|p| p.key_name == OWNER_POLICY)
-            .context("owner policy")?;
-        let token = create_token(
-            SERVICE_HOST,
-            &SymmetricKey::from_base64(&owner.primary_key)?,
-            unix_now() + 3 * 3600,
-            Some(OWNER_POLICY),
-        );
+        let token = system::owner_token(&tenant, SERVICE_HOST)?;
         let trust = TlsTrust::new(false, &[std::fs::read_to_string(data_dir.join("tls").join("ca.pem"))?])?;
         let clients = (0..concurrency)
             .map(|_| system::keep_alive_client(&trust))

@@ -36,7 +36,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{ensure, Context as _, Result};
-use dps_attestation::sas::{create_token, unix_now, SymmetricKey};
 use dps_benches::system::{self, IMPORT_CHUNK, OWNER_POLICY};
 use dps_benches::table::{latency_histogram, print_header, record, Meter, Row};
 use dps_benches::{env_or, verdict, xorshift};
@@ -246,17 +245,7 @@ async fn start() -> Result<(RunningServer, Api, tempfile::TempDir)> {
     config.storage_url = std::env::var("DPS_BENCH_STORAGE").ok();
     let server = dps_service::server::start(config).await?;
     let tenant = system::tenant("admin-bench", SERVICE_HOST, None);
-    let owner = tenant
-        .access_policies
-        .iter()
-        .find(|p| p.key_name == OWNER_POLICY)
-        .context("owner policy")?;
-    let token = create_token(
-        SERVICE_HOST,
-        &SymmetricKey::from_base64(&owner.primary_key)?,
-        unix_now() + 3 * 3600,
-        Some(OWNER_POLICY),
-    );
+    let token = system::owner_token(&tenant, SERVICE_HOST)?;
     server.store().create_tenant(tenant).await?;
     let api = Api {
         base: format!(

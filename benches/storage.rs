@@ -15,8 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dps_model::{
-    ETag, IdScope, IndividualEnrollment, OperationKind, OperationRecord, RegistrationId,
-    RegistrationOperation, RegistrationRecord, Tenant,
+    ETag, IdScope, IndividualEnrollment, OperationKind, OperationRecord, RegistrationId, Tenant,
 };
 use dps_storage::{SqliteOptions, SqliteStore, Store};
 use hdrhistogram::Histogram;
@@ -162,7 +161,7 @@ async fn writes(
     scope: &IdScope,
     phase: Duration,
 ) -> anyhow::Result<(f64, Histogram<u64>)> {
-    let (record, operation) = registration_template()?;
+    let (record, operation) = dps_benches::system::registration_template()?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..WRITE_CONCURRENCY {
@@ -304,24 +303,4 @@ fn enrollment(template: &IndividualEnrollment, i: usize) -> anyhow::Result<Indiv
     e.registration_id = RegistrationId::new(registration_id(i))?;
     e.device_id = Some(dps_model::DeviceId::new(registration_id(i))?);
     Ok(e)
-}
-
-fn registration_template() -> anyhow::Result<(RegistrationRecord, RegistrationOperation)> {
-    let record: RegistrationRecord = dps_model::from_json(
-        br#"{"registrationId":"template","attestationType":"symmetricKey",
-            "created":"2025-01-01T00:00:00.0000000Z","lastUpdated":"2025-01-01T00:00:00.0000000Z",
-            "assignedHub":"hub-a.example","deviceId":"template","status":"assigned",
-            "substatus":"initialAssignment","etag":"x"}"#,
-    )?;
-    let operation = RegistrationOperation {
-        operation_id: String::new(),
-        registration_id: record.registration_id.clone(),
-        created: record.created,
-        status: dps_model::RegistrationOperationStatus {
-            operation_id: String::new(),
-            status: dps_model::RegistrationStatus::Assigned,
-            registration_state: Some(record.to_result()),
-        },
-    };
-    Ok((record, operation))
 }

@@ -184,3 +184,44 @@ pub fn keep_alive_client(trust: &dps_client::TlsTrust) -> Result<reqwest::Client
         .timeout(std::time::Duration::from_secs(30))
         .build()?)
 }
+
+/// A service API token of `tenant`'s owner policy for `service_host`, valid
+/// for three hours: the token an SDK signs once and reuses.
+pub fn owner_token(tenant: &Tenant, service_host: &str) -> Result<String> {
+    let owner = tenant
+        .access_policies
+        .iter()
+        .find(|p| p.key_name == OWNER_POLICY)
+        .context("owner policy")?;
+    Ok(dps_attestation::sas::create_token(
+        service_host,
+        &dps_attestation::sas::SymmetricKey::from_base64(&owner.primary_key)?,
+        dps_attestation::sas::unix_now() + 3 * 3600,
+        Some(OWNER_POLICY),
+    ))
+}
+
+/// A registration record as the server writes it for a device assigned to
+/// a hub, and its operation (ids left for the caller to set).
+pub fn registration_template() -> Result<(
+    dps_model::RegistrationRecord,
+    dps_model::RegistrationOperation,
+)> {
+    let record: dps_model::RegistrationRecord = dps_model::from_json(
+        br#"{"registrationId":"template","attestationType":"symmetricKey",
+            "created":"2025-01-01T00:00:00.0000000Z","lastUpdated":"2025-01-01T00:00:00.0000000Z",
+            "assignedHub":"hub-a.example","deviceId":"template","status":"assigned",
+            "substatus":"initialAssignment","etag":"x"}"#,
+    )?;
+    let operation = dps_model::RegistrationOperation {
+        operation_id: String::new(),
+        registration_id: record.registration_id.clone(),
+        created: record.created,
+        status: dps_model::RegistrationOperationStatus {
+            operation_id: String::new(),
+            status: dps_model::RegistrationStatus::Assigned,
+            registration_state: Some(record.to_result()),
+        },
+    };
+    Ok((record, operation))
+}
