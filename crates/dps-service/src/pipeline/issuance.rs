@@ -35,7 +35,44 @@ use crate::respond::ApiError;
 pub(crate) struct Prepared {
     policy: CredentialPolicy,
     key: CsrKey,
-    issuer: Issuer,
+    issuer: Arc<Issuer>,
+}
+
+/// Issuers by tenant, CA name and CA etag: unsealing the key and rebuilding
+/// the CA's name for rcgen is done once per CA, not per registration. A CA
+/// is never replaced (only deleted and created anew, with a new etag), so an
+/// entry never goes stale; the map is emptied when it grows past
+/// [`IssuerCache::MAX`] (tenants deleting and creating CAs in a loop).
+#[derive(Default)]
+pub(crate) struct IssuerCache {
+    issuers: std::sync::Mutex<std::collections::HashMap<(String, String, String), Arc<Issuer>>>,
+}
+
+impl IssuerCache {
+    const MAX: usize = 1024;
+
+    fn get_or_build(
+        &self,
+        key: (String, String, String),
+        build: impl FnOnce() -> Result<Issuer, ApiError>,
+    ) -> Result<Arc<Issuer>, ApiError> {
+        let lock = || {
+            self.issuers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(found) = lock().get(&key) {
+            return Ok(Arc::clone(found));
+        }
+        // Built outside the lock: two first registrations may both build it.
+        let issuer = Arc::new(build()?);
+        let mut issuers = lock();
+        if issuers.len() >= Self::MAX {
+            issuers.clear();
+        }
+        issuers.insert(key, Arc::clone(&issuer));
+        Ok(issuer)
+    }
 }
 
 impl Prepared {
@@ -65,6 +102,7 @@ impl Prepared {
 pub(crate) struct IssuanceRequest<'a> {
     pub(crate) store: &'a dyn Store,
     pub(crate) key: Option<&'a Arc<KeyEncryptionKey>>,
+    pub(crate) issuers: &'a IssuerCache,
     pub(crate) scope: &'a IdScope,
     pub(crate) registration_id: &'a RegistrationId,
     pub(crate) enrollment: &'a MatchedEnrollment,
@@ -128,8 +166,15 @@ pub(crate) async fn prepare(request: IssuanceRequest<'_>) -> Result<Option<Prepa
     let kek = request.key.ok_or_else(|| {
         ApiError::internal("certificate issuance has no key-encryption key configured")
     })?;
-    let material = unseal_authority(kek, request.scope, &stored).map_err(ApiError::internal)?;
-    let issuer = Issuer::new(stored.name(), &material).map_err(ApiError::internal)?;
+    let cache_key = (
+        request.scope.key(),
+        stored.name().to_owned(),
+        stored.authority.etag.as_str().to_owned(),
+    );
+    let issuer = request.issuers.get_or_build(cache_key, || {
+        let material = unseal_authority(kek, request.scope, &stored).map_err(ApiError::internal)?;
+        Issuer::new(stored.name(), &material).map_err(ApiError::internal)
+    })?;
     Ok(Some(Prepared {
         policy,
         key,
@@ -166,4 +211,34 @@ pub(crate) fn for_version(
         }
     }
     status
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::certificate_authority::CaMaterial;
+
+    #[test]
+    fn an_issuer_is_built_once_per_ca_version() {
+        let material = CaMaterial::generate("Fleet CA").unwrap();
+        let cache = IssuerCache::default();
+        let built = Cell::new(0);
+        let build = || {
+            built.set(built.get() + 1);
+            Issuer::new("fleet", &material).map_err(ApiError::internal)
+        };
+        let key = |etag: &str| ("scope".to_owned(), "fleet".to_owned(), etag.to_owned());
+        let first = cache.get_or_build(key("e1"), build).unwrap();
+        let again = cache.get_or_build(key("e1"), build).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(built.get(), 1);
+        cache.get_or_build(key("e2"), build).unwrap();
+        assert_eq!(built.get(), 2, "a recreated CA (new etag) is built anew");
+        let failing = cache.get_or_build(key("e3"), || Err(ApiError::bad_request("no")));
+        assert!(failing.is_err());
+        cache.get_or_build(key("e3"), build).unwrap();
+        assert_eq!(built.get(), 3, "a failure is not cached");
+    }
 }

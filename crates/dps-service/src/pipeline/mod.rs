@@ -130,6 +130,8 @@ pub struct Pipeline {
     attest: attest_pool::AttestPool,
     /// Unseals tenant CA keys for certificate issuance (issue #17).
     certificate_key: Option<Arc<crate::certificate_authority::KeyEncryptionKey>>,
+    /// Tenant CAs ready to sign, built once each.
+    issuers: issuance::IssuerCache,
 }
 
 impl Pipeline {
@@ -157,6 +159,7 @@ impl Pipeline {
             refusal_log: Default::default(),
             attest: attest_pool::AttestPool::default(),
             certificate_key: None,
+            issuers: Default::default(),
         }
     }
 
@@ -316,6 +319,7 @@ impl Pipeline {
             issuance::prepare(issuance::IssuanceRequest {
                 store: self.store.as_ref(),
                 key: self.certificate_key.as_ref(),
+                issuers: &self.issuers,
                 scope,
                 registration_id: &registration_id,
                 enrollment: &device.enrollment,
