@@ -4,7 +4,8 @@
 //! key (individual and group-derived) and X.509 (individual, and a CA group
 //! with leaf + intermediate), each ending with the identity and initial twin
 //! on the hub emulator; refusals end the registration with an AMQP error
-//! within seconds, over one connection (no reconnect loop).
+//! within seconds, over one connection (no reconnect loop). The synchronous
+//! register answer over AMQP is in `mqtt_node` with every transport.
 //!
 //! TPM is not driven from Node: the SDK's TPM security client needs the
 //! `tss.js` TPM stack and a TPM reachable over the Microsoft simulator
@@ -183,28 +184,6 @@ async fn node_amqp_refusals_end_with_an_error_without_reconnecting() -> Result<(
             4.0,
             "{label}"
         );
-    }
-    system.stop().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_amqp_accepts_the_synchronous_register_answer() -> Result<()> {
-    let system = TestSystem::start(SystemOptions::default()).await?;
-    fixtures::synchronous_register(&system).await?;
-    let scope = system.scope().to_string();
-    for transport in TRANSPORTS {
-        let id = format!("node-sync-{transport}");
-        let key = fixtures::symmetric_individual(&system, &id).await?;
-        let (result, _) = tokio::task::block_in_place(|| {
-            register(&system, transport, &scope, &id, &Credential::Key(key))
-        })?;
-        assert_assigned(&result, &id);
-        let ms = result["ms"].as_u64().unwrap_or(u64::MAX);
-        // `assigned` in the register reply: no poll, no wait.
-        assert!(ms < 900, "{transport}: {ms} ms");
-        eprintln!("node {transport} synchronous register: assigned in {ms} ms");
-        assert_identity_and_twin(&system, &id);
     }
     system.stop().await;
     Ok(())

@@ -2,7 +2,7 @@
 //! and MQTT over WebSocket (`MqttWs`, port 443) against our server, unpatched:
 //! symmetric key (individual and group) and X.509, each ending with the
 //! device on the hub emulator; refusals end the process with an error within
-//! seconds; and the synchronous register answer (also over HTTPS).
+//! seconds; and the synchronous register answer (also over AMQP and HTTPS).
 
 use std::time::Duration;
 
@@ -220,11 +220,11 @@ async fn node_mqtt_refusals_end_with_an_error_without_reconnecting() -> Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn node_accepts_the_synchronous_register_answer_over_mqtt_and_https() -> Result<()> {
+async fn node_accepts_the_synchronous_register_answer_over_every_transport() -> Result<()> {
     let system = TestSystem::start(SystemOptions::default()).await?;
     fixtures::synchronous_register(&system).await?;
     let scope = system.scope().to_string();
-    for transport in ["mqtt", "mqttws", "http"] {
+    for transport in ["mqtt", "mqttws", "amqp", "amqpws", "http"] {
         let id = format!("node-sync-{transport}");
         let key = fixtures::symmetric_individual(&system, &id).await?;
         let (result, _) = tokio::task::block_in_place(|| {
