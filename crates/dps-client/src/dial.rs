@@ -13,7 +13,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::ClientError;
+use crate::credential::Credential;
+use crate::{ClientError, TlsTrust};
 
 /// The WebSocket path of the official SDKs, for MQTT and AMQP alike.
 pub(crate) const WEBSOCKET_PATH: &str = "/$iothub/websocket";
@@ -86,6 +87,25 @@ impl<'a> Target<'a> {
             .map_err(|e| self.network(format!("WebSocket upgrade: {e}")))?;
         Ok(ws)
     }
+}
+
+/// The TLS configuration of a stream transport (MQTT, AMQP): the trusted
+/// roots (the same [`TlsTrust`] the HTTPS transport uses, so a swarm's
+/// shared trust applies to every transport), the X.509 credential as the
+/// client certificate, and no ALPN — neither protocol has one, and the
+/// WebSocket upgrade relies on the server's HTTP/1.1 default, as the SDKs'
+/// connections do.
+pub(crate) fn stream_tls(
+    trust: &TlsTrust,
+    credential: &Credential,
+) -> Result<Arc<ClientConfig>, ClientError> {
+    let identity = match credential {
+        Credential::X509 { chain_pem, key_pem } => Some((chain_pem.as_str(), key_pem.as_str())),
+        Credential::SymmetricKey(_) | Credential::Tpm(_) => None,
+    };
+    let mut config = trust.client_config(identity)?;
+    config.alpn_protocols.clear();
+    Ok(Arc::new(config))
 }
 
 /// `host` or `host:port` (IPv6 in brackets) → host and port.

@@ -267,7 +267,8 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-async fn blocking<T: Send + 'static>(
+/// Run blocking TPM work off the async runtime's threads.
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
 ) -> Result<T, ClientError> {
     tokio::task::spawn_blocking(work)

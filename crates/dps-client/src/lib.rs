@@ -448,7 +448,7 @@ impl ProvisioningClientBuilder {
         let stream_tls = match self.transport {
             Transport::Https => None,
             Transport::Mqtt | Transport::MqttWs => Some(mqtt::tls_config(&trust, &credential)?),
-            Transport::Amqp | Transport::AmqpWs => Some(amqp::tls_config(&trust, &credential)?),
+            Transport::Amqp | Transport::AmqpWs => Some(dial::stream_tls(&trust, &credential)?),
         };
         let identity = match &credential {
             Credential::X509 { chain_pem, key_pem } => Some((chain_pem.as_str(), key_pem.as_str())),

@@ -44,8 +44,8 @@ use self::reply::{answer_of_rejection, answer_of_reply, correlation_id, Answer};
 use self::sasl::Mechanism;
 use crate::credential::Credential;
 use crate::dial::Target;
-use crate::http::encode;
-use crate::{ClientError, ProvisioningClient, Registration, TlsTrust};
+use crate::http::{blocking, encode};
+use crate::{ClientError, ProvisioningClient, Registration};
 
 /// The default port of AMQP over TLS.
 pub(crate) const AMQP_PORT: u16 = 5671;
@@ -56,21 +56,6 @@ const SUBPROTOCOL: &str = "AMQPWSB10";
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// The client version sent as a link property, as the SDKs send theirs.
 const CLIENT_VERSION: &str = concat!("dps-client/", env!("CARGO_PKG_VERSION"));
-
-/// The TLS configuration of an AMQP client: the shared trust, and the X.509
-/// credential as the client certificate. No ALPN, as the SDKs offer none.
-pub(crate) fn tls_config(
-    trust: &TlsTrust,
-    credential: &Credential,
-) -> Result<Arc<ClientConfig>, ClientError> {
-    let identity = match credential {
-        Credential::X509 { chain_pem, key_pem } => Some((chain_pem.as_str(), key_pem.as_str())),
-        Credential::SymmetricKey(_) | Credential::Tpm(_) => None,
-    };
-    let mut config = trust.client_config(identity)?;
-    config.alpn_protocols.clear();
-    Ok(Arc::new(config))
-}
 
 /// One register → assigned exchange over one AMQP connection.
 pub(crate) struct Exchange<'a> {
@@ -484,15 +469,4 @@ fn container_id() -> String {
         nanos,
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
-) -> Result<T, ClientError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ClientError::Tpm {
-            command: "(blocking task)".to_owned(),
-            reason: format!("the TPM task failed: {e}"),
-        })?
 }

@@ -72,28 +72,19 @@ const KEEP_ALIVE_SECONDS: u16 = 180;
 /// Largest packet accepted from the service.
 const MAX_INCOMING_PACKET: usize = 1024 * 1024;
 
-/// The TLS configuration of an MQTT client: the trusted roots (the same
-/// [`TlsTrust`] the HTTPS transport uses, so a swarm's shared trust applies
-/// to every transport), and the X.509 credential as the client certificate.
+/// The TLS configuration of an MQTT client ([`crate::dial::stream_tls`]);
+/// a TPM cannot use MQTT.
 pub(crate) fn tls_config(
     trust: &TlsTrust,
     credential: &Credential,
 ) -> Result<Arc<ClientConfig>, ClientError> {
-    let identity = match credential {
-        Credential::X509 { chain_pem, key_pem } => Some((chain_pem.as_str(), key_pem.as_str())),
-        Credential::SymmetricKey(_) => None,
-        Credential::Tpm(_) => {
-            return Err(ClientError::Config {
-                reason: "TPM attestation is not available over MQTT; use Transport::Https"
-                    .to_owned(),
-            })
-        }
-    };
-    let mut config = trust.client_config(identity)?;
-    // No ALPN: MQTT has none, and the WebSocket upgrade relies on the
-    // server's HTTP/1.1 default, as the SDKs' connections do.
-    config.alpn_protocols.clear();
-    Ok(Arc::new(config))
+    if let Credential::Tpm(_) = credential {
+        return Err(ClientError::Config {
+            reason: "TPM attestation is not available over MQTT; use Transport::Https or Transport::Amqp"
+                .to_owned(),
+        });
+    }
+    crate::dial::stream_tls(trust, credential)
 }
 
 /// One register → assigned exchange over one MQTT connection.
