@@ -159,7 +159,7 @@ async fn a_websocket_swarm_that_waits_for_retry_after_says_so() -> Result<()> {
 async fn register_speaks_every_transport() -> Result<()> {
     let system = TestSystem::start(SystemOptions::default()).await?;
     let key = generate_key();
-    for id in ["t-https", "t-mqtt", "t-mqtt-ws"] {
+    for id in ["t-https", "t-mqtt", "t-mqtt-ws", "t-amqp", "t-amqp-ws"] {
         let enrollment = IndividualEnrollment::from_json(
             json!({"registrationId": id, "attestation": {"type": "symmetricKey",
                 "symmetricKey": {"primaryKey": key}}})
@@ -172,7 +172,7 @@ async fn register_speaks_every_transport() -> Result<()> {
             .put_enrollment(system.scope(), enrollment, Precondition::None)
             .await?;
     }
-    for transport in ["https", "mqtt", "mqtt-ws"] {
+    for transport in ["https", "mqtt", "mqtt-ws", "amqp", "amqp-ws"] {
         let id = format!("t-{transport}");
         let mut args = vec!["register".to_owned()];
         args.extend(common(&system));
@@ -191,6 +191,34 @@ async fn register_speaks_every_transport() -> Result<()> {
         assert!(ok, "{transport}: {out}");
         assert_eq!(out["deviceId"], id.as_str(), "{out}");
         assert_eq!(out["assignedHub"], "hub-a.test", "{out}");
+    }
+    system.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_swarms_provision_every_kind_and_clean_up() -> Result<()> {
+    let system = TestSystem::start(SystemOptions::default()).await?;
+    for (transport, prefix) in [("amqp", "aq"), ("amqp-ws", "aw")] {
+        let mut args = swarm_args(&system, transport, prefix, 9);
+        args.extend(
+            [
+                "--mix",
+                "symmetric=1,group=1,x509=1",
+                "--poll-interval-ms",
+                "0",
+            ]
+            .map(str::to_owned),
+        );
+        let (ok, out) = dps_device(args).await?;
+        assert!(ok, "{transport}: {out}");
+        assert_eq!(out["succeeded"], 9, "{transport}: {out}");
+        assert_eq!(
+            out["perKind"],
+            json!({"symmetric": 3, "group": 3, "x509": 3}),
+            "{transport}"
+        );
+        assert_clean(&system).await?;
     }
     system.stop().await;
     Ok(())
