@@ -19,6 +19,7 @@ use fe2o3_amqp::types::messaging::{Body, MessageId, TargetArchetype};
 use fe2o3_amqp::types::performatives::Attach;
 use fe2o3_amqp::types::primitives::{Symbol, Value};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::requests::{self, Operation};
 use super::sasl::{self, SaslIdentity};
@@ -47,6 +48,8 @@ enum End {
     Violation(String),
     #[error("replaced by a newer connection of the device")]
     Replaced,
+    #[error("no authenticated request before the SASL deadline")]
+    Unverified,
     #[error("server shutdown")]
     Shutdown,
 }
@@ -160,9 +163,16 @@ impl Connection {
         let capacity = self.endpoint.limits.max_in_flight.max(1);
         let (done_tx, mut done_rx) = mpsc::channel::<Done>(capacity);
         let mut shutdown = self.endpoint.shutdown.clone();
+        let mut last_activity = Instant::now();
         loop {
+            // A connection whose device has not yet been authenticated by a
+            // request, with nothing in flight, gets the SASL deadline, not the
+            // idle timeout: failed credentials hold no connection for long.
+            let unverified_idle = self.registered.is_none() && self.in_flight == 0;
+            let idle = tokio::time::sleep_until(last_activity + self.endpoint.limits.sasl_timeout);
             tokio::select! {
                 incoming = connection.next_incoming_session() => {
+                    last_activity = Instant::now();
                     let Some(incoming) = incoming else { return End::Closed };
                     if session.is_some() {
                         return End::Violation("a second session".to_owned());
@@ -173,6 +183,7 @@ impl Connection {
                     }
                 }
                 attach = next_attach(&mut session) => {
+                    last_activity = Instant::now();
                     let Some(attach) = attach else { return End::Closed };
                     let Some(session) = session.as_mut() else { return End::Closed };
                     match self.attach(attach, session).await {
@@ -184,6 +195,7 @@ impl Connection {
                 }
                 delivery = next_delivery(&mut receiver) => match delivery {
                     Ok(delivery) => {
+                        last_activity = Instant::now();
                         let Some(link) = receiver.as_ref() else { return End::Closed };
                         if let Err(end) = self.on_delivery(delivery, link, &done_tx).await {
                             return end;
@@ -197,6 +209,7 @@ impl Connection {
                 },
                 () = sender_detached(&mut sender) => sender = None,
                 Some(done) = done_rx.recv() => {
+                    last_activity = Instant::now();
                     self.in_flight = self.in_flight.saturating_sub(1);
                     // Without its link a request can no longer be settled.
                     let Some(link) = receiver.as_ref() else { continue };
@@ -204,9 +217,22 @@ impl Connection {
                         return end;
                     }
                 }
+                _ = idle, if unverified_idle => return End::Unverified,
                 _ = evicted(&mut self.registered) => return End::Replaced,
                 _ = stopped(&mut shutdown) => return End::Shutdown,
             }
+        }
+    }
+
+    /// Count this connection under its device (evicting the oldest over the
+    /// cap), once.
+    fn register(&mut self, request: &DeviceRequest) {
+        if self.registered.is_none() {
+            self.registered = Some(
+                self.endpoint
+                    .registry
+                    .register(&request.id_scope, &request.registration_id),
+            );
         }
     }
 
@@ -281,6 +307,18 @@ impl Connection {
                 if let SaslIdentity::Token { token, .. } = &self.identity {
                     request.credentials.sas_token = Some(token.clone());
                 }
+                // As MQTT at CONNECT: credentials that pass count the
+                // connection under its device at once; failing ones leave it
+                // unverified (its requests are refused by the pipeline, and
+                // it is closed when idle past the SASL deadline).
+                match self.endpoint.pipeline.authenticate_device(&request).await {
+                    Ok(()) => self.register(&request),
+                    Err(err) => tracing::debug!(
+                        peer = %request.peer,
+                        status = err.code.0,
+                        "AMQP connection unverified"
+                    ),
+                }
                 self.request = Some(request);
             }
         }
@@ -294,7 +332,7 @@ impl Connection {
             .map_err(|e| End::Violation(format!("attach: {e}")))?;
         if let LinkEndpoint::Receiver(receiver) = &mut link {
             // Credit bounds what a device may send ahead of our answers.
-            let credit = u32::try_from(limits.max_in_flight * 2).unwrap_or(u32::MAX);
+            let credit = u32::try_from(limits.max_in_flight.saturating_mul(2)).unwrap_or(u32::MAX);
             receiver.set_credit_mode(CreditMode::Auto(credit));
             receiver
                 .set_credit(credit)
@@ -373,14 +411,8 @@ impl Connection {
             return reject(link, done.delivery, requests::rejection(&answer)).await;
         }
         // A success means the pipeline authenticated the device.
-        if self.registered.is_none() {
-            if let Some(request) = &self.request {
-                self.registered = Some(
-                    self.endpoint
-                        .registry
-                        .register(&request.id_scope, &request.registration_id),
-                );
-            }
+        if let Some(request) = self.request.clone() {
+            self.register(&request);
         }
         link.accept(done.delivery)
             .await
