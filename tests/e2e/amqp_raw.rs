@@ -30,13 +30,13 @@ use crate::mqtt_fixtures as fixtures;
 const SASL_HEADER: &[u8; 8] = b"AMQP\x03\x01\x00\x00";
 const AMQP_HEADER: &[u8; 8] = b"AMQP\x00\x01\x00\x00";
 
-/// A raw TLS connection to the AMQP port.
-struct Raw {
+/// A raw TLS connection to the AMQP port (also used by `amqp_limits`).
+pub(crate) struct Raw {
     stream: TlsStream<TcpStream>,
 }
 
 impl Raw {
-    async fn open(system: &TestSystem) -> Result<Raw> {
+    pub(crate) async fn open(system: &TestSystem) -> Result<Raw> {
         use rustls::pki_types::pem::PemObject as _;
         let addr = system.server.amqp_addr().context("AMQP is enabled")?;
         let mut roots = rustls::RootCertStore::empty();
@@ -86,7 +86,7 @@ impl Raw {
     /// Everything the server sends until it closes the connection — the
     /// TCP stream ends, or an AMQP `close` arrives (the server then waits
     /// for ours); `None` if it is still open after `within`.
-    async fn closed_within(&mut self, within: Duration) -> Option<Vec<u8>> {
+    pub(crate) async fn closed_within(&mut self, within: Duration) -> Option<Vec<u8>> {
         let deadline = tokio::time::Instant::now() + within;
         let mut seen = Vec::new();
         loop {
@@ -103,7 +103,7 @@ impl Raw {
     }
 
     /// SASL PLAIN with the device's token, then the AMQP header exchange.
-    async fn plain(&mut self, scope: &str, id: &str, key: &str) -> Result<()> {
+    pub(crate) async fn plain(&mut self, scope: &str, id: &str, key: &str) -> Result<()> {
         self.send(SASL_HEADER).await;
         ensure!(self.read(8).await? == SASL_HEADER, "no SASL header back");
         self.frame().await?; // sasl-mechanisms
@@ -132,7 +132,7 @@ impl Raw {
     }
 
     /// Open, begin, and attach a sender link to the device's address.
-    async fn attach_sender(&mut self, address: &str) -> Result<()> {
+    pub(crate) async fn attach_sender(&mut self, address: &str) -> Result<()> {
         let open = Open {
             container_id: "raw".to_owned(),
             hostname: None,

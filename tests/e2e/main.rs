@@ -4,6 +4,7 @@
 
 mod admin_health;
 mod amqp_client;
+mod amqp_limits;
 mod amqp_node;
 mod amqp_raw;
 mod certificate_authorities;
