@@ -27,6 +27,7 @@ use dps_attestation::sas::unix_now;
 use dps_model::{RegistrationOperationStatus, RegistrationStatus};
 use fe2o3_amqp::connection::ConnectionHandle;
 use fe2o3_amqp::link::SendError;
+use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{
     AmqpValue, ApplicationProperties, Body, Data, Message, MessageId, Outcome, Properties,
 };
@@ -151,7 +152,7 @@ impl Exchange<'_> {
             // X.509: no SASL layer, as the SDKs connect.
             _ => {}
         }
-        let mut connection = self
+        let connection = self
             .bounded(async {
                 Connection::builder()
                     .container_id(container_id())
@@ -162,14 +163,24 @@ impl Exchange<'_> {
                     .map_err(|e| target.network(format!("AMQP open: {e}")))
             })
             .await?;
-        let result = self.on_connection(&mut connection, &address, keys).await;
-        let _ = tokio::time::timeout(CLOSE_GRACE, connection.close()).await;
+        let mut parts = Parts {
+            connection,
+            session: None,
+            receiver: None,
+            sender: None,
+        };
+        let result = self.on_connection(&mut parts, &address, keys).await;
+        // The outcome is known: the close handshake (detach, end, close,
+        // each answered by the service) goes on without the caller, as an
+        // MQTT device's DISCONNECT or an HTTPS client's dropped connection
+        // does not make it wait either.
+        tokio::spawn(parts.close());
         result
     }
 
     async fn on_connection(
         &self,
-        connection: &mut ConnectionHandle<()>,
+        parts: &mut Parts,
         address: &str,
         keys: Option<&TpmKeys>,
     ) -> Result<Registration, ClientError> {
@@ -177,16 +188,17 @@ impl Exchange<'_> {
             endpoint: self.client.endpoint.clone(),
             reason: format!("{what}: {e}"),
         };
-        let mut session = self
+        let session = self
             .bounded(async {
-                Session::begin(connection)
+                Session::begin(&mut parts.connection)
                     .await
                     .map_err(|e| network("AMQP begin", &e))
             })
             .await?;
+        let session = parts.session.insert(session);
         // The receiver first, as the SDKs attach: the reply link must be
         // there before a request can be answered.
-        let mut receiver = self
+        let receiver = self
             .bounded(async {
                 Receiver::builder()
                     .name(format!("dps-client-receiver-{}", container_id()))
@@ -194,12 +206,13 @@ impl Exchange<'_> {
                     .properties(self.link_properties())
                     .verify_incoming_source(false)
                     .verify_incoming_target(false)
-                    .attach(&mut session)
+                    .attach(session)
                     .await
                     .map_err(|e| refused_attach("receiver", &e))
             })
             .await?;
-        let mut sender = self
+        let receiver = parts.receiver.insert(receiver);
+        let sender = self
             .bounded(async {
                 Sender::builder()
                     .name(format!("dps-client-sender-{}", container_id()))
@@ -207,25 +220,18 @@ impl Exchange<'_> {
                     .properties(self.link_properties())
                     .verify_incoming_source(false)
                     .verify_incoming_target(false)
-                    .attach(&mut session)
+                    .attach(session)
                     .await
                     .map_err(|e| refused_attach("sender", &e))
             })
             .await?;
         let mut link = Link {
-            sender: &mut sender,
-            receiver: &mut receiver,
+            sender: parts.sender.insert(sender),
+            receiver,
             next: 0,
         };
         tracing::debug!(address, "AMQP links attached");
-        let result = self.provision(&mut link, keys).await;
-        let _ = tokio::time::timeout(CLOSE_GRACE, async {
-            let _ = sender.close().await;
-            let _ = receiver.close().await;
-            let _ = session.end().await;
-        })
-        .await;
-        result
+        self.provision(&mut link, keys).await
     }
 
     async fn provision(
@@ -426,6 +432,35 @@ impl Exchange<'_> {
     /// Wait as the service asked.
     async fn wait(&self, retry_after: Option<Duration>) -> Result<(), ClientError> {
         self.client.pause_as_asked(self.deadline, retry_after).await
+    }
+}
+
+/// What a registration opened, closed in order at its end.
+struct Parts {
+    connection: ConnectionHandle<()>,
+    session: Option<SessionHandle<()>>,
+    receiver: Option<Receiver>,
+    sender: Option<Sender>,
+}
+
+impl Parts {
+    /// Detach the links, end the session and close the connection as the
+    /// SDKs do, within [`CLOSE_GRACE`] (a peer that does not answer is then
+    /// left; dropping the handles ends the connection's tasks).
+    async fn close(mut self) {
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            if let Some(sender) = self.sender {
+                let _ = sender.close().await;
+            }
+            if let Some(receiver) = self.receiver {
+                let _ = receiver.close().await;
+            }
+            if let Some(mut session) = self.session {
+                let _ = session.end().await;
+            }
+            let _ = self.connection.close().await;
+        })
+        .await;
     }
 }
 
