@@ -18,7 +18,7 @@ use dps_e2e::swtpm::{missing_tools, SoftwareTpm};
 use dps_model::*;
 use serde_json::json;
 
-use crate::client_credentials::{client, put_enrollment, put_group};
+use crate::client_credentials::{client, put_enrollment, put_group, trust_verified_ca};
 use crate::mqtt_fixtures::{self as fixtures, Credential as Fixture};
 
 const TRANSPORTS: [(Transport, &str); 2] = [(Transport::Amqp, "tls"), (Transport::AmqpWs, "ws")];
@@ -62,22 +62,7 @@ async fn symmetric_key_and_x509_devices_provision_over_both_amqp_transports() ->
     let system = TestSystem::start(SystemOptions::default()).await?;
     let root = certs::self_signed("amqp-root-ca", true);
     let intermediate = certs::signed_by("amqp-intermediate", true, &root);
-    let mut tenant = system.tenant.clone();
-    tenant.ca_certificates.push(CaCertificate {
-        name: "amqp-root".to_owned(),
-        certificate: root.pem(),
-        info: None,
-        is_verified: true,
-        verification_code: None,
-        etag: ETag::generate(),
-        created: chrono::Utc::now(),
-        updated: chrono::Utc::now(),
-    });
-    system
-        .server
-        .store()
-        .replace_tenant(tenant, Precondition::None)
-        .await?;
+    trust_verified_ca(&system, "amqp-root", &root.pem()).await?;
     // Groups first: the tenant view (groups included) is cached for 2 s.
     put_group(
         &system,

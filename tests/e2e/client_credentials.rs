@@ -52,6 +52,27 @@ pub(crate) async fn put_group(system: &TestSystem, group: serde_json::Value) {
         .expect("stored");
 }
 
+/// Add a verified CA certificate `name` to the test tenant (for X.509 groups).
+pub(crate) async fn trust_verified_ca(system: &TestSystem, name: &str, pem: &str) -> Result<()> {
+    let mut tenant = system.tenant.clone();
+    tenant.ca_certificates.push(CaCertificate {
+        name: name.to_owned(),
+        certificate: pem.to_owned(),
+        info: None,
+        is_verified: true,
+        verification_code: None,
+        etag: ETag::generate(),
+        created: chrono::Utc::now(),
+        updated: chrono::Utc::now(),
+    });
+    system
+        .server
+        .store()
+        .replace_tenant(tenant, Precondition::None)
+        .await?;
+    Ok(())
+}
+
 fn hub_key(system: &TestSystem, hub: &str, device_id: &str) -> Option<String> {
     system
         .hubs
@@ -202,22 +223,7 @@ async fn x509_group_through_a_verified_ca_and_an_intermediate() -> Result<()> {
     let root = certs::self_signed("rs-root-ca", true);
     let intermediate = certs::signed_by("rs-intermediate", true, &root);
     let leaf = certs::signed_by("rs-x509-grp-1", false, &intermediate);
-    let mut tenant = system.tenant.clone();
-    tenant.ca_certificates.push(CaCertificate {
-        name: "rs-root".to_owned(),
-        certificate: root.pem(),
-        info: None,
-        is_verified: true,
-        verification_code: None,
-        etag: ETag::generate(),
-        created: chrono::Utc::now(),
-        updated: chrono::Utc::now(),
-    });
-    system
-        .server
-        .store()
-        .replace_tenant(tenant, Precondition::None)
-        .await?;
+    trust_verified_ca(&system, "rs-root", &root.pem()).await?;
     put_group(
         &system,
         json!({"enrollmentGroupId": "rs-x509-group", "attestation": {"type": "x509",
