@@ -26,6 +26,7 @@ use super::sasl::{self, SaslIdentity};
 use super::stream::FrameGuard;
 use super::{AmqpEndpoint, AmqpIo};
 use crate::device::mqtt::registry::{evicted, Registered};
+use crate::device::mqtt::requests::InFlight;
 use crate::listener::{stopped, ConnectionInfo};
 use crate::pipeline::{DeviceCredentials, DeviceRequest, TransportKind};
 use crate::respond::WireAnswer;
@@ -110,8 +111,7 @@ pub(crate) async fn run<S: AmqpIo>(
         request: None,
         registered: None,
         links: 0,
-        in_flight: 0,
-        throttled: 0,
+        in_flight: InFlight::new(limits.max_in_flight, limits.max_throttled_replies),
     };
     let end = state.serve(&mut connection).await;
     let error = match &end {
@@ -151,8 +151,7 @@ struct Connection {
     request: Option<DeviceRequest>,
     registered: Option<Registered>,
     links: usize,
-    in_flight: usize,
-    throttled: u32,
+    in_flight: InFlight,
 }
 
 impl Connection {
@@ -168,7 +167,7 @@ impl Connection {
             // A connection whose device has not yet been authenticated by a
             // request, with nothing in flight, gets the SASL deadline, not the
             // idle timeout: failed credentials hold no connection for long.
-            let unverified_idle = self.registered.is_none() && self.in_flight == 0;
+            let unverified_idle = self.registered.is_none() && self.in_flight.is_empty();
             let idle = tokio::time::sleep_until(last_activity + self.endpoint.limits.sasl_timeout);
             tokio::select! {
                 incoming = connection.next_incoming_session() => {
@@ -210,7 +209,7 @@ impl Connection {
                 () = sender_detached(&mut sender) => sender = None,
                 Some(done) = done_rx.recv() => {
                     last_activity = Instant::now();
-                    self.in_flight = self.in_flight.saturating_sub(1);
+                    self.in_flight.finished();
                     // Without its link a request can no longer be settled.
                     let Some(link) = receiver.as_ref() else { continue };
                     if let Err(end) = self.finish(done, link, sender.as_mut()).await {
@@ -354,7 +353,6 @@ impl Connection {
         };
         let (info, message) = delivery.into_parts();
         let read = requests::read(message);
-        let limits = &self.endpoint.limits;
         let retry_after = self.endpoint.retry_after_seconds;
         let operation: Operation = match read.instruction {
             Ok(operation) => operation,
@@ -363,19 +361,11 @@ impl Connection {
                 return reject(link, info, error).await;
             }
         };
-        if self.in_flight >= limits.max_in_flight {
-            self.throttled += 1;
-            if self.throttled > limits.max_throttled_replies {
-                return Err(End::Violation(format!(
-                    "more than {} requests over the in-flight limit",
-                    limits.max_throttled_replies
-                )));
-            }
-            let answer =
-                crate::device::mqtt::requests::throttled(limits.max_in_flight, retry_after);
-            return reject(link, info, requests::rejection(&answer)).await;
+        match self.in_flight.admit(retry_after) {
+            Err(reason) => return Err(End::Violation(reason)),
+            Ok(Some(answer)) => return reject(link, info, requests::rejection(&answer)).await,
+            Ok(None) => {}
         }
-        self.in_flight += 1;
         let endpoint = self.endpoint.clone();
         let done = done.clone();
         tokio::spawn(async move {

@@ -76,11 +76,60 @@ async fn operation_status(
     Ok(answers::operation_status(&status, retry_after_seconds))
 }
 
-/// The answer to a request over the per-connection in-flight cap.
-pub(crate) fn throttled(max_in_flight: usize, retry_after_seconds: u64) -> WireAnswer {
-    ApiError::throttled(
-        format!("More than {max_in_flight} requests in flight on this connection."),
-        retry_after_seconds,
-    )
-    .to_wire()
+/// One connection's requests in the pipeline, under a cap (MQTT and AMQP):
+/// a request over it is answered 429, and past `max_throttled` such answers
+/// the connection is closed (a flood).
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    max: usize,
+    max_throttled: u32,
+    current: usize,
+    throttled: u32,
+}
+
+impl InFlight {
+    /// At most `max` requests at once, `max_throttled` refusals in all.
+    pub(crate) fn new(max: usize, max_throttled: u32) -> Self {
+        InFlight {
+            max,
+            max_throttled,
+            current: 0,
+            throttled: 0,
+        }
+    }
+
+    /// Take a place for a new request: `Ok(None)` when it may go to the
+    /// pipeline, `Ok(Some(answer))` when it is to be answered with this 429
+    /// instead, `Err(reason)` when the connection must be closed.
+    pub(crate) fn admit(&mut self, retry_after_seconds: u64) -> Result<Option<WireAnswer>, String> {
+        if self.current < self.max {
+            self.current += 1;
+            return Ok(None);
+        }
+        self.throttled += 1;
+        if self.throttled > self.max_throttled {
+            return Err(format!(
+                "more than {} requests over the in-flight limit",
+                self.max_throttled
+            ));
+        }
+        let max = self.max;
+        Ok(Some(
+            ApiError::throttled(
+                format!("More than {max} requests in flight on this connection."),
+                retry_after_seconds,
+            )
+            .to_wire(),
+        ))
+    }
+
+    /// A request's answer is back.
+    pub(crate) fn finished(&mut self) {
+        self.current = self.current.saturating_sub(1);
+    }
+
+    /// No request is in the pipeline.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.current == 0
+    }
 }

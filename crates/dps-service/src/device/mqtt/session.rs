@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::registry::{evicted, Registered};
-use super::requests::{self, Instruction};
+use super::requests::{self, InFlight, Instruction};
 use super::transport::Transport;
 use super::MqttEndpoint;
 use crate::listener::{stopped, ConnectionInfo};
@@ -101,14 +101,15 @@ pub(crate) async fn run(
     endpoint: Arc<MqttEndpoint>,
 ) {
     let peer = connection.peer;
+    let limits = &endpoint.limits;
+    let in_flight = InFlight::new(limits.max_in_flight, limits.max_throttled_replies);
     let mut session = Session {
         transport,
         endpoint,
         buf: BytesMut::with_capacity(4096),
         next_packet_id: 0,
         reply_qos: QoS::AtLeastOnce,
-        in_flight: 0,
-        throttled: 0,
+        in_flight,
     };
     let end = session.serve(&connection).await;
     if !matches!(end, End::Closed) {
@@ -123,8 +124,7 @@ struct Session {
     buf: BytesMut,
     next_packet_id: u16,
     reply_qos: QoS,
-    in_flight: usize,
-    throttled: u32,
+    in_flight: InFlight,
 }
 
 impl Session {
@@ -172,7 +172,7 @@ impl Session {
             let verified = registered.is_some();
             let idle = tokio::time::sleep_until(
                 last_read
-                    + if verified || self.in_flight > 0 {
+                    + if verified || !self.in_flight.is_empty() {
                         idle_limit
                     } else {
                         self.endpoint.limits.connect_timeout
@@ -190,7 +190,7 @@ impl Session {
                 Event::Read(Ok(_)) => last_read = Instant::now(),
                 Event::Read(Err(err)) => return End::Io(err),
                 Event::Reply(reply) => {
-                    self.in_flight = self.in_flight.saturating_sub(1);
+                    self.in_flight.finished();
                     // A success means the pipeline authenticated the device.
                     let status = reply.answer.status;
                     if registered.is_none() && status < 300 {
@@ -363,24 +363,17 @@ impl Session {
         let instruction = Instruction::from(&topic);
         let ack =
             (publish.qos == QoS::AtLeastOnce).then(|| Packet::PubAck(PubAck::new(publish.pkid)));
-        let limits = &self.endpoint.limits;
-        if self.in_flight >= limits.max_in_flight {
-            self.throttled += 1;
-            if self.throttled > limits.max_throttled_replies {
-                return Err(End::Violation(format!(
-                    "more than {} requests over the in-flight limit",
-                    limits.max_throttled_replies
-                )));
+        match self.in_flight.admit(self.endpoint.retry_after_seconds) {
+            Err(reason) => return Err(End::Violation(reason)),
+            Ok(Some(answer)) => {
+                self.reply(ack, &rid, answer).await?;
+                return Ok(());
             }
-            let answer =
-                requests::throttled(limits.max_in_flight, self.endpoint.retry_after_seconds);
-            self.reply(ack, &rid, answer).await?;
-            return Ok(());
+            Ok(None) => {}
         }
         if let Some(ack) = ack {
             self.write(&[ack]).await?;
         }
-        self.in_flight += 1;
         let endpoint = self.endpoint.clone();
         let request = request.clone();
         let replies = replies.clone();
