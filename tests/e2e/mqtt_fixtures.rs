@@ -38,6 +38,17 @@ pub(crate) async fn symmetric_individual(system: &TestSystem, id: &str) -> Resul
     Ok(key)
 }
 
+/// Store the enrollment group `group` (its service-API JSON).
+async fn put_group(system: &TestSystem, group: serde_json::Value) -> Result<()> {
+    let group = EnrollmentGroup::from_json(group.to_string().as_bytes())?;
+    system
+        .server
+        .store()
+        .put_enrollment_group(system.scope(), group, Precondition::None)
+        .await?;
+    Ok(())
+}
+
 /// A symmetric-key group; returns the device key derived for `device_id`.
 pub(crate) async fn symmetric_group(
     system: &TestSystem,
@@ -45,17 +56,12 @@ pub(crate) async fn symmetric_group(
     device_id: &str,
 ) -> Result<String> {
     let group_key = generate_key();
-    let group = EnrollmentGroup::from_json(
+    put_group(
+        system,
         json!({"enrollmentGroupId": group_id, "attestation": {"type": "symmetricKey",
-            "symmetricKey": {"primaryKey": group_key, "secondaryKey": generate_key()}}})
-        .to_string()
-        .as_bytes(),
-    )?;
-    system
-        .server
-        .store()
-        .put_enrollment_group(system.scope(), group, Precondition::None)
-        .await?;
+            "symmetricKey": {"primaryKey": group_key, "secondaryKey": generate_key()}}}),
+    )
+    .await?;
     Ok(derive_device_key(&SymmetricKey::from_base64(&group_key)?, device_id).to_base64())
 }
 
@@ -91,17 +97,12 @@ pub(crate) async fn x509_ca_group(
     let intermediate = certs::signed_by(&format!("{group_id}-intermediate"), true, &root);
     let leaf = certs::signed_by(device_id, false, &intermediate);
     system.add_verified_ca(group_id, root.pem()).await?;
-    let group = EnrollmentGroup::from_json(
+    put_group(
+        system,
         json!({"enrollmentGroupId": group_id, "attestation": {"type": "x509",
-            "x509": {"caReferences": {"primary": group_id}}}})
-        .to_string()
-        .as_bytes(),
-    )?;
-    system
-        .server
-        .store()
-        .put_enrollment_group(system.scope(), group, Precondition::None)
-        .await?;
+            "x509": {"caReferences": {"primary": group_id}}}}),
+    )
+    .await?;
     Ok(Credential::Certificate {
         chain_pem: format!("{}{}", leaf.pem(), intermediate.pem()),
         key_pem: leaf.key_pem(),
