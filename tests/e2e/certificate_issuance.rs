@@ -1,10 +1,11 @@
 //! Certificate issuance at registration (issue #17) through `dps-client`:
 //! devices onboarding with a symmetric key, an X.509 certificate or a TPM
-//! send a CSR over HTTPS or MQTT and leave with an operational certificate —
+//! send a CSR over HTTPS, MQTT or AMQP and leave with an operational certificate —
 //! the CSR's key, CN = the assigned device id, client-auth EKU, a chain that
 //! `openssl verify` accepts up to the tenant CA — whose thumbprint the hub
 //! identity carries (read back with the official `azure-iothub` SDK).
-//! Rollover, revocation with the CA's CRL, and the refusals follow.
+//! Rollover, revocation with the CA's CRL, and the refusals follow. TPM
+//! attestation has no MQTT form (as in Azure): TPM devices use HTTPS and AMQP.
 //!
 //! Everything is set up as an administrator would: the CA, the policy and
 //! the enrollments through `dps_client::admin` (the library behind
@@ -95,7 +96,11 @@ async fn enroll(admin: &AdminClient, id: &str, attestation: Value) -> Result<()>
     Ok(())
 }
 
-fn client(system: &TestSystem, id: &str, credential: Credential) -> dps_client::ProvisioningClientBuilder {
+fn client(
+    system: &TestSystem,
+    id: &str,
+    credential: Credential,
+) -> dps_client::ProvisioningClientBuilder {
     ProvisioningClient::builder(system.device_host.clone(), system.scope().to_string(), id)
         .credential(credential)
         .system_roots(false)
@@ -120,7 +125,10 @@ fn check_issued(dir: &Path, registration: &Registration, ca_pem: &str) -> Result
     let (_, leaf) = X509Certificate::from_der(&issued.chain_der[0])?;
     // The CSR's key: the leaf's public key is the one of the key kept on the device.
     let device_key = rcgen::KeyPair::from_pem(&issued.private_key_pem)?;
-    assert_eq!(leaf.public_key().raw, device_key.public_key_der().as_slice());
+    assert_eq!(
+        leaf.public_key().raw,
+        device_key.public_key_der().as_slice()
+    );
     // CN = the assigned device id.
     let cn = leaf
         .subject()
@@ -139,7 +147,11 @@ fn check_issued(dir: &Path, registration: &Registration, ca_pem: &str) -> Result
     let leaf_file = dir.join(format!("{name}.pem"));
     let chain_file = dir.join(format!("{name}-chain.pem"));
     let ca_file = dir.join(format!("{name}-ca.pem"));
-    let first_end = issued.chain_pem.find("-----END CERTIFICATE-----").context("PEM")? + 26;
+    let first_end = issued
+        .chain_pem
+        .find("-----END CERTIFICATE-----")
+        .context("PEM")?
+        + 26;
     std::fs::write(&leaf_file, &issued.chain_pem[..first_end])?;
     std::fs::write(&chain_file, &issued.chain_pem)?;
     std::fs::write(&ca_file, ca_pem)?;
@@ -172,7 +184,10 @@ fn hub_thumbprints(system: &TestSystem, device_ids: &[&str]) -> Result<Value> {
     let output = node::run(&NodeScript {
         source: HUB_SCRIPT,
         env: vec![
-            ("NODE_EXTRA_CA_CERTS".to_owned(), hub_ca.display().to_string()),
+            (
+                "NODE_EXTRA_CA_CERTS".to_owned(),
+                hub_ca.display().to_string(),
+            ),
             (
                 "HUB_CONNECTION_STRING".to_owned(),
                 system.hubs.connection_string(HUB).context("the hub")?,
@@ -224,7 +239,7 @@ fn assert_hub_thumbprint(hub: &Value, device_id: &str, thumbprint: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn symmetric_key_and_x509_devices_leave_with_certificates_over_https_and_mqtt(
+async fn symmetric_key_and_x509_devices_leave_with_certificates_over_https_mqtt_and_amqp(
 ) -> Result<()> {
     let system = TestSystem::start(SystemOptions::default()).await?;
     let admin = admin(&system)?;
@@ -233,6 +248,8 @@ async fn symmetric_key_and_x509_devices_leave_with_certificates_over_https_and_m
     for (transport, suffix, key_type) in [
         (Transport::Https, "https", KeyType::EcdsaP256),
         (Transport::Mqtt, "mqtt", KeyType::Rsa2048),
+        // The register body is shared by every transport: AMQP carries the csr too.
+        (Transport::Amqp, "amqp", KeyType::EcdsaP256),
     ] {
         // A symmetric-key onboarding credential.
         let id = format!("iss-sym-{suffix}");
@@ -254,7 +271,10 @@ async fn symmetric_key_and_x509_devices_leave_with_certificates_over_https_and_m
             registration.issued_certificate.as_ref().map(|c| c.key_type),
             Some(key_type)
         );
-        thumbprints.push((id.clone(), check_issued(system.dir.path(), &registration, &ca_pem)?));
+        thumbprints.push((
+            id.clone(),
+            check_issued(system.dir.path(), &registration, &ca_pem)?,
+        ));
 
         // An X.509 onboarding credential (a bootstrap certificate).
         let id = format!("iss-x509-{suffix}");
@@ -278,7 +298,10 @@ async fn symmetric_key_and_x509_devices_leave_with_certificates_over_https_and_m
         let thumbprint = check_issued(system.dir.path(), &registration, &ca_pem)?;
         // The operational certificate is not the bootstrap one.
         assert_ne!(
-            registration.issued_certificate.as_ref().map(|c| c.chain_der[0].clone()),
+            registration
+                .issued_certificate
+                .as_ref()
+                .map(|c| c.chain_der[0].clone()),
             Some(bootstrap.cert.der().to_vec())
         );
         thumbprints.push((id, thumbprint));
@@ -317,14 +340,21 @@ async fn a_tpm_device_leaves_with_a_certificate() -> Result<()> {
         json!({"type": "tpm", "tpm": {"endorsementKey": BASE64.encode(&endorsement_key)}}),
     )
     .await?;
-    // TPM attestation has no MQTT form (as in Azure): HTTPS only.
-    let registration = client(&system, &id, Credential::Tpm(tpm))
-        .timeout(Duration::from_secs(120))
-        .issue_certificate(KeyType::EcdsaP256)
-        .build()?
-        .register()
-        .await?;
-    let thumbprint = check_issued(system.dir.path(), &registration, &ca_pem)?;
+    // TPM attestation has no MQTT form (as in Azure): HTTPS, then AMQP
+    // (whose SASL exchange carries the TPM challenge), which rolls over.
+    let mut thumbprint = String::new();
+    for transport in [Transport::Https, Transport::Amqp] {
+        let registration = client(&system, &id, Credential::Tpm(tpm.clone()))
+            .transport(transport)
+            .timeout(Duration::from_secs(120))
+            .issue_certificate(KeyType::EcdsaP256)
+            .build()?
+            .register()
+            .await?;
+        let issued = check_issued(system.dir.path(), &registration, &ca_pem)?;
+        assert_ne!(issued, thumbprint, "{transport:?} rolled over");
+        thumbprint = issued;
+    }
     let hub = hub_thumbprints(&system, &[id.as_str()])?;
     assert_hub_thumbprint(&hub, &id, &thumbprint);
     system.stop().await;
@@ -393,8 +423,8 @@ async fn rollover_replaces_the_hub_thumbprint_and_revocation_reaches_the_crl() -
         .arg("-in")
         .arg(&crl_file)
         .output()?;
-    let said = String::from_utf8_lossy(&text.stdout).into_owned()
-        + &String::from_utf8_lossy(&text.stderr);
+    let said =
+        String::from_utf8_lossy(&text.stdout).into_owned() + &String::from_utf8_lossy(&text.stderr);
     assert!(text.status.success(), "{said}");
     assert!(said.contains("verify OK"), "{said}");
     let on_crl = said
@@ -413,8 +443,8 @@ async fn rollover_replaces_the_hub_thumbprint_and_revocation_reaches_the_crl() -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_the_service_cannot_issue_are_refused_with_the_specification_codes(
-) -> Result<()> {
+async fn requests_the_service_cannot_issue_are_refused_with_the_specification_codes() -> Result<()>
+{
     let system = TestSystem::start(SystemOptions::default()).await?;
     let admin = admin(&system)?;
     setup_issuance(&admin).await?;
@@ -449,13 +479,25 @@ async fn requests_the_service_cannot_issue_are_refused_with_the_specification_co
 
     for transport in [Transport::Https, Transport::Mqtt] {
         let cases = [
-            ("iss-no-policy", client(&system, "iss-no-policy", Credential::symmetric_key(&key)?)
-                .issue_certificate(KeyType::EcdsaP256)),
-            ("iss-rsa-refused", client(&system, "iss-rsa-refused", Credential::symmetric_key(&key)?)
-                .issue_certificate(KeyType::Rsa2048)),
+            (
+                "iss-no-policy",
+                client(&system, "iss-no-policy", Credential::symmetric_key(&key)?)
+                    .issue_certificate(KeyType::EcdsaP256),
+            ),
+            (
+                "iss-rsa-refused",
+                client(&system, "iss-rsa-refused", Credential::symmetric_key(&key)?)
+                    .issue_certificate(KeyType::Rsa2048),
+            ),
             // A CSR whose subject is another device.
-            ("iss-wrong-cn", client(&system, "iss-wrong-cn", Credential::symmetric_key(&key)?)
-                .certificate_request(CertificateRequest::generate(KeyType::EcdsaP256, "someone-else")?)),
+            (
+                "iss-wrong-cn",
+                client(&system, "iss-wrong-cn", Credential::symmetric_key(&key)?)
+                    .certificate_request(CertificateRequest::generate(
+                        KeyType::EcdsaP256,
+                        "someone-else",
+                    )?),
+            ),
         ];
         for (id, builder) in cases {
             let error = builder
@@ -464,13 +506,19 @@ async fn requests_the_service_cannot_issue_are_refused_with_the_specification_co
                 .register()
                 .await
                 .expect_err(id);
-            assert_eq!(error.error_code(), Some(400004), "{id} over {transport:?}: {error:?}");
+            assert_eq!(
+                error.error_code(),
+                Some(400004),
+                "{id} over {transport:?}: {error:?}"
+            );
             assert!(!error.is_transient(), "{error:?}");
             // Nothing half-written: no hub identity, no certificate recorded.
             assert!(system.hubs.device(HUB, id).is_none(), "{id}");
             let listed = admin.list_issued_certificates(id).await;
             assert!(
-                listed.as_ref().map_or(true, |l| l.as_array().is_some_and(Vec::is_empty)),
+                listed
+                    .as_ref()
+                    .map_or(true, |l| l.as_array().is_some_and(Vec::is_empty)),
                 "{id}: {listed:?}"
             );
         }
