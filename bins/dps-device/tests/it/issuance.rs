@@ -8,7 +8,6 @@ use anyhow::{Context as _, Result};
 use dps_attestation::keys::generate_key;
 use dps_e2e::server::{SystemOptions, TestSystem};
 use dps_model::tenant::OWNER_POLICY;
-use dps_model::{IndividualEnrollment, Precondition};
 use serde_json::json;
 
 use crate::transports::swarm_args;
@@ -40,16 +39,13 @@ async fn register_writes_the_issued_chain_and_a_private_key_only_its_owner_reads
         .put_credential_policy("cli", &json!({"certificateAuthorityName": "cli-ca"}), None)
         .await?;
     let key = generate_key();
-    let enrollment = IndividualEnrollment::from_json(
-        json!({"registrationId": "cli-iss", "attestation": {"type": "symmetricKey",
-            "symmetricKey": {"primaryKey": key}}, "credentialPolicyName": "cli"})
-        .to_string()
-        .as_bytes(),
-    )?;
-    system
-        .server
-        .store()
-        .put_enrollment(system.scope(), enrollment, Precondition::None)
+    admin
+        .put_record(
+            dps_client::admin::Collection::Enrollments,
+            &json!({"registrationId": "cli-iss", "attestation": {"type": "symmetricKey",
+                "symmetricKey": {"primaryKey": key}}, "credentialPolicyName": "cli"}),
+            None,
+        )
         .await?;
 
     let cert_out = system.dir.path().join("cli-iss.pem");
