@@ -24,11 +24,11 @@ mod overrides;
 mod throttling;
 
 pub use admin::{AdminConfig, DEFAULT_ADMIN_PORT};
-pub use amqp::{AmqpConfig, DEFAULT_AMQP_PORT};
 pub use allocation::{
     AllocationConfig, GeoLatencyConfig, LatencyProbeConfig, LatencyRange, LatencyRoundTrip,
     LatencyTableSettings,
 };
+pub use amqp::{AmqpConfig, DEFAULT_AMQP_PORT};
 pub use attestation::AttestationLimits;
 pub use credentials::{
     operator_key, DEFAULT_DEVICE_TOKEN_LIFETIME_SECS, DEFAULT_SERVICE_TOKEN_LIFETIME_SECS,
