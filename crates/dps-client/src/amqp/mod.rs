@@ -25,7 +25,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use dps_attestation::sas::unix_now;
 use dps_model::{RegistrationOperationStatus, RegistrationStatus};
-use fe2o3_amqp::connection::ConnectionHandle;
+use fe2o3_amqp::connection::{ConnectionHandle, OpenError};
 use fe2o3_amqp::link::SendError;
 use fe2o3_amqp::session::SessionHandle;
 use fe2o3_amqp::types::messaging::{
@@ -160,7 +160,12 @@ impl Exchange<'_> {
                     .scheme("amqp")
                     .open_with_stream(stream)
                     .await
-                    .map_err(|e| target.network(format!("AMQP open: {e}")))
+                    .map_err(|e| match e {
+                        OpenError::ProtocolHeaderMismatch(header) => {
+                            sasl::unexpected_header(&header)
+                        }
+                        e => target.network(format!("AMQP open: {e}")),
+                    })
             })
             .await?;
         let mut parts = Parts {

@@ -112,6 +112,20 @@ pub(super) fn tpm_step(challenge: &[u8]) -> Result<TpmStep<'_>, ClientError> {
     }
 }
 
+/// The error for a protocol header that is not the one sent: an HTTPS
+/// listener answers `HTTP/1.1`, the likely mistake being the HTTPS port.
+pub(super) fn unexpected_header(header: &[u8]) -> ClientError {
+    if header.starts_with(b"HTTP/") {
+        return ClientError::protocol(
+            "the endpoint answered HTTP, not AMQP: point AMQP at the service's AMQP port \
+             (5671 unless configured otherwise), or use AMQP over WebSocket on the HTTPS port",
+        );
+    }
+    ClientError::protocol(format!(
+        "the service answered the AMQP protocol header with {header:02x?}"
+    ))
+}
+
 /// Run SASL with `mechanism` over `stream`. For `TPM`, `answer_key` gets
 /// the whole encrypted key and returns the SAS token signed with the key the
 /// TPM recovered from it.
@@ -132,9 +146,7 @@ where
     let mut header = [0u8; 8];
     stream.read_exact(&mut header).await.map_err(io)?;
     if header != SASL_HEADER {
-        return Err(ClientError::protocol(format!(
-            "the service answered the SASL header with {header:02x?}"
-        )));
+        return Err(unexpected_header(&header));
     }
     let Frame::Mechanisms(offered) = read_frame(stream).await? else {
         return Err(ClientError::protocol("expected sasl-mechanisms"));
@@ -299,6 +311,15 @@ mod tests {
         );
         assert!(tpm_step(&[0x40, 1]).is_err());
         assert!(tpm_step(&[]).is_err());
+    }
+
+    #[test]
+    fn an_http_answer_to_the_header_names_the_amqp_port() {
+        let http = unexpected_header(b"HTTP/1.1").to_string();
+        assert!(http.contains("answered HTTP, not AMQP"), "{http}");
+        assert!(http.contains("5671"), "{http}");
+        let other = unexpected_header(b"AMQP\x00\x01\x00\x00").to_string();
+        assert!(other.contains("protocol header"), "{other}");
     }
 
     #[test]
