@@ -1,7 +1,10 @@
 //! Issued certificates: the checks every backend makes before storing one
 //! with its registration record.
 
-use dps_model::{IdScope, IssuedCertificate, OperationRecord, RegistrationRecord};
+use chrono::{DateTime, Utc};
+use dps_model::{
+    IdScope, IssuedCertificate, OperationRecord, RegistrationRecord, RegistrationStatus,
+};
 
 use crate::error::{Entity, StoreError, StoreResult};
 
@@ -32,6 +35,22 @@ pub(crate) fn check_commit(
         }
     }
     Ok(())
+}
+
+/// When a registration commit supersedes the registration's `active`
+/// certificates, if at all: at the new certificate's issue time when it
+/// carries one; at the record's last update for an assignment without one
+/// (the hub identity went back to the onboarding credential, so the last
+/// issued certificate no longer opens a hub connection); never for a failed
+/// or disabled registration, which leaves the hub identity as it was.
+pub(crate) fn superseded_at(
+    record: &RegistrationRecord,
+    certificate: Option<&IssuedCertificate>,
+) -> Option<DateTime<Utc>> {
+    match certificate {
+        Some(cert) => Some(cert.issued_date_time_utc),
+        None => (record.status == RegistrationStatus::Assigned).then_some(record.last_updated),
+    }
 }
 
 /// The error for a serial number a CA already issued.

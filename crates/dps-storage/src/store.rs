@@ -278,6 +278,12 @@ pub trait Store: Send + Sync + 'static {
     /// repeats), its operation (the answer polls get, `operationId` unique per
     /// tenant) and its billing row if the outcome is billable. All or nothing:
     /// a duplicate operation id fails with `AlreadyExists` and stores nothing.
+    ///
+    /// An `assigned` record also marks the registration's `active` issued
+    /// certificates `superseded` at the record's `last_updated`, in the same
+    /// transaction: an assignment without a certificate put the onboarding
+    /// credential back on the hub identity. A failed or disabled record
+    /// leaves them as they are.
     async fn commit_registration(
         &self,
         id_scope: &IdScope,

@@ -42,7 +42,7 @@ pub fn issued_certificate(
     }
 }
 
-fn bill(scope: &IdScope, id: &str) -> Option<OperationRecord> {
+pub(super) fn bill(scope: &IdScope, id: &str) -> Option<OperationRecord> {
     Some(OperationRecord::now(
         scope,
         OperationKind::Registration,
@@ -50,7 +50,7 @@ fn bill(scope: &IdScope, id: &str) -> Option<OperationRecord> {
     ))
 }
 
-async fn commit(
+pub(super) async fn commit(
     store: &Arc<dyn Store>,
     scope: &IdScope,
     id: &str,

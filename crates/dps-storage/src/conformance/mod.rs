@@ -26,6 +26,7 @@ mod issued;
 mod meter;
 mod paging;
 mod registrations;
+mod superseded;
 mod tenants;
 
 use std::any::Any;
@@ -56,6 +57,7 @@ pub use registrations::{
     commit_and_read_registrations, commit_is_all_or_nothing, concurrent_commits_all_stored,
     delete_registration_with_billing, list_registrations_by_group, purge_old_operations,
 };
+pub use superseded::assignment_without_certificate_supersedes_it;
 pub use tenants::{delete_tenant_removes_everything, tenant_lifecycle};
 
 /// A fresh store for one test, plus whatever must live as long as it (a temp dir).
@@ -128,6 +130,7 @@ macro_rules! store_battery {
             policy_and_authority_delete_race_one_winner,
             issued_certificates_roll_over_and_revoke,
             issued_certificate_commit_is_all_or_nothing,
+            assignment_without_certificate_supersedes_it,
             credential_policy_in_use_by_enrollments
         );
     };

@@ -50,14 +50,16 @@ impl MemoryStore {
                 return Err(issued::duplicate(cert));
             }
         }
-        if let Some(cert) = certificate {
+        if let Some(at) = issued::superseded_at(&record, certificate.as_ref()) {
             for old in data
                 .issued
                 .values_mut()
                 .filter(|old| old.registration_id.key() == key)
             {
-                old.supersede(cert.issued_date_time_utc);
+                old.supersede(at);
             }
+        }
+        if let Some(cert) = certificate {
             let slot = (
                 cert.certificate_authority_name.clone(),
                 cert.serial_number.clone(),

@@ -1,7 +1,7 @@
 //! Issued certificates in PostgreSQL: a registration commit that carries a
-//! certificate runs as one transaction (the commit statement, then the
-//! registration's active certificates marked superseded under row locks,
-//! then the new one), retried on serialization failures like every write.
+//! certificate runs as one transaction (the commit statement, which also
+//! marks the registration's active certificates superseded, then the new
+//! one), retried on serialization failures like every write.
 
 use chrono::{DateTime, Utc};
 use dps_model::{
@@ -22,8 +22,6 @@ const INSERT: &str = "INSERT INTO issued_certificates \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 pub(crate) const OF_REGISTRATION: &str = "SELECT serial, body FROM issued_certificates \
      WHERE scope_key = $1 AND registration_key = $2";
-const ACTIVE_OF_REGISTRATION_LOCKED: &str = "SELECT serial, body FROM issued_certificates \
-     WHERE scope_key = $1 AND registration_key = $2 AND status = 'active' FOR UPDATE";
 const OF_REGISTRATION_LOCKED: &str = "SELECT serial, body FROM issued_certificates \
      WHERE scope_key = $1 AND registration_key = $2 FOR UPDATE";
 pub(crate) const REVOKED_BY: &str = "SELECT serial, body FROM issued_certificates \
@@ -40,7 +38,8 @@ pub(crate) async fn commit(
     billing: Option<&OperationRecord>,
     certificate: &IssuedCertificate,
 ) -> StoreResult<()> {
-    let commit = EncodedCommit::new(record, operation)?;
+    let superseded_at = issued::superseded_at(record, Some(certificate));
+    let commit = EncodedCommit::new(record, operation, superseded_at)?;
     let body = rules::encode(
         Entity::IssuedCertificate,
         &certificate.serial_number,
@@ -73,22 +72,13 @@ async fn commit_steps(
     certificate: &IssuedCertificate,
     body: &str,
 ) -> StoreResult<()> {
+    // The commit statement supersedes the older certificates, at the new
+    // one's issue time, before the new one is inserted.
     commit
         .execute(&mut *conn, id_scope, record, operation, billing)
         .await?;
     let scope = scope_bytes(id_scope);
     let registration_key = record.registration_id.key();
-    let active = rows(
-        &mut *conn,
-        ACTIVE_OF_REGISTRATION_LOCKED,
-        &scope,
-        registration_key.as_bytes(),
-    )
-    .await?;
-    for mut old in active {
-        old.supersede(certificate.issued_date_time_utc);
-        update(conn, &scope, &old).await?;
-    }
     sqlx::query(INSERT)
         .bind(&scope)
         .bind(certificate.certificate_authority_name.as_bytes())

@@ -122,26 +122,75 @@ pub(crate) const REGISTRATIONS_OF_GROUP: &str = "SELECT registration_key, body F
 pub(crate) const COUNT_REGISTRATIONS: &str =
     "SELECT COUNT(*) FROM registrations WHERE scope_key = $1";
 
+// The pieces of a registration commit, composed below into one statement
+// per case (macros, because `concat!` takes literals only).
+macro_rules! upsert_record_cte {
+    () => {
+        "record AS (\
+         INSERT INTO registrations (scope_key, registration_key, group_key, etag, body) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope_key, registration_key) DO UPDATE \
+         SET group_key = excluded.group_key, etag = excluded.etag, body = excluded.body \
+         RETURNING 1 AS one)"
+    };
+}
+// The registration's active certificates superseded at `$at` (Azure form),
+// status column and JSON body alike: no read first, and no round trip of
+// its own, for the registrations that never had a certificate.
+macro_rules! supersede_cte {
+    ($at:literal) => {
+        concat!(
+            "superseded AS (UPDATE issued_certificates SET status = 'superseded', \
+             body = (body::jsonb || jsonb_build_object('status', 'superseded', \
+             'supersededDateTimeUtc', ",
+            $at,
+            "::text))::text \
+             WHERE scope_key = $1 AND registration_key = $2 AND status = 'active')"
+        )
+    };
+}
+macro_rules! billed_tail {
+    () => {
+        "operation AS (INSERT INTO registration_operations (scope_key, operation_id, created_us, body) \
+         VALUES ($1, $6, $7, $8) RETURNING 1 AS one) \
+         INSERT INTO billing_operations (scope_key, at_us, hour_index, kind, subject) \
+         SELECT $1, $9, $10, $11, $12 FROM record, operation"
+    };
+}
+macro_rules! unbilled_tail {
+    () => {
+        "INSERT INTO registration_operations (scope_key, operation_id, created_us, body) \
+         SELECT $1, $6, $7, $8 FROM record"
+    };
+}
+
 /// The record (`$1` scope, `$2` key, `$3` group key, `$4` etag, `$5` body),
 /// the operation (`$6` id, `$7` created, `$8` body) and the billing row
 /// (`$9` at, `$10` hour, `$11` kind, `$12` subject), in one statement.
-pub(crate) const COMMIT_REGISTRATION_BILLED: &str = "WITH record AS (\
-     INSERT INTO registrations (scope_key, registration_key, group_key, etag, body) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope_key, registration_key) DO UPDATE \
-     SET group_key = excluded.group_key, etag = excluded.etag, body = excluded.body \
-     RETURNING 1 AS one), \
-     operation AS (INSERT INTO registration_operations (scope_key, operation_id, created_us, body) \
-     VALUES ($1, $6, $7, $8) RETURNING 1 AS one) \
-     INSERT INTO billing_operations (scope_key, at_us, hour_index, kind, subject) \
-     SELECT $1, $9, $10, $11, $12 FROM record, operation";
+pub(crate) const COMMIT_REGISTRATION_BILLED: &str =
+    concat!("WITH ", upsert_record_cte!(), ", ", billed_tail!());
+/// As [`COMMIT_REGISTRATION_BILLED`], superseding the registration's active
+/// certificates at `$13`.
+pub(crate) const COMMIT_REGISTRATION_BILLED_SUPERSEDING: &str = concat!(
+    "WITH ",
+    upsert_record_cte!(),
+    ", ",
+    supersede_cte!("$13"),
+    ", ",
+    billed_tail!()
+);
 /// As [`COMMIT_REGISTRATION_BILLED`] without the billing row.
-pub(crate) const COMMIT_REGISTRATION: &str = "WITH record AS (\
-     INSERT INTO registrations (scope_key, registration_key, group_key, etag, body) \
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scope_key, registration_key) DO UPDATE \
-     SET group_key = excluded.group_key, etag = excluded.etag, body = excluded.body \
-     RETURNING 1 AS one) \
-     INSERT INTO registration_operations (scope_key, operation_id, created_us, body) \
-     SELECT $1, $6, $7, $8 FROM record";
+pub(crate) const COMMIT_REGISTRATION: &str =
+    concat!("WITH ", upsert_record_cte!(), " ", unbilled_tail!());
+/// As [`COMMIT_REGISTRATION`], superseding the registration's active
+/// certificates at `$9`.
+pub(crate) const COMMIT_REGISTRATION_SUPERSEDING: &str = concat!(
+    "WITH ",
+    upsert_record_cte!(),
+    ", ",
+    supersede_cte!("$9"),
+    " ",
+    unbilled_tail!()
+);
 
 pub(crate) const OPERATION: &str =
     "SELECT body FROM registration_operations WHERE scope_key = $1 AND operation_id = $2";
@@ -174,6 +223,7 @@ mod tests {
             GROUPS.insert_billed,
             DELETE_REGISTRATION_BILLED,
             COMMIT_REGISTRATION_BILLED,
+            COMMIT_REGISTRATION_BILLED_SUPERSEDING,
             INSERT_BILLING,
         ] {
             assert!(statement.contains(BILLING_COLUMNS), "{statement}");

@@ -328,7 +328,8 @@ pub(crate) async fn commit_registration(
     operation: &RegistrationOperation,
     billing: Option<&OperationRecord>,
 ) -> StoreResult<()> {
-    let commit = EncodedCommit::new(record, operation)?;
+    let superseded_at = crate::issued::superseded_at(record, None);
+    let commit = EncodedCommit::new(record, operation, superseded_at)?;
     let mut retry = Retry::new(Entity::Registration, record.registration_id.as_str());
     loop {
         let attempt = commit
@@ -347,15 +348,20 @@ pub(super) struct EncodedCommit {
     key: String,
     record_body: String,
     operation_body: String,
+    /// When the registration's active certificates become superseded, in
+    /// the Azure form their JSON holds ([`crate::issued::superseded_at`]).
+    superseded_at: Option<String>,
 }
 
 impl EncodedCommit {
     pub(super) fn new(
         record: &RegistrationRecord,
         operation: &RegistrationOperation,
+        superseded_at: Option<DateTime<Utc>>,
     ) -> StoreResult<Self> {
         let key = record.registration_id.key();
         Ok(EncodedCommit {
+            superseded_at: superseded_at.map(|at| dps_model::time::format(&at)),
             record_body: rules::encode(Entity::Registration, &key, record)?,
             operation_body: rules::encode(
                 Entity::RegistrationOperation,
@@ -366,8 +372,9 @@ impl EncodedCommit {
         })
     }
 
-    /// Record, operation and billing row in one statement: all or nothing
-    /// (on `executor`, the pool or an open transaction).
+    /// Record, operation, billing row and superseded certificates in one
+    /// statement: all or nothing (on `executor`, the pool or an open
+    /// transaction).
     pub(super) async fn execute<'c, E: sqlx::PgExecutor<'c>>(
         &self,
         executor: E,
@@ -377,9 +384,11 @@ impl EncodedCommit {
         billing: Option<&OperationRecord>,
     ) -> StoreResult<()> {
         let operation_id = operation.operation_id.as_str();
-        let statement = match billing {
-            Some(_) => sql::COMMIT_REGISTRATION_BILLED,
-            None => sql::COMMIT_REGISTRATION,
+        let statement = match (billing, &self.superseded_at) {
+            (Some(_), Some(_)) => sql::COMMIT_REGISTRATION_BILLED_SUPERSEDING,
+            (Some(_), None) => sql::COMMIT_REGISTRATION_BILLED,
+            (None, Some(_)) => sql::COMMIT_REGISTRATION_SUPERSEDING,
+            (None, None) => sql::COMMIT_REGISTRATION,
         };
         let mut query = sqlx::query(statement)
             .bind(scope_bytes(id_scope))
@@ -397,6 +406,10 @@ impl EncodedCommit {
             .bind(self.operation_body.as_str());
         if let Some(row) = billing {
             query = bind_billing(query, row);
+        }
+        // After the billing row's parameters: `$13` billed, `$9` not.
+        if let Some(at) = &self.superseded_at {
+            query = query.bind(at.as_str());
         }
         match query.execute(executor).await {
             Ok(_) => Ok(()),

@@ -13,7 +13,7 @@ use sqlx::SqliteConnection;
 
 use super::rows::{BillingRow, RegistrationCommit};
 
-/// Most jobs per generated program, keeping the bound parameters (≤ 13 per
+/// Most jobs per generated program, keeping the bound parameters (≤ 16 per
 /// job) well below SQLite's limit of 32,766.
 pub(crate) const JOBS_PER_PROGRAM: usize = 1000;
 
@@ -58,6 +58,18 @@ pub(crate) async fn insert_fast(
         })
         .map(|(_, c)| *c)
         .collect();
+    // Assignments supersede their device's active certificates; the first
+    // one of a device in the batch does it, as if the commits ran one by one.
+    let mut superseding: HashMap<(&str, &str), &str> = HashMap::new();
+    let mut supersedes: Vec<(&str, &str, &str)> = Vec::new();
+    for c in commits {
+        if let Some(at) = c.superseded_at.as_deref() {
+            let device = (c.scope_key.as_str(), c.registration_key.as_str());
+            if superseding.insert(device, at).is_none() {
+                supersedes.push((device.0, device.1, at));
+            }
+        }
+    }
     let rows: Vec<&BillingRow> = commits
         .iter()
         .filter_map(|c| c.billing.as_ref())
@@ -79,6 +91,20 @@ pub(crate) async fn insert_fast(
         );
         push_values(&mut sql, commits.len(), 4);
         sql.push_str(";\n");
+    }
+    if !supersedes.is_empty() {
+        // One statement probing the by-registration index per device.
+        sql.push_str(
+            "UPDATE issued_certificates SET status = 'superseded', \
+             body = json_set(body, '$.status', 'superseded', '$.supersededDateTimeUtc', s.column3) \
+             FROM (",
+        );
+        push_values(&mut sql, supersedes.len(), 3);
+        sql.push_str(
+            ") AS s WHERE issued_certificates.scope_key = s.column1 \
+             AND issued_certificates.registration_key = s.column2 \
+             AND issued_certificates.status = 'active';\n",
+        );
     }
     if !rows.is_empty() {
         sql.push_str("INSERT INTO billing_operations (scope_key, at_us, kind, subject)");
@@ -103,6 +129,9 @@ pub(crate) async fn insert_fast(
                 .bind(c.operation_created_us)
                 .bind(c.operation_body.as_str());
         }
+    }
+    for (scope_key, registration_key, at) in &supersedes {
+        query = query.bind(*scope_key).bind(*registration_key).bind(*at);
     }
     for row in &rows {
         query = query

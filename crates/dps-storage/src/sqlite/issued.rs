@@ -17,7 +17,11 @@ const INSERT: &str = "INSERT INTO issued_certificates \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 const OF_REGISTRATION: &str = "SELECT serial, body FROM issued_certificates \
      WHERE scope_key = $1 AND registration_key = $2";
-const ACTIVE_OF_REGISTRATION: &str = "SELECT serial, body FROM issued_certificates \
+/// Supersede a registration's active certificates at $3 (Azure form): the
+/// status column and the JSON body alike, in one statement, so that the
+/// commit needs no read first (most registrations have no certificate).
+const SUPERSEDE: &str = "UPDATE issued_certificates SET status = 'superseded', \
+     body = json_set(body, '$.status', 'superseded', '$.supersededDateTimeUtc', $3) \
      WHERE scope_key = $1 AND registration_key = $2 AND status = 'active'";
 const REVOKED_BY: &str = "SELECT serial, body FROM issued_certificates \
      WHERE scope_key = $1 AND authority_name = $2 AND status = 'revoked'";
@@ -51,8 +55,26 @@ impl IssuedRow {
     }
 }
 
-/// Supersede the registration's active certificates and insert the new one
-/// (inside the registration commit's transaction).
+/// Mark the registration's active certificates superseded at `at` (inside
+/// the registration commit's transaction).
+pub(crate) async fn supersede(
+    conn: &mut SqliteConnection,
+    scope_key: &str,
+    registration_key: &str,
+    at: &str,
+) -> StoreResult<()> {
+    sqlx::query(SUPERSEDE)
+        .bind(scope_key)
+        .bind(registration_key)
+        .bind(at)
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::database("superseding issued certificates"))?;
+    Ok(())
+}
+
+/// Insert a new certificate (inside the registration commit's transaction,
+/// after [`supersede`]).
 pub(crate) async fn insert(
     conn: &mut SqliteConnection,
     id_scope: &IdScope,
@@ -60,11 +82,6 @@ pub(crate) async fn insert(
     registration_key: &str,
     row: &IssuedRow,
 ) -> StoreResult<()> {
-    let active = rows(conn, ACTIVE_OF_REGISTRATION, scope_key, registration_key).await?;
-    for mut old in active {
-        old.supersede(row.certificate.issued_date_time_utc);
-        update(conn, scope_key, &old).await?;
-    }
     sqlx::query(INSERT)
         .bind(scope_key)
         .bind(&row.authority_name)

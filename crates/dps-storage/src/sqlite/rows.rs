@@ -51,6 +51,9 @@ pub(crate) struct RegistrationCommit {
     /// A certificate issued with the registration: such a commit never
     /// takes the multi-row fast path.
     pub(crate) certificate: Option<IssuedRow>,
+    /// When the registration's active certificates become superseded
+    /// ([`issued::superseded_at`]), in the Azure form their JSON holds.
+    pub(crate) superseded_at: Option<String>,
 }
 
 impl RegistrationCommit {
@@ -84,6 +87,8 @@ impl RegistrationCommit {
                 scope_key: id_scope.key(),
                 ..BillingRow::new(row)
             }),
+            superseded_at: issued::superseded_at(record, certificate.as_ref())
+                .map(|at| dps_model::time::format(&at)),
             certificate: certificate.map(IssuedRow::encode).transpose()?,
         })
     }

@@ -341,9 +341,9 @@ pub(crate) async fn commit_registration(
     commit: &RegistrationCommit,
 ) -> StoreResult<()> {
     let id_scope = &commit.id_scope;
-    // Record, operation, billing row, issued certificate: a refusal at any
-    // step (duplicate operation id or serial, unknown tenant) rolls back the
-    // steps before it.
+    // Record, operation, billing row, superseded and issued certificates:
+    // a refusal at any step (duplicate operation id or serial, unknown
+    // tenant) rolls back the steps before it.
     sqlx::query(sql::UPSERT_REGISTRATION)
         .bind(commit.scope_key.as_str())
         .bind(commit.registration_key.as_str())
@@ -369,6 +369,10 @@ pub(crate) async fn commit_registration(
         })?;
     if let Some(row) = &commit.billing {
         insert_billing(conn, row).await?;
+    }
+    // Before the new certificate goes in, which must stay active.
+    if let Some(at) = &commit.superseded_at {
+        super::issued::supersede(conn, &commit.scope_key, &commit.registration_key, at).await?;
     }
     if let Some(row) = &commit.certificate {
         super::issued::insert(
