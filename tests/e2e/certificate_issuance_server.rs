@@ -8,8 +8,9 @@
 //! Proven: the leaf carries the CSR's public key, CN = the device id and the
 //! client-auth EKU, and chains to the tenant CA (`openssl verify`); the hub
 //! identity (read from the emulator) is `selfSigned` with the leaf's
-//! thumbprint; rollover replaces it and supersedes the old record;
-//! revocation lands in the CA's CRL (`openssl crl` and x509-parser); the
+//! thumbprint; rollover replaces it and supersedes the old record, as does
+//! a later registration without a CSR (the key back on the hub); revocation
+//! lands in the CA's CRL (`openssl crl` and x509-parser); the
 //! refusals are 400 `ArgumentInvalid` with nothing written; older
 //! api-versions never see the feature.
 
@@ -317,11 +318,8 @@ async fn a_csr_is_issued_rolled_over_revoked_and_listed_in_the_crl() -> Result<(
         "{refused}"
     );
 
-    let listed = api.get("/registrations/dev-1/issuedCertificates").await?;
-    assert_eq!(listed.status, 200, "{:?}", listed.body);
-    let certs = listed.body.as_array().context("array")?;
-    assert_eq!(certs.len(), 1);
-    assert_eq!(certs[0]["status"], "active");
+    let (certs, statuses) = issued(&api, "dev-1").await?;
+    assert_eq!(statuses, ["active"], "{certs:?}");
     assert_eq!(certs[0]["sha256Thumbprint"], first.as_str());
     assert_eq!(certs[0]["deviceId"], "dev-1");
     assert_eq!(certs[0]["certificateAuthorityName"], "fleet-ca");
@@ -346,13 +344,8 @@ async fn a_csr_is_issued_rolled_over_revoked_and_listed_in_the_crl() -> Result<(
         second,
         "the hub has the new one"
     );
-    let listed = api.get("/registrations/dev-1/issuedCertificates").await?;
-    let certs = listed.body.as_array().context("array")?;
-    let statuses: Vec<_> = certs
-        .iter()
-        .map(|c| c["status"].as_str().unwrap_or(""))
-        .collect();
-    assert_eq!(statuses, ["active", "superseded"], "{:?}", listed.body);
+    let (certs, statuses) = issued(&api, "dev-1").await?;
+    assert_eq!(statuses, ["active", "superseded"], "{certs:?}");
     let second_serial = certs[0]["serialNumber"]
         .as_str()
         .context("serial")?
@@ -438,17 +431,50 @@ async fn a_csr_is_issued_rolled_over_revoked_and_listed_in_the_crl() -> Result<(
     assert!(answer["registrationState"]
         .get("issuedCertificateChain")
         .is_none());
-    let listed = api.get("/registrations/dev-1/issuedCertificates").await?;
-    let statuses: Vec<_> = listed
-        .body
-        .as_array()
-        .context("array")?
+    let (_, statuses) = issued(&api, "dev-1").await?;
+    assert_eq!(statuses, ["active", "revoked", "superseded"]);
+
+    // Enabled again, a registration without a csr puts the symmetric key
+    // back on the hub identity: the last certificate is superseded at the
+    // registration's time, the revoked one stays revoked.
+    enrollment = api.get("/enrollments/dev-1").await?.body;
+    enrollment["provisioningStatus"] = json!("enabled");
+    let enabled = api.put("/enrollments/dev-1", &enrollment).await?;
+    assert_eq!(enabled.status, 200, "{:?}", enabled.body);
+    let (status, answer) = device
+        .register(&json!({"registrationId": "dev-1"}), STABLE)
+        .await?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "assigned", "{answer}");
+    let state = &answer["registrationState"];
+    assert!(state.get("issuedCertificateChain").is_none(), "{answer}");
+    assert_eq!(hub_thumbprint(&system, "dev-1")?.1, "sas");
+    let (certs, statuses) = issued(&api, "dev-1").await?;
+    assert_eq!(
+        statuses,
+        ["superseded", "revoked", "superseded"],
+        "{certs:?}"
+    );
+    assert_eq!(certs[0]["sha256Thumbprint"], third.as_str());
+    let at = &certs[0]["supersededDateTimeUtc"];
+    assert_eq!(at, &state["lastUpdatedDateTimeUtc"], "{certs:?}");
+    assert!(certs[1]["supersededDateTimeUtc"].is_null(), "{certs:?}");
+    system.stop().await;
+    Ok(())
+}
+
+/// The certificates issued to registration `id` (newest first), and their
+/// statuses.
+async fn issued(api: &Service, id: &str) -> Result<(Vec<Value>, Vec<String>)> {
+    let path = format!("/registrations/{id}/issuedCertificates");
+    let listed = api.get(&path).await?;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    let certs = listed.body.as_array().context("an array")?.clone();
+    let statuses = certs
         .iter()
         .map(|c| c["status"].as_str().unwrap_or("").to_owned())
         .collect();
-    assert_eq!(statuses, ["active", "revoked", "superseded"]);
-    system.stop().await;
-    Ok(())
+    Ok((certs, statuses))
 }
 
 /// The CRL's raw bytes (the JSON client reads text).
@@ -564,12 +590,7 @@ async fn refusals_write_nothing_and_old_api_versions_never_see_issuance() -> Res
         "{answer}"
     );
     assert_eq!(hub_thumbprint(&system, "dev-2")?.1, "sas");
-    assert_eq!(
-        api.get("/registrations/dev-2/issuedCertificates")
-            .await?
-            .body,
-        json!([])
-    );
+    assert!(issued(&api, "dev-2").await?.0.is_empty());
 
     // A policy an enrollment names cannot be deleted.
     let delete = api.delete("/credentialPolicies/devices").await?;
