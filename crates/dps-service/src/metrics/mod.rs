@@ -25,6 +25,7 @@ pub mod hub;
 pub mod refusal_log;
 pub mod service_api;
 pub mod store;
+mod store_metrics;
 
 use std::sync::Arc;
 

@@ -11,71 +11,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dps_model::{
     CredentialPolicy, EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment,
-    IssuedCertificate, OperationKind, OperationRecord, Precondition, RegistrationId, RegistrationOperation,
-    RegistrationRecord, Tenant,
+    IssuedCertificate, OperationKind, OperationRecord, Precondition, RegistrationId,
+    RegistrationOperation, RegistrationRecord, Tenant,
 };
 use dps_storage::{
-    MeterReport, Page, PageRequest, Store, StoreResult, StoredCertificateAuthority, WriteOutcome,
-    WriterStats, Written,
+    MeterReport, Page, PageRequest, Store, StoreResult, StoredCertificateAuthority, WriterStats,
+    Written,
 };
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 
-use super::device::stage_buckets;
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    operation: &'static str,
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: &'static str,
-}
-
-/// The store's metrics.
-#[derive(Debug)]
-pub struct StoreMetrics {
-    operations: Family<OperationLabels, Histogram>,
-    billing: Family<KindLabel, Counter>,
-}
-
-impl Default for StoreMetrics {
-    fn default() -> Self {
-        StoreMetrics {
-            operations: Family::new_with_constructor(|| Histogram::new(stage_buckets())),
-            billing: Family::default(),
-        }
-    }
-}
-
-impl StoreMetrics {
-    /// Expose these metrics in `registry`.
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "dps_store_operation_duration_seconds",
-            "Time of store calls, by operation and result",
-            self.operations.clone(),
-        );
-        registry.register(
-            "dps_billing_operations",
-            "Billing (meter) operations written by this process, by kind",
-            self.billing.clone(),
-        );
-    }
-
-    fn bill(&self, kind: OperationKind) {
-        self.billing
-            .get_or_create(&KindLabel {
-                kind: kind.as_str(),
-            })
-            .inc();
-    }
-}
+pub use super::store_metrics::StoreMetrics;
+use super::store_metrics::{write_kind, OperationLabels};
 
 /// A store whose calls are timed and whose billing rows are counted.
 pub struct InstrumentedStore {
@@ -116,17 +61,6 @@ impl InstrumentedStore {
             self.metrics.bill(kind(value));
         }
         result
-    }
-}
-
-fn write_kind(
-    outcome: WriteOutcome,
-    created: OperationKind,
-    updated: OperationKind,
-) -> OperationKind {
-    match outcome {
-        WriteOutcome::Created => created,
-        WriteOutcome::Replaced => updated,
     }
 }
 
@@ -254,9 +188,9 @@ impl Store for InstrumentedStore {
         serial_number: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<IssuedCertificate> {
-        let call = self
-            .inner
-            .revoke_issued_certificate(id_scope, registration_id, serial_number, at);
+        let call =
+            self.inner
+                .revoke_issued_certificate(id_scope, registration_id, serial_number, at);
         self.timed("revoke_issued_certificate", call).await
     }
 

@@ -1,6 +1,7 @@
 //! Tests of the timed and metered store decorator.
 
 use dps_storage::MemoryStore;
+use prometheus_client::registry::Registry;
 
 use super::*;
 
