@@ -273,14 +273,7 @@ pub async fn commit_is_all_or_nothing(store: Arc<dyn Store>) {
             (i, store.commit_registration(&scope, record, op, row).await)
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        let (i, result) = done.expect("task ran");
-        if refused(i) {
-            assert_err!(result, StoreError::AlreadyExists { .. });
-        } else {
-            result.unwrap();
-        }
-    }
+    join_refusing(tasks, refused).await;
     let rows = rows_by_subject(&store, &scope).await;
     for i in 0..300 {
         let id = format!("batch-{i}");
@@ -289,6 +282,22 @@ pub async fn commit_is_all_or_nothing(store: Arc<dyn Store>) {
         assert_eq!(rows.contains_key(&id), !refused(i), "{id}");
     }
     assert_eq!(store.count_registrations(&scope).await.unwrap(), 1 + 270);
+}
+
+/// Wait for every numbered commit: the `refused` ones failed with
+/// `AlreadyExists` (a taken operation id), the others succeeded.
+pub(super) async fn join_refusing(
+    mut tasks: tokio::task::JoinSet<(usize, Result<(), StoreError>)>,
+    refused: impl Fn(usize) -> bool,
+) {
+    while let Some(done) = tasks.join_next().await {
+        let (i, result) = done.expect("task ran");
+        if refused(i) {
+            assert_err!(result, StoreError::AlreadyExists { .. });
+        } else {
+            result.unwrap();
+        }
+    }
 }
 
 /// 1,000 concurrent commits: all stored, each with exactly one billing row.

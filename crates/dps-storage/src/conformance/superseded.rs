@@ -11,6 +11,7 @@ use dps_model::{IdScope, IssuedCertificateStatus, RegistrationStatus};
 use super::assert_err;
 use super::fixtures::{reg, registration, scope_of};
 use super::issued::{bill, commit, issued_certificate};
+use super::registrations::join_refusing;
 use crate::{Entity, Store, StoreError};
 
 /// `(serial, status, superseded at)` of a registration's certificates,
@@ -117,13 +118,11 @@ pub async fn assignment_without_certificate_supersedes_it(store: Arc<dyn Store>)
         .commit_registration(&scope, record, operation, None)
         .await
         .unwrap();
-    let listed = store
-        .issued_certificates(&scope, &reg("dev-2"))
-        .await
-        .unwrap();
-    assert_eq!(listed[0].status, Revoked);
-    assert_eq!(listed[0].superseded_date_time_utc, None);
-    assert_eq!(listed[0].revoked_date_time_utc, Some(at(4)));
+    let listed = store.issued_certificates(&scope, &reg("dev-2")).await;
+    let revoked = &listed.unwrap()[0];
+    assert_eq!(revoked.status, Revoked);
+    assert_eq!(revoked.superseded_date_time_utc, None);
+    assert_eq!(revoked.revoked_date_time_utc, Some(at(4)));
 
     // A device that never had a certificate registers as before.
     let (record, operation) = registration("dev-3", None, "op-8", at(5));
@@ -206,14 +205,7 @@ async fn concurrent_assignments(
             (i, result)
         });
     }
-    while let Some(done) = tasks.join_next().await {
-        let (i, result) = done.expect("task ran");
-        if refused(i) {
-            assert_err!(result, StoreError::AlreadyExists { .. });
-        } else {
-            result.unwrap();
-        }
-    }
+    join_refusing(tasks, refused).await;
     for i in 0..DEVICES {
         let listed = statuses(store, scope, &id(i)).await;
         let expected = if refused(i) || failed(i) {
