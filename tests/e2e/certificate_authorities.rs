@@ -278,6 +278,13 @@ async fn policies_name_existing_authorities_and_enrollments_existing_policies() 
     let in_use = api.delete("/certificateAuthorities/ca1").await?;
     assert_eq!(in_use.status, 409, "{:?}", in_use.body);
     assert!(in_use.body["message"].as_str().unwrap().contains("devices"));
+    // …and a policy stays while an enrollment or a group names it.
+    let named = api.delete("/credentialPolicies/devices").await?;
+    assert_eq!(named.status, 409, "{:?}", named.body);
+    assert_eq!(api.delete("/enrollments/dev-1").await?.status, 204);
+    let still_named = api.delete("/credentialPolicies/devices").await?;
+    assert_eq!(still_named.status, 409, "{:?}", still_named.body);
+    assert_eq!(api.delete("/enrollmentGroups/fleet").await?.status, 204);
     assert_eq!(api.delete("/credentialPolicies/devices").await?.status, 204);
     assert_eq!(api.delete("/certificateAuthorities/ca1").await?.status, 204);
     system.stop().await;
