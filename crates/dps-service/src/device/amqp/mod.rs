@@ -8,8 +8,8 @@
 //! are known by their TLS chain), the links name the device
 //! (`{idScope}/registrations/{registrationId}`), each request message
 //! becomes a pipeline call through MQTT's request code and
-//! [`crate::device::body`], and each [`crate::respond::WireAnswer`] of
-//! [`crate::device::answers`] becomes a reply message (2xx) or a rejected
+//! `crate::device::body`, and each [`crate::respond::WireAnswer`] of
+//! `crate::device::answers` becomes a reply message (2xx) or a rejected
 //! delivery carrying the Azure error body.
 //!
 //! * `sasl`: protocol header, SASL (PLAIN, TPM challenge, EXTERNAL, ANONYMOUS).
