@@ -17,7 +17,9 @@ use fe2o3_amqp::types::definitions::{Handle, Role};
 use fe2o3_amqp::types::messaging::{
     ApplicationProperties, Data, MessageId, Properties, Source, Target, TargetArchetype,
 };
-use fe2o3_amqp::types::performatives::{Attach, Begin, ChannelMax, MaxFrameSize, Open, Transfer};
+use fe2o3_amqp::types::performatives::{
+    Attach, Begin, ChannelMax, Detach, MaxFrameSize, Open, Transfer,
+};
 use fe2o3_amqp::types::primitives::{Binary, Symbol};
 use fe2o3_amqp::types::sasl::{SaslCode, SaslInit};
 use rustls::pki_types::ServerName;
@@ -155,16 +157,52 @@ impl Raw {
             desired_capabilities: None,
             properties: None,
         };
+        let mut bytes = amqp_frame(serde_amqp::to_vec(&open)?, &[])?;
+        bytes.extend(amqp_frame(serde_amqp::to_vec(&begin)?, &[])?);
+        self.send(&bytes).await;
+        self.until(BEGIN).await?;
+        self.attach_link(0, Role::Sender, address).await
+    }
+
+    /// Attach one more link (our `role`, handle `handle`) on `address` and
+    /// wait for the server's attach.
+    pub(crate) async fn attach_link(
+        &mut self,
+        handle: u32,
+        role: Role,
+        address: &str,
+    ) -> Result<()> {
+        self.send_attach(handle, role, address).await?;
+        self.until(ATTACH).await
+    }
+
+    /// Send an attach of a link (our `role`, handle `handle`) on `address`
+    /// without waiting for an answer (the server may close instead).
+    pub(crate) async fn send_attach(
+        &mut self,
+        handle: u32,
+        role: Role,
+        address: &str,
+    ) -> Result<()> {
+        // The device's address is the target of its sender, the source of its receiver.
+        let (source, target) = match role {
+            Role::Sender => (
+                Source::default(),
+                Target::builder().address(address).build(),
+            ),
+            Role::Receiver => (
+                Source::builder().address(address).build(),
+                Target::default(),
+            ),
+        };
         let attach = Attach {
-            name: "raw-sender".to_owned(),
-            handle: Handle::from(0),
-            role: Role::Sender,
+            name: format!("raw-link-{handle}"),
+            handle: Handle::from(handle),
+            role,
             snd_settle_mode: Default::default(),
             rcv_settle_mode: Default::default(),
-            source: Some(Box::new(Source::default())),
-            target: Some(Box::new(TargetArchetype::Target(
-                Target::builder().address(address).build(),
-            ))),
+            source: Some(Box::new(source)),
+            target: Some(Box::new(TargetArchetype::Target(target))),
             unsettled: None,
             incomplete_unsettled: false,
             initial_delivery_count: Some(0),
@@ -173,13 +211,21 @@ impl Raw {
             desired_capabilities: None,
             properties: None,
         };
-        let mut bytes = amqp_frame(serde_amqp::to_vec(&open)?, &[])?;
-        bytes.extend(amqp_frame(serde_amqp::to_vec(&begin)?, &[])?);
-        self.send(&bytes).await;
-        self.until(BEGIN).await?;
         self.send(&amqp_frame(serde_amqp::to_vec(&attach)?, &[])?)
             .await;
-        self.until(ATTACH).await
+        Ok(())
+    }
+
+    /// Detach (and close) the link of handle `handle`, without waiting.
+    pub(crate) async fn send_detach(&mut self, handle: u32) -> Result<()> {
+        let detach = Detach {
+            handle: Handle::from(handle),
+            closed: true,
+            error: None,
+        };
+        self.send(&amqp_frame(serde_amqp::to_vec(&detach)?, &[])?)
+            .await;
+        Ok(())
     }
 
     /// Read frames until one carries the performative `code`.
@@ -271,7 +317,8 @@ fn register_transfer(n: u32, id: &str) -> Result<Vec<u8>> {
     amqp_frame(serde_amqp::to_vec(&transfer)?, &message)
 }
 
-fn client(system: &TestSystem, id: &str, key: &str) -> Result<ProvisioningClient> {
+/// A `dps-client` AMQP client of `id` (also used by `amqp_limits`).
+pub(crate) fn client(system: &TestSystem, id: &str, key: &str) -> Result<ProvisioningClient> {
     Ok(
         ProvisioningClient::builder(system.device_host.clone(), system.scope().to_string(), id)
             .credential(Credential::symmetric_key(key)?)

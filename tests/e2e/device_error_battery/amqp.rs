@@ -48,14 +48,20 @@ pub(super) async fn exchange(
             .headers_mut()
             .insert("Sec-WebSocket-Protocol", "AMQPWSB10".parse()?);
         let (ws, _) = tokio_tungstenite::client_async(request, tls).await?;
-        over(bridge(ws), system, attempt).await
+        over(bridge(ws), system, attempt, false).await
     } else {
-        over(tls, system, attempt).await
+        over(tls, system, attempt, false).await
     }
 }
 
-/// The AMQP connection over `stream`: register, then poll while `202`.
-async fn over<S>(stream: S, system: &TestSystem, attempt: &Attempt) -> Result<Vec<Answer>>
+/// The AMQP connection over `stream`: register, then poll while `202`;
+/// with `look_up`, then an `iotdps-get-registration` request (its answer last).
+async fn over<S>(
+    stream: S,
+    system: &TestSystem,
+    attempt: &Attempt,
+    look_up: bool,
+) -> Result<Vec<Answer>>
 where
     S: AsyncRead + AsyncWrite + std::fmt::Debug + Send + Unpin + 'static,
 {
@@ -100,6 +106,13 @@ where
             .build();
         let empty = Body::Value(AmqpValue(Value::String(String::new())));
         answers.push(request(&mut link, poll, empty).await?);
+    }
+    if look_up {
+        let lookup = ApplicationProperties::builder()
+            .insert("iotdps-operation-type", "iotdps-get-registration")
+            .build();
+        let body = Body::Data(vec![Data(Binary::from(attempt.body.clone()))].into());
+        answers.push(request(&mut link, lookup, body).await?);
     }
     let _ = sender.close().await;
     let _ = receiver.close().await;
@@ -242,4 +255,49 @@ where
         let _ = sink.close().await;
     });
     ours
+}
+
+/// After a device registers, `iotdps-get-registration` on the same links
+/// answers its registration state, as HTTPS's status lookup does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_registration_answers_the_registration_state() -> Result<()> {
+    let system = TestSystem::start(dps_e2e::server::SystemOptions::default()).await?;
+    let scope = system.scope().to_string();
+    let id = "amqp-looked-up";
+    let key = super::enroll(&system, system.scope(), id, serde_json::json!({})).await;
+    let attempt = Attempt {
+        scope: scope.clone(),
+        registration_id: id.to_owned(),
+        token: Some(super::device_token(&scope, id, &key)),
+        body: serde_json::json!({ "registrationId": id })
+            .to_string()
+            .into_bytes(),
+        source: std::net::Ipv4Addr::new(127, 0, 20, 90),
+        force_registration: false,
+    };
+    let tls = tls_from(
+        &system,
+        attempt.source,
+        system.server.amqp_addr().context("AMQP")?,
+    )
+    .await?;
+    let answers = over(tls, &system, &attempt, true).await?;
+    let (lookup, registered) = answers.split_last().context("answers")?;
+    let registered = registered.last().context("a register answer")?;
+    assert_eq!(registered.status, 200, "{:?}", registered.body);
+    let state = &registered.body["registrationState"];
+    assert_eq!(state["status"], "assigned");
+    assert_eq!(lookup.status, 200, "{:?}", lookup.body);
+    for field in [
+        "registrationId",
+        "status",
+        "assignedHub",
+        "deviceId",
+        "etag",
+    ] {
+        assert_eq!(lookup.body[field], state[field], "{field}");
+    }
+    assert_eq!(lookup.body["registrationId"], id);
+    system.stop().await;
+    Ok(())
 }
