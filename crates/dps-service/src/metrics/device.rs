@@ -113,6 +113,7 @@ pub struct DeviceMetrics {
     allocation: Family<PolicyLabel, Histogram>,
     webhook: Histogram,
     hub_calls: Family<HubCallLabels, Histogram>,
+    issuance: Family<IssuanceLabels, Histogram>,
     /// Register and poll time per transport (the benchmark reads it too).
     pub latency: Arc<PipelineLatency>,
 }
@@ -121,6 +122,11 @@ pub struct DeviceMetrics {
 pub(super) struct HubCallLabels {
     pub(super) call: &'static str,
     pub(super) result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuanceLabels {
+    result: &'static str,
 }
 
 #[derive(Debug)]
@@ -168,6 +174,7 @@ impl DeviceMetrics {
             allocation: Family::new_with_constructor(stage_histogram),
             webhook: stage_histogram(),
             hub_calls: Family::new_with_constructor(stage_histogram),
+            issuance: Family::new_with_constructor(stage_histogram),
             latency: Arc::default(),
         }
     }
@@ -242,6 +249,16 @@ impl DeviceMetrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Time to sign one operational certificate at registration (its
+    /// count is the number of certificates issued, or failed to issue).
+    pub fn certificate_issuance(&self, ok: bool, elapsed: Duration) {
+        self.issuance
+            .get_or_create(&IssuanceLabels {
+                result: if ok { "ok" } else { "error" },
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
     /// Expose these metrics in `registry` (register and poll latency go
     /// through [`super::collectors::DeviceLatencyCollector`]).
     pub fn register(&self, registry: &mut Registry) {
@@ -286,6 +303,11 @@ impl DeviceMetrics {
             "dps_hub_call_duration_seconds",
             "Time of IoT hub registry and twin calls, by call and result",
             self.hub_calls.clone(),
+        );
+        registry.register(
+            "dps_certificate_issuance_duration_seconds",
+            "Time to sign an operational certificate requested by a device's CSR, by result (the count is certificates issued)",
+            self.issuance.clone(),
         );
     }
 }
@@ -344,6 +366,23 @@ mod tests {
             "dps_registrations_total{transport=\"mqtt-ws\",outcome=\"refused\",code=\"401002\"} 1"
         ));
         assert!(!text.contains("dps_tenant_registrations"), "off by default");
+    }
+
+    #[test]
+    fn certificate_issuance_is_timed_and_counted_by_result() {
+        let metrics = DeviceMetrics::default();
+        metrics.certificate_issuance(true, Duration::from_millis(2));
+        metrics.certificate_issuance(true, Duration::from_millis(3));
+        metrics.certificate_issuance(false, Duration::from_millis(1));
+        let text = render(&metrics);
+        assert!(
+            text.contains("dps_certificate_issuance_duration_seconds_count{result=\"ok\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dps_certificate_issuance_duration_seconds_count{result=\"error\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -109,7 +109,13 @@ impl Assignment<'_> {
         };
         let issued = self
             .issuance
-            .map(|prepared| prepared.issue(self.registration_id, &device_id))
+            .map(|prepared| {
+                let started = std::time::Instant::now();
+                let leaf = prepared.issue(self.registration_id, &device_id);
+                self.metrics
+                    .certificate_issuance(leaf.is_ok(), started.elapsed());
+                leaf
+            })
             .transpose()?;
         // With an issued certificate the device leaves its onboarding
         // credential behind: the hub knows it by the new thumbprint only
