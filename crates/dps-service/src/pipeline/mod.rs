@@ -543,7 +543,7 @@ impl Pipeline {
                 .await?;
             self.throttle.admit_poll(&view.tenant.id_scope)?;
             return Ok(issuance::for_version(
-                recent.operation.status,
+                recent.operation.status.clone(),
                 &request.api_version,
             ));
         }

@@ -10,12 +10,12 @@
 //! answering the poll, or this one after a restart, gives the same answer.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dps_model::{IdScope, IndividualEnrollment, RegistrationOperation};
 
-/// How long an entry answers polls.
+/// How long an entry answers polls at most (at least half of it).
 const KEEP_FOR: Duration = Duration::from_secs(10);
 /// Entries kept at most (a burst beyond this only costs store reads).
 const CAPACITY: usize = 65_536;
@@ -29,37 +29,83 @@ pub(crate) struct RecentOperation {
     pub(crate) individual: Option<IndividualEnrollment>,
 }
 
+/// Two generations instead of a timestamp per entry: inserts go to
+/// `current`, which becomes `previous` every half [`KEEP_FOR`] (or when it
+/// holds half the capacity), and the old `previous` is dropped whole. Expiry
+/// is O(1) per insert, never a scan under the lock, and the values are
+/// `Arc`s so neither a rotation nor a map's growth copies operations and
+/// enrollments around (a profile under load showed both).
+struct Generations {
+    current: HashMap<String, Entry>,
+    previous: HashMap<String, Entry>,
+    current_since: Instant,
+    previous_since: Instant,
+}
+
+/// An operation id is unique across tenants (the server makes it), but the
+/// scope is still checked: a tenant can never read another's operation.
+type Entry = (IdScope, Arc<RecentOperation>);
+
+impl Default for Generations {
+    fn default() -> Self {
+        Generations {
+            current: HashMap::new(),
+            previous: HashMap::new(),
+            current_since: Instant::now(),
+            previous_since: Instant::now(),
+        }
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct RecentOperations {
-    entries: Mutex<HashMap<(IdScope, String), (Instant, RecentOperation)>>,
+    generations: Mutex<Generations>,
 }
 
 impl RecentOperations {
     pub(crate) fn insert(&self, scope: &IdScope, recent: RecentOperation) {
         let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= CAPACITY {
-            entries.retain(|_, (at, _)| now.duration_since(*at) < KEEP_FOR);
-            if entries.len() >= CAPACITY {
-                entries.clear();
-            }
-        }
-        let key = (scope.clone(), recent.operation.operation_id.clone());
-        entries.insert(key, (now, recent));
+        let key = recent.operation.operation_id.clone();
+        let entry = (scope.clone(), Arc::new(recent));
+        let dropped = {
+            let mut generations = self.lock();
+            let dropped = if now.duration_since(generations.current_since) >= KEEP_FOR / 2
+                || generations.current.len() >= CAPACITY / 2
+            {
+                let current = std::mem::take(&mut generations.current);
+                generations.previous_since = generations.current_since;
+                generations.current_since = now;
+                Some(std::mem::replace(&mut generations.previous, current))
+            } else {
+                None
+            };
+            generations.current.insert(key, entry);
+            dropped
+        };
+        // Freed outside the lock: tens of thousands of entries at worst.
+        drop(dropped);
     }
 
     /// The operation, if this replica completed it within [`KEEP_FOR`].
-    pub(crate) fn get(&self, scope: &IdScope, operation_id: &str) -> Option<RecentOperation> {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (scope.clone(), operation_id.to_owned());
-        match entries.get(&key) {
-            Some((at, recent)) if at.elapsed() < KEEP_FOR => Some(recent.clone()),
-            Some(_) => {
-                entries.remove(&key);
-                None
-            }
-            None => None,
-        }
+    pub(crate) fn get(&self, scope: &IdScope, operation_id: &str) -> Option<Arc<RecentOperation>> {
+        let generations = self.lock();
+        // An entry is no older than its generation's start.
+        let young = |since: Instant| since.elapsed() <= KEEP_FOR;
+        let found = young(generations.current_since)
+            .then(|| generations.current.get(operation_id))
+            .flatten()
+            .or_else(|| {
+                young(generations.previous_since)
+                    .then(|| generations.previous.get(operation_id))
+                    .flatten()
+            });
+        found
+            .filter(|(owner, _)| owner == scope)
+            .map(|(_, recent)| recent.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        self.generations.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -100,7 +146,28 @@ mod tests {
         for n in 0..CAPACITY + 10 {
             recent.insert(&a, operation(&format!("bulk-{n}")));
         }
-        let len = recent.entries.lock().unwrap().len();
+        let generations = recent.lock();
+        let len = generations.current.len() + generations.previous.len();
         assert!(len <= CAPACITY, "{len} entries");
+    }
+
+    #[test]
+    fn an_entry_survives_one_rotation_and_expires_with_its_generation() {
+        let recent = RecentOperations::default();
+        let scope = IdScope::generate();
+        recent.insert(&scope, operation("op-old"));
+        // Age the generation past half KEEP_FOR: the next insert rotates.
+        recent.lock().current_since -= KEEP_FOR / 2;
+        recent.insert(&scope, operation("op-new"));
+        assert!(recent.get(&scope, "op-old").is_some(), "in the previous generation");
+        assert!(recent.get(&scope, "op-new").is_some());
+        // Past KEEP_FOR since the previous generation began: gone, though
+        // still held until the next rotation drops it.
+        recent.lock().previous_since -= KEEP_FOR;
+        assert!(recent.get(&scope, "op-old").is_none());
+        assert!(recent.get(&scope, "op-new").is_some());
+        // A generation that saw no insert for KEEP_FOR answers nothing.
+        recent.lock().current_since -= KEEP_FOR;
+        assert!(recent.get(&scope, "op-new").is_none());
     }
 }
