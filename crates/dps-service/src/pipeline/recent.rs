@@ -159,7 +159,10 @@ mod tests {
         // Age the generation past half KEEP_FOR: the next insert rotates.
         recent.lock().current_since -= KEEP_FOR / 2;
         recent.insert(&scope, operation("op-new"));
-        assert!(recent.get(&scope, "op-old").is_some(), "in the previous generation");
+        assert!(
+            recent.get(&scope, "op-old").is_some(),
+            "in the previous generation"
+        );
         assert!(recent.get(&scope, "op-new").is_some());
         // Past KEEP_FOR since the previous generation began: gone, though
         // still held until the next rotation drops it.
