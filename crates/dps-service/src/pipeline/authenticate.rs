@@ -27,13 +27,12 @@ use super::DeviceCredentials;
 use crate::respond::ApiError;
 
 /// The enrollment a device matched.
-// Both variants are large and of similar size; boxing one would only add an
-// allocation per registration.
-#[allow(clippy::large_enum_variant)]
+// Shared, not copied: the individual enrollment is the one the store lookup
+// decoded (kept for the poll, see `recent.rs`), the group the tenant cache's.
 #[derive(Clone, Debug)]
 pub(crate) enum MatchedEnrollment {
-    Individual(Box<IndividualEnrollment>),
-    Group(Box<EnrollmentGroup>),
+    Individual(Arc<IndividualEnrollment>),
+    Group(Arc<EnrollmentGroup>),
 }
 
 impl MatchedEnrollment {
@@ -93,7 +92,7 @@ pub(crate) struct Authenticator<'a> {
     pub(crate) expiry: &'a ExpiryPolicy,
     /// The individual enrollment lookup, when a recent one stands in for
     /// the store's (see `recent.rs`).
-    pub(crate) known_individual: Option<&'a Option<IndividualEnrollment>>,
+    pub(crate) known_individual: Option<&'a Option<Arc<IndividualEnrollment>>>,
     /// Where X.509 chains are verified, and within which limits.
     pub(crate) attest: &'a AttestPool,
     /// The TPM challenge seconds this replica handed out.
@@ -127,13 +126,14 @@ impl Authenticator<'_> {
         }
     }
 
-    async fn individual(&self) -> Result<Option<IndividualEnrollment>, ApiError> {
+    async fn individual(&self) -> Result<Option<Arc<IndividualEnrollment>>, ApiError> {
         if let Some(known) = self.known_individual {
             return Ok(known.clone());
         }
         self.store
             .enrollment(&self.view.tenant.id_scope, self.registration_id)
             .await
+            .map(|found| found.map(Arc::new))
             .map_err(ApiError::internal)
     }
 
@@ -196,7 +196,7 @@ impl Authenticator<'_> {
                 _ => return Err(unauthorized()),
             };
             return Ok(AuthenticatedDevice {
-                enrollment: MatchedEnrollment::Individual(Box::new(enrollment)),
+                enrollment: MatchedEnrollment::Individual(enrollment),
                 evidence,
             });
         }
@@ -216,7 +216,7 @@ impl Authenticator<'_> {
             let secondary = keys::derive_device_key(&group_secondary, id);
             if token.check_signature(&[&primary, &secondary]).is_ok() {
                 return Ok(AuthenticatedDevice {
-                    enrollment: MatchedEnrollment::Group(Box::new(group.clone())),
+                    enrollment: MatchedEnrollment::Group(group.clone()),
                     evidence: Evidence::SymmetricKey { primary, secondary },
                 });
             }
@@ -257,7 +257,7 @@ impl Authenticator<'_> {
                 )
                 .map_err(certificate_refusal)?;
                 return Ok(AuthenticatedDevice {
-                    enrollment: MatchedEnrollment::Individual(Box::new(enrollment.clone())),
+                    enrollment: MatchedEnrollment::Individual(enrollment.clone()),
                     evidence: Evidence::X509 {
                         leaf: verified.leaf,
                         signing: None,
@@ -304,10 +304,10 @@ impl Authenticator<'_> {
             .map(|a| a.info().clone());
         let enrollment = match individual {
             Some(individual) if !individual.provisioning_status_enabled() => {
-                MatchedEnrollment::Individual(Box::new(individual))
+                MatchedEnrollment::Individual(individual)
             }
             Some(_) => return Err(unauthorized()),
-            None => MatchedEnrollment::Group(Box::new(group.clone())),
+            None => MatchedEnrollment::Group(group.clone()),
         };
         Ok(AuthenticatedDevice {
             enrollment,

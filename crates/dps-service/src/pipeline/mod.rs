@@ -201,7 +201,7 @@ impl Pipeline {
         request: &DeviceRequest,
         body: Option<&DeviceRegistrationRequest>,
         allow_challenge: bool,
-        known_individual: Option<&Option<dps_model::IndividualEnrollment>>,
+        known_individual: Option<&Option<Arc<dps_model::IndividualEnrollment>>>,
     ) -> Result<Authentication, ApiError> {
         let started = std::time::Instant::now();
         let authentication = Authenticator {
@@ -455,7 +455,7 @@ impl Pipeline {
         let recent = RecentOperation {
             operation: operation.clone(),
             individual: match &device.enrollment {
-                MatchedEnrollment::Individual(e) => Some((**e).clone()),
+                MatchedEnrollment::Individual(e) => Some(e.clone()),
                 MatchedEnrollment::Group(_) => None,
             },
         };
@@ -570,7 +570,7 @@ impl Pipeline {
         view: &TenantView,
         registration_id: &RegistrationId,
         request: &DeviceRequest,
-        known_individual: Option<&Option<dps_model::IndividualEnrollment>>,
+        known_individual: Option<&Option<Arc<dps_model::IndividualEnrollment>>>,
     ) -> Result<(), ApiError> {
         match self
             .authenticate(

@@ -26,7 +26,7 @@ pub(crate) struct RecentOperation {
     pub(crate) operation: RegistrationOperation,
     /// The individual enrollment lookup of the register (`None`: the device
     /// has none, it matched a group).
-    pub(crate) individual: Option<IndividualEnrollment>,
+    pub(crate) individual: Option<Arc<IndividualEnrollment>>,
 }
 
 /// Two generations instead of a timestamp per entry: inserts go to

@@ -24,9 +24,9 @@ pub struct TenantView {
     /// Linked hubs prepared for allocation.
     pub hubs: HubTable,
     /// Symmetric-key groups, in id order (tried by derived-key signature).
-    pub symmetric_key_groups: Vec<EnrollmentGroup>,
+    pub symmetric_key_groups: Vec<Arc<EnrollmentGroup>>,
     /// X.509 groups, in id order (tried by chain).
-    pub x509_groups: Vec<EnrollmentGroup>,
+    pub x509_groups: Vec<Arc<EnrollmentGroup>>,
     /// Parsed trust anchors of each X.509 group (same order as `x509_groups`),
     /// shared with the verification threads.
     pub x509_anchors: Arc<Vec<Vec<TrustAnchor>>>,
@@ -66,8 +66,8 @@ impl TenantCache {
                 .into_iter()
                 .fold((Vec::new(), Vec::new()), |(mut sym, mut x509), group| {
                     match group.attestation.kind {
-                        AttestationType::SymmetricKey => sym.push(group),
-                        AttestationType::X509 => x509.push(group),
+                        AttestationType::SymmetricKey => sym.push(Arc::new(group)),
+                        AttestationType::X509 => x509.push(Arc::new(group)),
                         _ => {}
                     }
                     (sym, x509)
