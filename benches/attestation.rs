@@ -1,6 +1,7 @@
 //! Attestation throughput and latency, single thread (= per core): SAS tokens
 //! with individual and group-derived keys, X.509 chain verification with
-//! ECDSA P-256 and RSA-2048, and TPM challenge creation.
+//! ECDSA P-256 and RSA-2048 (with the process's signature cache cold, and
+//! warm for a group's shared intermediate), and TPM challenge creation.
 //!
 //! Run: `cargo bench -p dps-benches --bench attestation`
 //! (`DPS_BENCH_SECONDS` sets the time per case, default 3; `DPS_BENCH_FILTER`
@@ -14,7 +15,9 @@ use dps_attestation::sas::{
     create_token, registration_resource, unix_now, Audience, ExpiryPolicy, SasToken, SymmetricKey,
 };
 use dps_attestation::tpm::TpmChallenge;
-use dps_attestation::x509::{verify_group, verify_individual, TrustAnchor};
+use dps_attestation::x509::{
+    clear_signature_cache, verify_group, verify_individual, TrustAnchor, SIGNATURE_CACHE_ENTRIES,
+};
 use dps_model::{X509CertificateWithInfo, X509Certificates};
 use hdrhistogram::Histogram;
 use rcgen::{
@@ -69,7 +72,7 @@ fn measure(case: Case, duration: Duration, mut op: impl FnMut()) -> bool {
     let core_rate = cpu.map_or(wall_rate, |cpu| count as f64 / cpu.as_secs_f64());
     let met = case.target.is_none_or(|t| core_rate >= t);
     println!(
-        "{:<44} {:>9.0} /s per core {:>9.0} /s wall   p50 {:>9}  p90 {:>9}  p99 {:>9}   {}",
+        "{:<64} {:>9.0} /s per core {:>9.0} /s wall   p50 {:>9}  p90 {:>9}  p99 {:>9}   {}",
         case.name,
         core_rate,
         wall_rate,
@@ -121,8 +124,10 @@ fn params(common_name: &str, ca: bool) -> CertificateParams {
     params
 }
 
-/// root → intermediate → leaf `dev1`; returns (anchor, [leaf, intermediate]).
-fn chain(keys: [KeyPair; 3]) -> (TrustAnchor, Vec<Vec<u8>>) {
+/// One group: root (the anchor) → intermediate → a leaf per registration id
+/// in `ids` (the leaves share one key: only their bytes differ). Returns the
+/// anchor and, per device, (registration id, [leaf, intermediate]).
+fn group(keys: [KeyPair; 3], ids: Vec<String>) -> (TrustAnchor, Vec<(String, Vec<Vec<u8>>)>) {
     let [root_key, inter_key, leaf_key] = keys;
     let root = params("bench root", true)
         .self_signed(&root_key)
@@ -130,11 +135,23 @@ fn chain(keys: [KeyPair; 3]) -> (TrustAnchor, Vec<Vec<u8>>) {
     let inter = params("bench intermediate", true)
         .signed_by(&inter_key, &root, &root_key)
         .expect("intermediate");
-    let leaf = params("dev1", false)
-        .signed_by(&leaf_key, &inter, &inter_key)
-        .expect("leaf");
+    let devices = ids
+        .into_iter()
+        .map(|id| {
+            let leaf = params(&id, false)
+                .signed_by(&leaf_key, &inter, &inter_key)
+                .expect("leaf");
+            (id, vec![leaf.der().to_vec(), inter.der().to_vec()])
+        })
+        .collect();
     let anchor = TrustAnchor::new(root.der(), "bench root", true).expect("anchor");
-    (anchor, vec![leaf.der().to_vec(), inter.der().to_vec()])
+    (anchor, devices)
+}
+
+/// root → intermediate → leaf `dev1`; returns (anchor, [leaf, intermediate]).
+fn chain(keys: [KeyPair; 3]) -> (TrustAnchor, Vec<Vec<u8>>) {
+    let (anchor, mut devices) = group(keys, vec!["dev1".to_owned()]);
+    (anchor, devices.remove(0).1)
 }
 
 /// An RSA-2048 `TPM2B_PUBLIC` as a TPM reports its EK/SRK.
@@ -226,6 +243,8 @@ fn main() {
     }
 
     // X.509 group chains: leaf + intermediate presented, root as cached anchor.
+    // Cold: the signature cache is emptied before every call, so both links
+    // are computed — a group's first device, or every device before the cache.
     let name = "X.509 chain verify, ECDSA P-256";
     if wanted(name) {
         let (anchor, presented) = chain([ecdsa_key(), ecdsa_key(), ecdsa_key()]);
@@ -236,16 +255,46 @@ fn main() {
             },
             duration,
             || {
+                clear_signature_cache();
                 let verified = verify_group(black_box(&presented), &[&anchor], Some("dev1"), now)
                     .expect("verifies");
                 black_box(verified);
             },
         );
     }
+    // The group path in steady state: every device a new leaf (its link
+    // computed), the intermediate's link answered from the cache. The leaves
+    // outnumber the cache twice over, so no leaf is still cached when its
+    // turn comes again.
+    let name = "X.509 chain verify, ECDSA P-256, same intermediate (cache warm)";
+    if wanted(name) {
+        let ids = (0..2 * SIGNATURE_CACHE_ENTRIES).map(|i| format!("dev{i:06}"));
+        let (anchor, devices) = group([ecdsa_key(), ecdsa_key(), ecdsa_key()], ids.collect());
+        clear_signature_cache();
+        let mut next = 0;
+        measure(Case { name, target: None }, duration, || {
+            let (id, presented) = &devices[next % devices.len()];
+            next += 1;
+            let verified =
+                verify_group(black_box(presented), &[&anchor], Some(id), now).expect("verifies");
+            black_box(verified);
+        });
+    }
+    // A device registering again with the same chain: both links cached.
+    let name = "X.509 chain verify, ECDSA P-256, same chain (cache warm)";
+    if wanted(name) {
+        let (anchor, presented) = chain([ecdsa_key(), ecdsa_key(), ecdsa_key()]);
+        measure(Case { name, target: None }, duration, || {
+            let verified = verify_group(black_box(&presented), &[&anchor], Some("dev1"), now)
+                .expect("verifies");
+            black_box(verified);
+        });
+    }
     let name = "X.509 chain verify, RSA-2048";
     if wanted(name) {
         let (anchor, presented) = chain([rsa_key().0, rsa_key().0, rsa_key().0]);
         measure(Case { name, target: None }, duration, || {
+            clear_signature_cache();
             let verified = verify_group(black_box(&presented), &[&anchor], Some("dev1"), now)
                 .expect("verifies");
             black_box(verified);

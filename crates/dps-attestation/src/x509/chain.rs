@@ -37,6 +37,7 @@ use super::diagnose::Diagnosis;
 use super::limits::{ChainLimits, MAX_PATH_DEPTH};
 use super::meter::{Meter, PathSteps};
 use super::name::format_name;
+use super::signature_cache::SignatureCache;
 use super::VerifiedDevice;
 use crate::AttestationError;
 
@@ -84,12 +85,40 @@ pub fn verify_group<C: AsRef<[u8]>>(
 /// anything is parsed; the whole call performs at most
 /// `limits.max_signature_checks` signature checks and considers at most
 /// `limits.max_path_steps` certificates as path steps.
+///
+/// Signature checks that succeeded before, in this process, are answered
+/// from a bounded cache (see [`signature_cache_stats`](super::signature_cache_stats)):
+/// every other check runs again, and the budget counts them all the same.
 pub fn verify_groups<C, G, T>(
     chain: &[C],
     groups: &[G],
     registration_id: Option<&str>,
     now: u64,
     limits: &ChainLimits,
+) -> Result<GroupMatch, AttestationError>
+where
+    C: AsRef<[u8]>,
+    G: AsRef<[T]>,
+    T: Borrow<TrustAnchor>,
+{
+    verify_groups_with(
+        chain,
+        groups,
+        registration_id,
+        now,
+        limits,
+        SignatureCache::global(),
+    )
+}
+
+/// [`verify_groups`] with the signature cache given (tests give their own).
+pub(crate) fn verify_groups_with<C, G, T>(
+    chain: &[C],
+    groups: &[G],
+    registration_id: Option<&str>,
+    now: u64,
+    limits: &ChainLimits,
+    cache: &SignatureCache,
 ) -> Result<GroupMatch, AttestationError>
 where
     C: AsRef<[u8]>,
@@ -140,7 +169,7 @@ where
     let trust: Vec<rustls_pki_types::TrustAnchor<'_>> =
         slots.iter().map(|slot| slot.anchor.webpki()).collect();
     let max_depth = limits.max_path_depth.min(MAX_PATH_DEPTH);
-    let meter = Meter::new(limits.max_signature_checks);
+    let meter = Meter::new(limits.max_signature_checks, cache);
     let steps = PathSteps::new(limits.max_path_steps);
     let diagnosis = Diagnosis {
         chain,

@@ -48,7 +48,7 @@ pub(crate) struct Diagnosis<'a, C> {
     pub(crate) chain: &'a [C],
     pub(crate) parsed: &'a [X509Certificate<'a>],
     pub(crate) anchors: &'a [Slot<'a>],
-    pub(crate) meter: &'a Meter,
+    pub(crate) meter: &'a Meter<'a>,
     pub(crate) steps: &'a PathSteps,
     pub(crate) now: u64,
     pub(crate) max_depth: usize,

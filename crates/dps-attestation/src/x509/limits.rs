@@ -20,7 +20,9 @@ pub struct ChainLimits {
     pub max_path_depth: usize,
     /// Most signature verifications one call may perform, whatever the
     /// number of groups and anchors it is given. A repeated (certificate,
-    /// issuer key) pair is verified once.
+    /// issuer key) pair is verified once. A check answered from the signature
+    /// cache counts too, so that whether a chain fits the budget does not
+    /// depend on what the process verified before.
     pub max_signature_checks: usize,
     /// Most certificates the path search may consider as the next step of a
     /// path. Certificates sharing a subject make the search branch (seven

@@ -2,8 +2,9 @@
 //!
 //! * the signature algorithms handed to rustls-webpki are wrapped so that
 //!   the call performs at most a budgeted number of signature checks, never
-//!   checks the same (certificate, issuer key) pair twice, and remembers which
-//!   check failed (webpki's error does not say);
+//!   checks the same (certificate, issuer key) pair twice, remembers which
+//!   check failed (webpki's error does not say), and skips the math of a
+//!   check the process has already seen succeed (`signature_cache.rs`);
 //! * the extended-key-usage validator, which webpki calls once for every
 //!   certificate it considers as the next step of a path, counts those steps
 //!   and stops the search when they are spent.
@@ -12,6 +13,12 @@
 //! calls per search), but they are fixed and far above what a device chain
 //! needs; ours are configurable and span every anchor of every group the call
 //! is given.
+//!
+//! A check answered from the signature cache is charged to the budget like
+//! one computed: it costs a SHA-256 instead of the signature math, but
+//! charging it the same keeps the outcome of a call a function of its input
+//! alone — a chain refused for want of budget when the cache is cold is
+//! refused when it is warm. The path-step budget bounds the search either way.
 
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -19,6 +26,8 @@ use std::sync::Mutex;
 use rustls_pki_types::{AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm};
 use webpki::ring as algs;
 use webpki::{ExtendedKeyUsageValidator, KeyPurposeIdIter};
+
+use super::signature_cache::{check_key, SignatureCache};
 
 /// The algorithms dps accepts on a device chain: the same set as before
 /// webpki (RSA PKCS#1 v1.5 with SHA-256/384/512 from 2048 bits, with or
@@ -62,21 +71,24 @@ struct State {
 
 /// The budget and memory of one verification call.
 #[derive(Debug)]
-pub(crate) struct Meter {
+pub(crate) struct Meter<'c> {
     budget: usize,
+    cache: &'c SignatureCache,
     state: Mutex<State>,
 }
 
-impl Meter {
-    pub(crate) fn new(budget: usize) -> Self {
+impl<'c> Meter<'c> {
+    /// A meter of `budget` checks, skipping the math of those `cache` knows.
+    pub(crate) fn new(budget: usize, cache: &'c SignatureCache) -> Self {
         Meter {
             budget,
+            cache,
             state: Mutex::new(State::default()),
         }
     }
 
     /// The algorithms to give webpki, all charging this meter.
-    pub(crate) fn algorithms(&self) -> Vec<Metered<'_>> {
+    pub(crate) fn algorithms(&self) -> Vec<Metered<'_, 'c>> {
         SUPPORTED
             .iter()
             .enumerate()
@@ -88,7 +100,8 @@ impl Meter {
             .collect()
     }
 
-    /// Signature checks actually performed.
+    /// Signature checks charged to the budget: computed or answered from
+    /// the signature cache.
     pub(crate) fn performed(&self) -> usize {
         self.lock().performed
     }
@@ -131,10 +144,18 @@ impl Meter {
             return Err(InvalidSignature);
         }
         state.performed += 1;
+        let key = check_key(algorithm, public_key, message, signature);
+        if self.cache.contains(&key) {
+            state.done.push((check, true));
+            return Ok(());
+        }
         // One thread per call: holding the lock across the check costs nothing.
         let ok = inner
             .verify_signature(public_key, message, signature)
             .is_ok();
+        if ok {
+            self.cache.insert(key);
+        }
         state.done.push((check, ok));
         if ok {
             Ok(())
@@ -147,13 +168,13 @@ impl Meter {
 
 /// One supported algorithm, charging a [`Meter`].
 #[derive(Debug)]
-pub(crate) struct Metered<'m> {
+pub(crate) struct Metered<'m, 'c> {
     inner: &'static dyn SignatureVerificationAlgorithm,
     index: usize,
-    meter: &'m Meter,
+    meter: &'m Meter<'c>,
 }
 
-impl SignatureVerificationAlgorithm for Metered<'_> {
+impl SignatureVerificationAlgorithm for Metered<'_, '_> {
     fn verify_signature(
         &self,
         public_key: &[u8],

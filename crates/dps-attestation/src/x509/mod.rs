@@ -18,13 +18,18 @@
 //!   intermediates to a verified group signing / CA certificate, built by
 //!   rustls-webpki within [`ChainLimits`] (certificates presented, path depth,
 //!   signature checks): signatures, validity periods, CA flags, path-length
-//!   and name constraints, unknown critical extensions.
+//!   and name constraints, unknown critical extensions. Signature checks
+//!   that succeeded before are remembered process-wide, within
+//!   [`SIGNATURE_CACHE_ENTRIES`]: a group's intermediate is verified once,
+//!   not once per device ([`signature_cache_stats`]).
 //! * [`generate_verification_code`], [`verify_proof_of_possession`]: CA verification.
 //!
 //! Not done here: revocation (CRL/OCSP) and extended key usage — DPS does not
 //! check them either as far as is known.
 
 mod anchor;
+#[cfg(test)]
+mod cache_tests;
 mod certificate;
 mod chain;
 mod der;
@@ -35,6 +40,7 @@ mod meter;
 mod name;
 mod proof;
 mod signature;
+mod signature_cache;
 
 pub use anchor::TrustAnchor;
 pub use certificate::{certificate_info, decode_certificate, leaf_common_name};
@@ -42,6 +48,9 @@ pub use chain::{verify_group, verify_groups, GroupMatch};
 pub use individual::verify_individual;
 pub use limits::{ChainLimits, MAX_PATH_DEPTH};
 pub use proof::{generate_verification_code, verify_proof_of_possession, VERIFICATION_CODE_LEN};
+pub use signature_cache::{
+    clear_signature_cache, signature_cache_stats, SignatureCacheStats, SIGNATURE_CACHE_ENTRIES,
+};
 
 /// What a successful X.509 verification established about the device.
 #[derive(Clone, Debug, PartialEq, Eq)]
