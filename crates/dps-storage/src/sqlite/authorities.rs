@@ -3,12 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use dps_model::{CredentialPolicy, ETag, IdScope, IssuedCertificate, Precondition, RegistrationId};
+use rusqlite::Connection;
 use serde::de::DeserializeOwned;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
 use super::readers::{connection, decode_column, Readers};
+use super::statements::{execute, failed, optional};
 use super::writer::{settle, Reply, Settle};
-use super::writes::require_tenant;
+use super::writes::{etag_and_body, require_tenant};
 use crate::authorities::{self, StoredCertificateAuthority};
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::rules;
@@ -109,48 +111,41 @@ impl AuthorityJob {
     }
 
     /// Run the job's statements; whether it succeeded and how to answer it.
-    pub(crate) async fn run(self, conn: &mut SqliteConnection) -> (bool, Settle) {
+    pub(crate) fn run(self, conn: &Connection) -> (bool, Settle) {
         match self {
-            AuthorityJob::Create(scope, ca, r) => settle(r, create(conn, &scope, *ca).await),
+            AuthorityJob::Create(scope, ca, r) => settle(r, create(conn, &scope, *ca)),
             AuthorityJob::Delete(scope, name, pre, r) => {
-                settle(r, delete(conn, &scope, &name, pre).await)
+                settle(r, delete(conn, &scope, &name, pre))
             }
             AuthorityJob::PutPolicy(scope, policy, pre, r) => {
-                settle(r, put_policy(conn, &scope, *policy, pre).await)
+                settle(r, put_policy(conn, &scope, *policy, pre))
             }
             AuthorityJob::DeletePolicy(scope, name, pre, r) => {
-                settle(r, delete_policy(conn, &scope, &name, pre).await)
+                settle(r, delete_policy(conn, &scope, &name, pre))
             }
-            AuthorityJob::Revoke(scope, id, serial, at, r) => settle(
-                r,
-                super::issued::revoke(conn, &scope, &id, &serial, at).await,
-            ),
+            AuthorityJob::Revoke(scope, id, serial, at, r) => {
+                settle(r, super::issued::revoke(conn, &scope, &id, &serial, at))
+            }
         }
     }
 }
 
-async fn authority_etag(
-    conn: &mut SqliteConnection,
-    scope_key: &str,
-    name: &str,
-) -> StoreResult<Option<ETag>> {
-    let found: Option<(String,)> = sqlx::query_as(AUTHORITY_ETAG)
-        .bind(scope_key)
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("reading a certificate authority"))?;
-    Ok(found.map(|(etag,)| ETag::new(etag)))
+fn authority_etag(conn: &Connection, scope_key: &str, name: &str) -> StoreResult<Option<ETag>> {
+    let found = optional(conn, AUTHORITY_ETAG, &[&scope_key, &name], |row| {
+        row.get::<_, String>(0)
+    })
+    .map_err(failed("reading a certificate authority"))?;
+    Ok(found.map(ETag::new))
 }
 
-async fn create(
-    conn: &mut SqliteConnection,
+fn create(
+    conn: &Connection,
     id_scope: &IdScope,
     mut ca: StoredCertificateAuthority,
 ) -> StoreResult<StoredCertificateAuthority> {
-    require_tenant(conn, id_scope).await?;
+    require_tenant(conn, id_scope)?;
     let scope_key = id_scope.key();
-    if authority_etag(conn, &scope_key, ca.name()).await?.is_some() {
+    if authority_etag(conn, &scope_key, ca.name())?.is_some() {
         return Err(StoreError::AlreadyExists {
             entity: Entity::CertificateAuthority,
             id: ca.name().to_owned(),
@@ -158,39 +153,35 @@ async fn create(
     }
     authorities::stamp_authority(&mut ca);
     let body = rules::encode(Entity::CertificateAuthority, ca.name(), &ca)?;
-    sqlx::query(INSERT_AUTHORITY)
-        .bind(&scope_key)
-        .bind(ca.name())
-        .bind(ca.authority.etag.as_str())
-        .bind(body)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("creating a certificate authority"))?;
+    execute(
+        conn,
+        INSERT_AUTHORITY,
+        &[&scope_key, &ca.name(), &ca.authority.etag.as_str(), &body],
+    )
+    .map_err(failed("creating a certificate authority"))?;
     Ok(ca)
 }
 
-async fn delete(
-    conn: &mut SqliteConnection,
+fn delete(
+    conn: &Connection,
     id_scope: &IdScope,
     name: &str,
     precondition: Precondition,
 ) -> StoreResult<()> {
-    require_tenant(conn, id_scope).await?;
+    require_tenant(conn, id_scope)?;
     let scope_key = id_scope.key();
-    let current = authority_etag(conn, &scope_key, name).await?;
+    let current = authority_etag(conn, &scope_key, name)?;
     rules::check_delete(
         Entity::CertificateAuthority,
         name,
         current.as_ref(),
         &precondition,
     )?;
-    let user: Option<(String,)> = sqlx::query_as(POLICY_NAMING_AUTHORITY)
-        .bind(&scope_key)
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("looking for policies naming a CA"))?;
-    if let Some((user_id,)) = user {
+    let user = optional(conn, POLICY_NAMING_AUTHORITY, &[&scope_key, &name], |row| {
+        row.get::<_, String>(0)
+    })
+    .map_err(failed("looking for policies naming a CA"))?;
+    if let Some(user_id) = user {
         return Err(StoreError::InUse {
             entity: Entity::CertificateAuthority,
             id: name.to_owned(),
@@ -198,29 +189,26 @@ async fn delete(
             user_id,
         });
     }
-    sqlx::query(DELETE_AUTHORITY)
-        .bind(&scope_key)
-        .bind(name)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("deleting a certificate authority"))?;
+    execute(conn, DELETE_AUTHORITY, &[&scope_key, &name])
+        .map_err(failed("deleting a certificate authority"))?;
     Ok(())
 }
 
-async fn put_policy(
-    conn: &mut SqliteConnection,
+fn put_policy(
+    conn: &Connection,
     id_scope: &IdScope,
     mut policy: CredentialPolicy,
     precondition: Precondition,
 ) -> StoreResult<Written<CredentialPolicy>> {
-    require_tenant(conn, id_scope).await?;
+    require_tenant(conn, id_scope)?;
     let scope_key = id_scope.key();
-    let current: Option<(String, String)> = sqlx::query_as(POLICY_FOR_WRITE)
-        .bind(&scope_key)
-        .bind(&policy.name)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("reading a credential policy"))?;
+    let current: Option<(String, String)> = optional(
+        conn,
+        POLICY_FOR_WRITE,
+        &[&scope_key, &policy.name],
+        etag_and_body,
+    )
+    .map_err(failed("reading a credential policy"))?;
     let current_tag = current.as_ref().map(|(etag, _)| ETag::new(etag.as_str()));
     let outcome = rules::check_put(
         Entity::CredentialPolicy,
@@ -229,7 +217,7 @@ async fn put_policy(
         &precondition,
     )?;
     let authority = &policy.certificate_authority_name;
-    if authority_etag(conn, &scope_key, authority).await?.is_none() {
+    if authority_etag(conn, &scope_key, authority)?.is_none() {
         return Err(StoreError::MissingReference {
             entity: Entity::CredentialPolicy,
             id: policy.name.clone(),
@@ -242,35 +230,35 @@ async fn put_policy(
         .transpose()?;
     authorities::stamp_policy(&mut policy, replaced.as_ref(), time::now());
     let body = rules::encode(Entity::CredentialPolicy, &policy.name, &policy)?;
-    sqlx::query(UPSERT_POLICY)
-        .bind(&scope_key)
-        .bind(&policy.name)
-        .bind(&policy.certificate_authority_name)
-        .bind(policy.etag.as_ref().map(ETag::as_str).unwrap_or_default())
-        .bind(body)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("writing a credential policy"))?;
+    execute(
+        conn,
+        UPSERT_POLICY,
+        &[
+            &scope_key,
+            &policy.name,
+            &policy.certificate_authority_name,
+            &policy.etag.as_ref().map(ETag::as_str).unwrap_or_default(),
+            &body,
+        ],
+    )
+    .map_err(failed("writing a credential policy"))?;
     Ok(Written {
         record: policy,
         outcome,
     })
 }
 
-async fn delete_policy(
-    conn: &mut SqliteConnection,
+fn delete_policy(
+    conn: &Connection,
     id_scope: &IdScope,
     name: &str,
     precondition: Precondition,
 ) -> StoreResult<()> {
-    require_tenant(conn, id_scope).await?;
+    require_tenant(conn, id_scope)?;
     let scope_key = id_scope.key();
-    let current: Option<(String, String)> = sqlx::query_as(POLICY_FOR_WRITE)
-        .bind(&scope_key)
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("reading a credential policy"))?;
+    let current: Option<(String, String)> =
+        optional(conn, POLICY_FOR_WRITE, &[&scope_key, &name], etag_and_body)
+            .map_err(failed("reading a credential policy"))?;
     let current_tag = current.map(|(etag, _)| ETag::new(etag));
     rules::check_delete(
         Entity::CredentialPolicy,
@@ -278,22 +266,14 @@ async fn delete_policy(
         current_tag.as_ref(),
         &precondition,
     )?;
-    let user: Option<(i64, String)> = sqlx::query_as(POLICY_USER)
-        .bind(&scope_key)
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database(
-            "looking for enrollments naming a policy",
-        ))?;
+    let user = optional(conn, POLICY_USER, &[&scope_key, &name], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })
+    .map_err(failed("looking for enrollments naming a policy"))?;
     if let Some((kind, user_id)) = user {
         return Err(authorities::policy_in_use(name, kind, user_id));
     }
-    sqlx::query(DELETE_POLICY)
-        .bind(&scope_key)
-        .bind(name)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("deleting a credential policy"))?;
+    execute(conn, DELETE_POLICY, &[&scope_key, &name])
+        .map_err(failed("deleting a credential policy"))?;
     Ok(())
 }

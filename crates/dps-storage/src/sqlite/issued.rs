@@ -4,11 +4,12 @@
 
 use chrono::{DateTime, Utc};
 use dps_model::{IdScope, IssuedCertificate, IssuedCertificateStatus, RegistrationId};
-use sqlx::error::ErrorKind;
+use rusqlite::Connection;
 use sqlx::{Row, SqliteConnection};
 
 use super::readers::{connection, decode_column, Readers};
-use super::writes::{require_tenant, tenant_fault, violation};
+use super::statements::{self, execute, failed, violation, Violation};
+use super::writes::{require_tenant, tenant_fault};
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::{issued, rules, time};
 
@@ -20,7 +21,7 @@ const OF_REGISTRATION: &str = "SELECT serial, body FROM issued_certificates \
 /// Supersede a registration's active certificates at $3 (Azure form): the
 /// status column and the JSON body alike, in one statement, so that the
 /// commit needs no read first (most registrations have no certificate).
-const SUPERSEDE: &str = "UPDATE issued_certificates SET status = 'superseded', \
+pub(crate) const SUPERSEDE: &str = "UPDATE issued_certificates SET status = 'superseded', \
      body = json_set(body, '$.status', 'superseded', '$.supersededDateTimeUtc', $3) \
      WHERE scope_key = $1 AND registration_key = $2 AND status = 'active'";
 const REVOKED_BY: &str = "SELECT serial, body FROM issued_certificates \
@@ -57,64 +58,91 @@ impl IssuedRow {
 
 /// Mark the registration's active certificates superseded at `at` (inside
 /// the registration commit's transaction).
-pub(crate) async fn supersede(
-    conn: &mut SqliteConnection,
+pub(crate) fn supersede(
+    conn: &Connection,
     scope_key: &str,
     registration_key: &str,
     at: &str,
 ) -> StoreResult<()> {
-    sqlx::query(SUPERSEDE)
-        .bind(scope_key)
-        .bind(registration_key)
-        .bind(at)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("superseding issued certificates"))?;
+    execute(conn, SUPERSEDE, &[&scope_key, &registration_key, &at])
+        .map_err(failed("superseding issued certificates"))?;
     Ok(())
 }
 
 /// Insert a new certificate (inside the registration commit's transaction,
 /// after [`supersede`]).
-pub(crate) async fn insert(
-    conn: &mut SqliteConnection,
+pub(crate) fn insert(
+    conn: &Connection,
     id_scope: &IdScope,
     scope_key: &str,
     registration_key: &str,
     row: &IssuedRow,
 ) -> StoreResult<()> {
-    sqlx::query(INSERT)
-        .bind(scope_key)
-        .bind(&row.authority_name)
-        .bind(&row.serial)
-        .bind(registration_key)
-        .bind(row.certificate.status.as_str())
-        .bind(row.issued_us)
-        .bind(&row.body)
-        .execute(&mut *conn)
-        .await
-        .map_err(|err| match violation(&err) {
-            Some(ErrorKind::UniqueViolation) => issued::duplicate(&row.certificate),
-            _ => tenant_fault("storing an issued certificate", id_scope)(err),
-        })?;
+    execute(
+        conn,
+        INSERT,
+        &[
+            &scope_key,
+            &row.authority_name,
+            &row.serial,
+            &registration_key,
+            &row.certificate.status.as_str(),
+            &row.issued_us,
+            &row.body,
+        ],
+    )
+    .map_err(|err| match violation(&err) {
+        Some(Violation::Unique) => issued::duplicate(&row.certificate),
+        _ => tenant_fault("storing an issued certificate", id_scope)(err),
+    })?;
     Ok(())
 }
 
-async fn update(
-    conn: &mut SqliteConnection,
-    scope_key: &str,
-    cert: &IssuedCertificate,
-) -> StoreResult<()> {
+fn update(conn: &Connection, scope_key: &str, cert: &IssuedCertificate) -> StoreResult<()> {
     let body = rules::encode(Entity::IssuedCertificate, &cert.serial_number, cert)?;
-    sqlx::query(UPDATE)
-        .bind(scope_key)
-        .bind(&cert.certificate_authority_name)
-        .bind(&cert.serial_number)
-        .bind(cert.status.as_str())
-        .bind(body)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("updating an issued certificate"))?;
+    execute(
+        conn,
+        UPDATE,
+        &[
+            &scope_key,
+            &cert.certificate_authority_name,
+            &cert.serial_number,
+            &cert.status.as_str(),
+            &body,
+        ],
+    )
+    .map_err(failed("updating an issued certificate"))?;
     Ok(())
+}
+
+/// The writer's revocation.
+pub(crate) fn revoke(
+    conn: &Connection,
+    id_scope: &IdScope,
+    registration_id: &RegistrationId,
+    serial_number: &str,
+    at: DateTime<Utc>,
+) -> StoreResult<IssuedCertificate> {
+    require_tenant(conn, id_scope)?;
+    let scope_key = id_scope.key();
+    let found = statements::all(
+        conn,
+        OF_REGISTRATION,
+        &[&scope_key, &registration_id.key()],
+        |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)),
+    )
+    .map_err(failed("reading issued certificates"))?;
+    let mut cert = found
+        .iter()
+        .map(|(serial, body)| rules::decode(Entity::IssuedCertificate, serial, body))
+        .collect::<StoreResult<Vec<IssuedCertificate>>>()?
+        .into_iter()
+        .find(|c| c.serial_number == serial_number)
+        .ok_or_else(|| issued::not_found(serial_number))?;
+    if cert.revoke(time::truncate(at)) {
+        update(conn, &scope_key, &cert)?;
+    }
+    Ok(cert)
 }
 
 async fn rows(
@@ -137,27 +165,6 @@ async fn rows(
         certs.push(decode_column(Entity::IssuedCertificate, &serial, row, 1)?);
     }
     Ok(certs)
-}
-
-/// The writer's revocation.
-pub(crate) async fn revoke(
-    conn: &mut SqliteConnection,
-    id_scope: &IdScope,
-    registration_id: &RegistrationId,
-    serial_number: &str,
-    at: DateTime<Utc>,
-) -> StoreResult<IssuedCertificate> {
-    require_tenant(conn, id_scope).await?;
-    let scope_key = id_scope.key();
-    let mut cert = rows(conn, OF_REGISTRATION, &scope_key, &registration_id.key())
-        .await?
-        .into_iter()
-        .find(|c| c.serial_number == serial_number)
-        .ok_or_else(|| issued::not_found(serial_number))?;
-    if cert.revoke(time::truncate(at)) {
-        update(conn, &scope_key, &cert).await?;
-    }
-    Ok(cert)
 }
 
 /// A reader's listing: the registration's certificates, or a CA's revoked ones.

@@ -4,9 +4,11 @@
 //!   kind, default 4); WAL mode lets them run while the writer writes. Point
 //!   reads of one record run on plain SQLite handles in the calling task
 //!   (`point_reads.rs`); scans run on sqlx connections (`readers.rs`).
-//! * **Writes** go to one writer task owning the only read-write connection
+//! * **Writes** go to one writer thread owning the only read-write connection
 //!   (`writer.rs`), which batches concurrent writes into one transaction
-//!   (group commit) and answers each caller only after the commit.
+//!   (group commit) and answers each caller only after the commit. It runs
+//!   its statements itself (rusqlite, prepared once and cached): sqlx would
+//!   hand each one to its connection's thread and back.
 //! * **Durability**: WAL journal with `synchronous=NORMAL` by default: a
 //!   committed transaction survives a crash of the process (it is in the WAL
 //!   file, in the operating system's cache), but the last transactions before
@@ -30,6 +32,7 @@ mod readers;
 mod rows;
 mod schema;
 mod sql;
+mod statements;
 mod writer;
 mod writes;
 
@@ -45,7 +48,6 @@ use dps_model::{
 };
 use sqlx::Row;
 use tokio::sync::{mpsc, Mutex};
-use tokio::task::JoinHandle;
 
 use self::authorities::AuthorityJob;
 use self::checkpoint::Checkpointer;
@@ -64,7 +66,7 @@ use crate::writer_stats::{WriterCounters, WriterStats};
 
 /// The durable embedded store: an SQLite database file.
 ///
-/// Open it inside a Tokio runtime (the writer is a task of that runtime);
+/// Open it inside a Tokio runtime (the checkpointer is a task of that runtime);
 /// call [`SqliteStore::close`] for an orderly shutdown.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -73,7 +75,7 @@ pub struct SqliteStore {
     points: PointReaders,
     writer: mpsc::Sender<Job>,
     writer_counters: Arc<WriterCounters>,
-    writer_task: Mutex<Option<JoinHandle<()>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
 }
 

@@ -54,6 +54,8 @@ impl SqliteStore {
             0 => DEFAULT_AUTOCHECKPOINT_PAGES,
             _ => checkpoint::BACKSTOP_PAGES,
         };
+        // Migrations run on a connection of their own, closed before the
+        // writer's opens (the errors of a migration are sqlx's).
         let mut conn = SqliteConnection::connect_with(
             &write_options
                 .clone()
@@ -62,6 +64,12 @@ impl SqliteStore {
         .await
         .map_err(open_error)?;
         schema::migrate(&mut conn).await?;
+        conn.close().await.map_err(open_error)?;
+        let conn =
+            open_writer(&path, &options, autocheckpoint).map_err(|source| StoreError::Sqlite {
+                context: "opening the writer connection",
+                source: Arc::new(source),
+            })?;
 
         let readers = Readers::open(&base.read_only(true), options.read_connections)
             .await
@@ -82,12 +90,11 @@ impl SqliteStore {
 
         let (writer, jobs) = mpsc::channel(options.queue_depth.max(1));
         let writer_counters = Arc::new(WriterCounters::default());
-        let writer_task = tokio::spawn(writer::run(
-            conn,
-            jobs,
-            options.max_batch,
-            writer_counters.clone(),
-        ));
+        let writer_thread = writer::spawn(conn, jobs, options.max_batch, writer_counters.clone())
+            .map_err(|err| StoreError::Open {
+            path: path.clone(),
+            source: Arc::new(sqlx::Error::Io(err)),
+        })?;
         tracing::info!(path = %path.display(), ?options.synchronous, "opened SQLite store");
         Ok(SqliteStore {
             path,
@@ -95,7 +102,7 @@ impl SqliteStore {
             points,
             writer,
             writer_counters,
-            writer_task: Mutex::new(Some(writer_task)),
+            writer_thread: Mutex::new(Some(writer_thread)),
             checkpointer: Mutex::new(checkpointer),
         })
     }
@@ -115,9 +122,11 @@ impl SqliteStore {
         if self.writer.send(Job::Shutdown(done)).await.is_ok() {
             let _ = finished.await;
         }
-        if let Some(task) = self.writer_task.lock().await.take() {
-            if let Err(err) = task.await {
-                tracing::warn!(error = %err, "the SQLite writer task failed");
+        if let Some(thread) = self.writer_thread.lock().await.take() {
+            // It has answered the shutdown (or ended): joining is brief.
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::warn!("the SQLite writer thread failed");
             }
         }
         self.readers.close().await;
@@ -149,3 +158,40 @@ impl SqliteStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 }
+
+/// The writer's connection: read-write, with the settings sqlx gives the
+/// migration and checkpoint connections (`write_options` in
+/// [`SqliteStore::open`]: open flags, busy timeout, and the same pragmas in
+/// the same order).
+fn open_writer(
+    path: &Path,
+    options: &SqliteOptions,
+    autocheckpoint: u32,
+) -> rusqlite::Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_PRIVATE_CACHE,
+    )?;
+    conn.busy_timeout(Duration::from_millis(options.busy_timeout_ms))?;
+    let synchronous = match options.synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = {synchronous}; \
+         PRAGMA cache_size = -{}; PRAGMA mmap_size = {}; PRAGMA temp_store = memory; \
+         PRAGMA wal_autocheckpoint = {autocheckpoint};",
+        options.cache_size_kib, options.mmap_size_bytes,
+    ))?;
+    conn.set_prepared_statement_cache_capacity(WRITER_PREPARED_STATEMENTS);
+    Ok(conn)
+}
+
+/// Statements the writer keeps prepared: its few dozen single-row
+/// statements and the shapes of its multi-row ones.
+const WRITER_PREPARED_STATEMENTS: usize = 128;

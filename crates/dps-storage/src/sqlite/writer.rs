@@ -1,6 +1,8 @@
-//! The single writer: one connection, one task, group commit.
+//! The single writer: one connection, one thread, group commit.
 //!
-//! Every write is sent to this task as a [`Job`]. The task takes whatever jobs
+//! Every write is sent to this thread as a [`Job`]. The thread owns the only
+//! read-write connection and runs every statement itself (rusqlite, no
+//! hand-off to another thread per statement). It takes whatever jobs
 //! are queued (up to `max_batch`), runs them in one transaction, each inside
 //! its own savepoint so that a refused job (etag conflict, duplicate operation
 //! id) is rolled back alone, commits once, and only then answers each caller.
@@ -16,13 +18,14 @@ use dps_model::{
     EnrollmentGroup, EnrollmentGroupId, IdScope, IndividualEnrollment, Precondition,
     RegistrationId, Tenant,
 };
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::authorities::AuthorityJob;
 use super::bulk;
 use super::rows::{BillingRow, RegistrationCommit};
 use super::sql;
+use super::statements::failed;
 use super::writes;
 use crate::error::{StoreError, StoreResult};
 use crate::store::Written;
@@ -107,18 +110,16 @@ impl Job {
     }
 
     /// Run the job's statements; returns whether it succeeded and how to answer it.
-    async fn run(self, conn: &mut SqliteConnection) -> (bool, Settle) {
+    fn run(self, conn: &Connection) -> (bool, Settle) {
         match self {
-            Job::CreateTenant(tenant, r) => settle(r, writes::create_tenant(conn, *tenant).await),
+            Job::CreateTenant(tenant, r) => settle(r, writes::create_tenant(conn, *tenant)),
             Job::ReplaceTenant(tenant, pre, r) => {
-                settle(r, writes::replace_tenant(conn, *tenant, pre).await)
+                settle(r, writes::replace_tenant(conn, *tenant, pre))
             }
-            Job::DeleteTenant(scope, pre, r) => {
-                settle(r, writes::delete_tenant(conn, &scope, pre).await)
-            }
+            Job::DeleteTenant(scope, pre, r) => settle(r, writes::delete_tenant(conn, &scope, pre)),
             Job::PutEnrollment(scope, e, pre, r) => settle(
                 r,
-                writes::put_record(conn, &sql::ENROLLMENTS, &scope, *e, pre).await,
+                writes::put_record(conn, &sql::ENROLLMENTS, &scope, *e, pre),
             ),
             Job::DeleteEnrollment(scope, id, pre, r) => settle(
                 r,
@@ -129,17 +130,15 @@ impl Job {
                     id.as_str(),
                     &id.key(),
                     pre,
-                )
-                .await,
+                ),
             ),
             Job::DeleteEnrollmentAndRegistration(scope, id, pre, r) => settle(
                 r,
-                writes::delete_enrollment_and_registration(conn, &scope, &id, pre).await,
+                writes::delete_enrollment_and_registration(conn, &scope, &id, pre),
             ),
-            Job::PutGroup(scope, g, pre, r) => settle(
-                r,
-                writes::put_record(conn, &sql::GROUPS, &scope, *g, pre).await,
-            ),
+            Job::PutGroup(scope, g, pre, r) => {
+                settle(r, writes::put_record(conn, &sql::GROUPS, &scope, *g, pre))
+            }
             Job::DeleteGroup(scope, id, pre, r) => settle(
                 r,
                 writes::delete_record::<EnrollmentGroup>(
@@ -149,23 +148,20 @@ impl Job {
                     id.as_str(),
                     &id.key(),
                     pre,
-                )
-                .await,
+                ),
             ),
             Job::ImportEnrollments(scope, all, r) => {
-                settle(r, writes::import_enrollments(conn, &scope, all).await)
+                settle(r, writes::import_enrollments(conn, &scope, all))
             }
             Job::CommitRegistration(commit, r) => {
-                settle(r, writes::commit_registration(conn, &commit).await)
+                settle(r, writes::commit_registration(conn, &commit))
             }
             Job::DeleteRegistration(scope, id, pre, r) => {
-                settle(r, writes::delete_registration(conn, &scope, &id, pre).await)
+                settle(r, writes::delete_registration(conn, &scope, &id, pre))
             }
-            Job::RecordOperation(row, r) => settle(r, writes::insert_billing(conn, &row).await),
-            Job::PurgeOperations(before, r) => {
-                settle(r, writes::purge_operations(conn, before).await)
-            }
-            Job::Authority(job) => job.run(conn).await,
+            Job::RecordOperation(row, r) => settle(r, writes::insert_billing(conn, &row)),
+            Job::PurgeOperations(before, r) => settle(r, writes::purge_operations(conn, before)),
+            Job::Authority(job) => job.run(conn),
             Job::Shutdown(done) => {
                 // Handled by the loop; answering here keeps the match total.
                 let _ = done.send(());
@@ -174,10 +170,24 @@ impl Job {
         }
     }
 }
+/// The writer thread's name (it shows in profiles and `top -H`).
+const THREAD_NAME: &str = "dps-sqlite-writer";
 
-/// Run the writer until every sender is gone or a shutdown arrives.
-pub(crate) async fn run(
-    mut conn: SqliteConnection,
+/// Start the writer on a thread of its own, owning `conn`; it runs until
+/// every sender is gone or a shutdown arrives.
+pub(crate) fn spawn(
+    conn: Connection,
+    jobs: mpsc::Receiver<Job>,
+    max_batch: usize,
+    counters: Arc<WriterCounters>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(THREAD_NAME.to_owned())
+        .spawn(move || run(conn, jobs, max_batch, counters))
+}
+
+fn run(
+    conn: Connection,
     mut jobs: mpsc::Receiver<Job>,
     max_batch: usize,
     counters: Arc<WriterCounters>,
@@ -185,7 +195,7 @@ pub(crate) async fn run(
     let max_batch = max_batch.max(1);
     let mut shutdown = None;
     while shutdown.is_none() {
-        let Some(first) = jobs.recv().await else {
+        let Some(first) = jobs.blocking_recv() else {
             break;
         };
         let mut batch = Vec::with_capacity(max_batch.min(64));
@@ -202,7 +212,7 @@ pub(crate) async fn run(
         }
         if !batch.is_empty() {
             counters.batch(batch.len());
-            run_batch(&mut conn, batch).await;
+            run_batch(&conn, batch);
         }
     }
     // Refuse what is still queued, then close (SQLite checkpoints the WAL when
@@ -211,12 +221,38 @@ pub(crate) async fn run(
     while let Ok(job) = jobs.try_recv() {
         job.fail(StoreError::Closed);
     }
-    if let Err(err) = conn.close().await {
+    if let Err((_, err)) = conn.close() {
         tracing::warn!(error = %err, "closing the SQLite writer connection failed");
     }
     if let Some(done) = shutdown {
         let _ = done.send(());
     }
+}
+
+/// Run a transaction-control statement (prepared once, like the others).
+fn control(conn: &Connection, statement: &'static str) -> rusqlite::Result<()> {
+    conn.prepare_cached(statement)?.raw_execute().map(|_| ())
+}
+
+fn begin(conn: &Connection) -> StoreResult<()> {
+    control(conn, "BEGIN IMMEDIATE").map_err(failed("starting a transaction"))
+}
+
+/// Undo the open transaction, if any (a failed COMMIT may leave it open).
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        if let Err(err) = control(conn, "ROLLBACK") {
+            tracing::warn!(error = %err, "rolling back an SQLite transaction failed");
+        }
+    }
+}
+
+/// Commit; on failure nothing of the transaction is stored.
+fn commit(conn: &Connection) -> StoreResult<()> {
+    control(conn, "COMMIT").map_err(|err| {
+        rollback(conn);
+        failed("committing")(err)
+    })
 }
 
 /// A job the multi-row fast path can take.
@@ -249,32 +285,29 @@ impl FastJob {
 /// When the database refuses them (a duplicate operation id, an unknown
 /// tenant) the transaction is rolled back and the jobs are handed back, to run
 /// one by one.
-async fn run_fast(conn: &mut SqliteConnection, jobs: Vec<FastJob>) -> Result<(), Vec<Job>> {
+fn run_fast(conn: &Connection, jobs: Vec<FastJob>) -> Result<(), Vec<Job>> {
     let refused = |jobs: Vec<FastJob>| jobs.into_iter().map(FastJob::into_job).collect();
-    let Ok(mut tx) = conn.begin_with("BEGIN IMMEDIATE").await else {
+    if begin(conn).is_err() {
         // The slow path meets the same failure and reports it per job.
         return Err(refused(jobs));
-    };
-    for chunk in jobs.chunks(bulk::JOBS_PER_PROGRAM) {
-        let mut commits = Vec::new();
+    }
+    let inserted = {
+        let mut commits = Vec::with_capacity(jobs.len());
         let mut rows = Vec::new();
-        for job in chunk {
+        for job in &jobs {
             match job {
                 FastJob::Commit(commit, _) => commits.push(commit.as_ref()),
                 FastJob::Billing(row, _) => rows.push(row.as_ref()),
             }
         }
-        if let Err(err) = bulk::insert_fast(&mut tx, &commits, &rows).await {
-            tracing::debug!(error = %err, jobs = jobs.len(), "batch refused, retrying job by job");
-            let _ = tx.rollback().await;
-            return Err(refused(jobs));
-        }
+        bulk::insert_fast(conn, &commits, &rows)
+    };
+    if let Err(err) = inserted {
+        tracing::debug!(error = %err, jobs = jobs.len(), "batch refused, retrying job by job");
+        rollback(conn);
+        return Err(refused(jobs));
     }
-    let committed = tx
-        .commit()
-        .await
-        .map_err(StoreError::database("committing"));
-    let commit_error = committed.err();
+    let commit_error = commit(conn).err();
     for job in jobs {
         let (FastJob::Commit(_, reply) | FastJob::Billing(_, reply)) = job;
         let (_, answer) = settle(reply, Ok(()));
@@ -285,7 +318,7 @@ async fn run_fast(conn: &mut SqliteConnection, jobs: Vec<FastJob>) -> Result<(),
 
 /// Run a batch: registration commits and billing rows in bulk, then whatever
 /// remains (other writes, and bulk jobs the database refused) one by one.
-async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
+fn run_batch(conn: &Connection, batch: Vec<Job>) {
     let mut fast = Vec::new();
     let mut slow = Vec::new();
     for job in batch {
@@ -295,59 +328,52 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Job>) {
         }
     }
     if fast.len() > 1 {
-        if let Err(refused) = run_fast(conn, fast).await {
+        if let Err(refused) = run_fast(conn, fast) {
             slow.extend(refused);
         }
     } else {
         slow.extend(fast.into_iter().map(FastJob::into_job));
     }
     if !slow.is_empty() {
-        run_one_by_one(conn, slow).await;
+        run_one_by_one(conn, slow);
     }
+}
+
+/// Close the job's savepoint: keep its statements, or undo them.
+fn end_savepoint(conn: &Connection, keep: bool) -> rusqlite::Result<()> {
+    if !keep {
+        control(conn, "ROLLBACK TO SAVEPOINT job")?;
+    }
+    control(conn, "RELEASE SAVEPOINT job")
 }
 
 /// Run jobs in one transaction, each in its own savepoint so that a refused
 /// job is rolled back alone.
-async fn run_one_by_one(conn: &mut SqliteConnection, batch: Vec<Job>) {
+fn run_one_by_one(conn: &Connection, batch: Vec<Job>) {
     // A lone job needs no savepoint: on failure the whole transaction rolls back.
     let savepoints = batch.len() > 1;
-    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(err) => {
-            let err = StoreError::database("starting a transaction")(err);
-            for job in batch {
-                job.fail(err.clone());
-            }
-            return;
+    if let Err(err) = begin(conn) {
+        for job in batch {
+            job.fail(err.clone());
         }
-    };
+        return;
+    }
     let mut settled: Vec<Settle> = Vec::with_capacity(batch.len());
     let mut any_ok = false;
     let mut jobs = batch.into_iter();
     let mut broken = None;
     for job in jobs.by_ref() {
         if savepoints {
-            if let Err(err) = sqlx::query("SAVEPOINT job").execute(&mut *tx).await {
-                broken = Some((StoreError::database("opening a savepoint")(err), Some(job)));
+            if let Err(err) = control(conn, "SAVEPOINT job") {
+                broken = Some((failed("opening a savepoint")(err), Some(job)));
                 break;
             }
         }
-        let (ok, answer) = job.run(&mut tx).await;
+        let (ok, answer) = job.run(conn);
         settled.push(answer);
         if savepoints {
-            let end = if ok {
-                sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await
-            } else {
-                match sqlx::query("ROLLBACK TO SAVEPOINT job")
-                    .execute(&mut *tx)
-                    .await
-                {
-                    Ok(_) => sqlx::query("RELEASE SAVEPOINT job").execute(&mut *tx).await,
-                    Err(err) => Err(err),
-                }
-            };
-            if let Err(err) = end {
-                broken = Some((StoreError::database("closing a savepoint")(err), None));
+            if let Err(err) = end_savepoint(conn, ok) {
+                broken = Some((failed("closing a savepoint")(err), None));
                 break;
             }
         }
@@ -355,7 +381,7 @@ async fn run_one_by_one(conn: &mut SqliteConnection, batch: Vec<Job>) {
     }
     if let Some((err, unrun)) = broken {
         // The transaction is unusable: nothing of this batch is stored.
-        let _ = tx.rollback().await;
+        rollback(conn);
         for answer in settled {
             answer(Some(&err));
         }
@@ -369,17 +395,13 @@ async fn run_one_by_one(conn: &mut SqliteConnection, batch: Vec<Job>) {
     }
     if !any_ok {
         // Nothing to keep: every job was refused and answers its own error.
-        let _ = tx.rollback().await;
+        rollback(conn);
         for answer in settled {
             answer(None);
         }
         return;
     }
-    let committed = tx
-        .commit()
-        .await
-        .map_err(StoreError::database("committing"));
-    let commit_error = committed.err();
+    let commit_error = commit(conn).err();
     for answer in settled {
         answer(commit_error.as_ref());
     }

@@ -1,53 +1,46 @@
 //! The statements of each write, run by the writer inside its transaction.
 //! Every function leaves the database unchanged when it returns an error
-//! (the writer rolls back to a savepoint or the whole transaction).
+//! (the writer rolls back to a savepoint or the whole transaction). They run
+//! on the writer thread, on its own connection, one statement after another
+//! without leaving the thread.
 
 use chrono::{DateTime, Utc};
 use dps_model::{
     ETag, IdScope, IndividualEnrollment, OperationKind, Precondition, RegistrationId, Tenant,
 };
-use sqlx::error::ErrorKind;
-use sqlx::SqliteConnection;
+use rusqlite::{Connection, Row};
 
 use super::bulk;
 use super::rows::{BillingRow, RegistrationCommit};
 use super::sql::{self, RecordTable};
+use super::statements::{execute, failed, optional, violation, Violation};
 use crate::error::{Entity, StoreError, StoreResult};
 use crate::rules::{self, CreatedOnly, EnrollmentLike};
 use crate::store::Written;
 use crate::time;
-
-/// The kind of constraint a failed statement violated, if that is why it failed.
-pub(super) fn violation(err: &sqlx::Error) -> Option<ErrorKind> {
-    match err {
-        sqlx::Error::Database(db) => Some(db.kind()),
-        _ => None,
-    }
-}
 
 /// A write that references the tenant failed: a foreign-key violation means
 /// the tenant does not exist.
 pub(super) fn tenant_fault<'a>(
     context: &'static str,
     id_scope: &'a IdScope,
-) -> impl FnOnce(sqlx::Error) -> StoreError + 'a {
+) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
     move |err| match violation(&err) {
-        Some(ErrorKind::ForeignKeyViolation) => StoreError::UnknownTenant {
+        Some(Violation::ForeignKey) => StoreError::UnknownTenant {
             id_scope: id_scope.clone(),
         },
-        _ => StoreError::database(context)(err),
+        _ => failed(context)(err),
     }
 }
 
-pub(super) async fn require_tenant(
-    conn: &mut SqliteConnection,
-    id_scope: &IdScope,
-) -> StoreResult<()> {
-    let found: Option<(i64,)> = sqlx::query_as(sql::TENANT_EXISTS)
-        .bind(id_scope.key())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("looking up the tenant"))?;
+/// `(etag, body)` of a row read before writing it.
+pub(super) fn etag_and_body(row: &Row<'_>) -> rusqlite::Result<(String, String)> {
+    Ok((row.get(0)?, row.get(1)?))
+}
+
+pub(super) fn require_tenant(conn: &Connection, id_scope: &IdScope) -> StoreResult<()> {
+    let found = optional(conn, sql::TENANT_EXISTS, &[&id_scope.key()], |_| Ok(()))
+        .map_err(failed("looking up the tenant"))?;
     match found {
         Some(_) => Ok(()),
         None => Err(StoreError::UnknownTenant {
@@ -56,74 +49,61 @@ pub(super) async fn require_tenant(
     }
 }
 
-pub(crate) async fn insert_billing(
-    conn: &mut SqliteConnection,
-    row: &BillingRow,
-) -> StoreResult<()> {
-    sqlx::query(sql::INSERT_BILLING)
-        .bind(row.scope_key.as_str())
-        .bind(row.at_us)
-        .bind(row.kind)
-        .bind(row.subject.as_deref())
-        .execute(&mut *conn)
-        .await
-        .map_err(tenant_fault("storing a billing row", &row.id_scope))?;
+pub(crate) fn insert_billing(conn: &Connection, row: &BillingRow) -> StoreResult<()> {
+    execute(
+        conn,
+        sql::INSERT_BILLING,
+        &[
+            &row.scope_key.as_str(),
+            &row.at_us,
+            &row.kind,
+            &row.subject.as_deref(),
+        ],
+    )
+    .map_err(tenant_fault("storing a billing row", &row.id_scope))?;
     Ok(())
 }
 
-pub(crate) async fn create_tenant(
-    conn: &mut SqliteConnection,
-    mut tenant: Tenant,
-) -> StoreResult<Tenant> {
+pub(crate) fn create_tenant(conn: &Connection, mut tenant: Tenant) -> StoreResult<Tenant> {
     let key = tenant.id_scope.key();
     let taken = |id: String| StoreError::AlreadyExists {
         entity: Entity::Tenant,
         id,
     };
-    let by_scope: Option<(i64,)> = sqlx::query_as(sql::TENANT_EXISTS)
-        .bind(&key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("looking up the tenant"))?;
+    let by_scope = optional(conn, sql::TENANT_EXISTS, &[&key], |_| Ok(()))
+        .map_err(failed("looking up the tenant"))?;
     if by_scope.is_some() {
         return Err(taken(tenant.id_scope.to_string()));
     }
-    let by_name: Option<(String,)> = sqlx::query_as(sql::TENANT_SCOPE_OF_NAME)
-        .bind(&tenant.name)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("looking up the tenant name"))?;
+    let by_name = optional(conn, sql::TENANT_SCOPE_OF_NAME, &[&tenant.name], |_| Ok(()))
+        .map_err(failed("looking up the tenant name"))?;
     if by_name.is_some() {
         return Err(taken(tenant.name.clone()));
     }
     tenant.etag = ETag::generate();
     let body = rules::encode(Entity::Tenant, &key, &tenant)?;
     let name = tenant.name.clone();
-    sqlx::query(sql::INSERT_TENANT)
-        .bind(&key)
-        .bind(&tenant.name)
-        .bind(tenant.etag.as_str())
-        .bind(body)
-        .execute(&mut *conn)
-        .await
-        .map_err(|err| match violation(&err) {
-            Some(ErrorKind::UniqueViolation) => taken(name),
-            _ => StoreError::database("creating a tenant")(err),
-        })?;
+    execute(
+        conn,
+        sql::INSERT_TENANT,
+        &[&key, &tenant.name, &tenant.etag.as_str(), &body],
+    )
+    .map_err(|err| match violation(&err) {
+        Some(Violation::Unique) => taken(name),
+        _ => failed("creating a tenant")(err),
+    })?;
     Ok(tenant)
 }
 
-pub(crate) async fn replace_tenant(
-    conn: &mut SqliteConnection,
+pub(crate) fn replace_tenant(
+    conn: &Connection,
     mut tenant: Tenant,
     precondition: Precondition,
 ) -> StoreResult<Tenant> {
     let key = tenant.id_scope.key();
-    let current: Option<(String, String)> = sqlx::query_as(sql::TENANT_FOR_WRITE)
-        .bind(&key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("reading the tenant"))?;
+    let current: Option<(String, String)> =
+        optional(conn, sql::TENANT_FOR_WRITE, &[&key], etag_and_body)
+            .map_err(failed("reading the tenant"))?;
     let Some((etag, body)) = current else {
         return Err(StoreError::NotFound {
             entity: Entity::Tenant,
@@ -138,11 +118,8 @@ pub(crate) async fn replace_tenant(
     )?;
     let stored: Tenant = rules::decode(Entity::Tenant, &key, &body)?;
     if stored.name != tenant.name {
-        let owner: Option<(String,)> = sqlx::query_as(sql::TENANT_SCOPE_OF_NAME)
-            .bind(&tenant.name)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(StoreError::database("looking up the tenant name"))?;
+        let owner = optional(conn, sql::TENANT_SCOPE_OF_NAME, &[&tenant.name], |_| Ok(()))
+            .map_err(failed("looking up the tenant name"))?;
         if owner.is_some() {
             return Err(StoreError::AlreadyExists {
                 entity: Entity::Tenant,
@@ -154,34 +131,30 @@ pub(crate) async fn replace_tenant(
     tenant.created = stored.created;
     let body = rules::encode(Entity::Tenant, &key, &tenant)?;
     let name = tenant.name.clone();
-    sqlx::query(sql::UPDATE_TENANT)
-        .bind(&key)
-        .bind(&tenant.name)
-        .bind(tenant.etag.as_str())
-        .bind(body)
-        .execute(&mut *conn)
-        .await
-        .map_err(|err| match violation(&err) {
-            Some(ErrorKind::UniqueViolation) => StoreError::AlreadyExists {
-                entity: Entity::Tenant,
-                id: name,
-            },
-            _ => StoreError::database("replacing a tenant")(err),
-        })?;
+    execute(
+        conn,
+        sql::UPDATE_TENANT,
+        &[&key, &tenant.name, &tenant.etag.as_str(), &body],
+    )
+    .map_err(|err| match violation(&err) {
+        Some(Violation::Unique) => StoreError::AlreadyExists {
+            entity: Entity::Tenant,
+            id: name,
+        },
+        _ => failed("replacing a tenant")(err),
+    })?;
     Ok(tenant)
 }
 
-pub(crate) async fn delete_tenant(
-    conn: &mut SqliteConnection,
+pub(crate) fn delete_tenant(
+    conn: &Connection,
     id_scope: &IdScope,
     precondition: Precondition,
 ) -> StoreResult<()> {
     let key = id_scope.key();
-    let current: Option<(String, String)> = sqlx::query_as(sql::TENANT_FOR_WRITE)
-        .bind(&key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("reading the tenant"))?;
+    let current: Option<(String, String)> =
+        optional(conn, sql::TENANT_FOR_WRITE, &[&key], etag_and_body)
+            .map_err(failed("reading the tenant"))?;
     let current = current.map(|(etag, _)| ETag::new(etag));
     rules::check_delete(
         Entity::Tenant,
@@ -190,30 +163,21 @@ pub(crate) async fn delete_tenant(
         &precondition,
     )?;
     // Everything else goes with it: ON DELETE CASCADE.
-    sqlx::query(sql::DELETE_TENANT)
-        .bind(&key)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("deleting a tenant"))?;
+    execute(conn, sql::DELETE_TENANT, &[&key]).map_err(failed("deleting a tenant"))?;
     Ok(())
 }
 
-pub(crate) async fn put_record<T: EnrollmentLike>(
-    conn: &mut SqliteConnection,
+pub(crate) fn put_record<T: EnrollmentLike>(
+    conn: &Connection,
     table: &RecordTable,
     id_scope: &IdScope,
     mut record: T,
     precondition: Precondition,
 ) -> StoreResult<Written<T>> {
-    require_tenant(conn, id_scope).await?;
+    require_tenant(conn, id_scope)?;
     let scope_key = id_scope.key();
     let key = record.key();
-    let current: Option<(String, String)> = sqlx::query_as(table.get_for_write)
-        .bind(&scope_key)
-        .bind(&key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("reading the current record"))?;
+    let current = current_record(conn, table, &scope_key, &key)?;
     let current_tag = current.as_ref().map(|(etag, _)| ETag::new(etag.as_str()));
     let outcome = rules::check_put(T::ENTITY, record.id(), current_tag.as_ref(), &precondition)?;
     let previous_created = match &current {
@@ -222,14 +186,30 @@ pub(crate) async fn put_record<T: EnrollmentLike>(
     };
     let now = time::now();
     rules::stamp(&mut record, previous_created, now);
-    write_record(conn, table, &scope_key, &key, &record).await?;
+    write_record(conn, table, &scope_key, &key, &record)?;
     let row = rules::billing(id_scope, T::billing_kind(outcome), record.id(), now);
-    insert_billing(conn, &BillingRow::new(&row)).await?;
+    insert_billing(conn, &BillingRow::new(&row))?;
     Ok(Written { record, outcome })
 }
 
-async fn write_record<T: EnrollmentLike>(
-    conn: &mut SqliteConnection,
+/// The `(etag, body)` stored under a record's key, read before writing it.
+fn current_record(
+    conn: &Connection,
+    table: &RecordTable,
+    scope_key: &str,
+    key: &str,
+) -> StoreResult<Option<(String, String)>> {
+    optional(
+        conn,
+        table.get_for_write,
+        &[&scope_key, &key],
+        etag_and_body,
+    )
+    .map_err(failed("reading the current record"))
+}
+
+fn write_record<T: EnrollmentLike>(
+    conn: &Connection,
     table: &RecordTable,
     scope_key: &str,
     key: &str,
@@ -237,49 +217,33 @@ async fn write_record<T: EnrollmentLike>(
 ) -> StoreResult<()> {
     let body = rules::encode(T::ENTITY, key, record)?;
     let etag = record.etag().map(ETag::as_str).unwrap_or_default();
-    sqlx::query(table.upsert)
-        .bind(scope_key)
-        .bind(key)
-        .bind(etag)
-        .bind(body)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("writing a record"))?;
+    execute(conn, table.upsert, &[&scope_key, &key, &etag, &body])
+        .map_err(failed("writing a record"))?;
     Ok(())
 }
 
-pub(crate) async fn delete_record<T: EnrollmentLike>(
-    conn: &mut SqliteConnection,
+pub(crate) fn delete_record<T: EnrollmentLike>(
+    conn: &Connection,
     table: &RecordTable,
     id_scope: &IdScope,
     id: &str,
     key: &str,
     precondition: Precondition,
 ) -> StoreResult<()> {
-    require_tenant(conn, id_scope).await?;
+    require_tenant(conn, id_scope)?;
     let scope_key = id_scope.key();
-    let current: Option<(String, String)> = sqlx::query_as(table.get_for_write)
-        .bind(&scope_key)
-        .bind(key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("reading the current record"))?;
+    let current = current_record(conn, table, &scope_key, key)?;
     let current_tag = current.map(|(etag, _)| ETag::new(etag));
     rules::check_delete(T::ENTITY, id, current_tag.as_ref(), &precondition)?;
-    sqlx::query(table.delete)
-        .bind(&scope_key)
-        .bind(key)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("deleting a record"))?;
+    execute(conn, table.delete, &[&scope_key, &key]).map_err(failed("deleting a record"))?;
     let row = rules::billing(id_scope, T::BILLING[2], id, time::now());
-    insert_billing(conn, &BillingRow::new(&row)).await
+    insert_billing(conn, &BillingRow::new(&row))
 }
 
 /// An enrollment delete that takes the device's registration record along,
 /// billed once as `enrollmentDelete`.
-pub(crate) async fn delete_enrollment_and_registration(
-    conn: &mut SqliteConnection,
+pub(crate) fn delete_enrollment_and_registration(
+    conn: &Connection,
     id_scope: &IdScope,
     registration_id: &RegistrationId,
     precondition: Precondition,
@@ -292,23 +256,18 @@ pub(crate) async fn delete_enrollment_and_registration(
         registration_id.as_str(),
         &key,
         precondition,
-    )
-    .await?;
-    sqlx::query(sql::DELETE_REGISTRATION)
-        .bind(id_scope.key())
-        .bind(&key)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("deleting a registration record"))?;
+    )?;
+    execute(conn, sql::DELETE_REGISTRATION, &[&id_scope.key(), &key])
+        .map_err(failed("deleting a registration record"))?;
     Ok(())
 }
 
-pub(crate) async fn import_enrollments(
-    conn: &mut SqliteConnection,
+pub(crate) fn import_enrollments(
+    conn: &Connection,
     id_scope: &IdScope,
     enrollments: Vec<IndividualEnrollment>,
 ) -> StoreResult<usize> {
-    require_tenant(conn, id_scope).await?;
+    require_tenant(conn, id_scope)?;
     let scope_key = id_scope.key();
     let now = time::now();
     let count = enrollments.len();
@@ -325,9 +284,7 @@ pub(crate) async fn import_enrollments(
             .unwrap_or_default();
         rows.push((scope_key.clone(), key, etag, body));
         if rows.len() == bulk::IMPORT_ROWS_PER_STATEMENT || enrollments.peek().is_none() {
-            bulk::upsert_enrollments(conn, &rows)
-                .await
-                .map_err(StoreError::database("importing enrollments"))?;
+            bulk::upsert_enrollments(conn, &rows).map_err(failed("importing enrollments"))?;
             rows.clear();
         }
     }
@@ -336,43 +293,49 @@ pub(crate) async fn import_enrollments(
 
 /// Store one commit on its own (the writer's slow path; batches use
 /// [`bulk::insert_fast`]).
-pub(crate) async fn commit_registration(
-    conn: &mut SqliteConnection,
+pub(crate) fn commit_registration(
+    conn: &Connection,
     commit: &RegistrationCommit,
 ) -> StoreResult<()> {
     let id_scope = &commit.id_scope;
     // Record, operation, billing row, superseded and issued certificates:
     // a refusal at any step (duplicate operation id or serial, unknown
     // tenant) rolls back the steps before it.
-    sqlx::query(sql::UPSERT_REGISTRATION)
-        .bind(commit.scope_key.as_str())
-        .bind(commit.registration_key.as_str())
-        .bind(commit.group_key.as_deref())
-        .bind(commit.etag.as_str())
-        .bind(commit.record_body.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(tenant_fault("storing a registration record", id_scope))?;
-    sqlx::query(sql::INSERT_OPERATION)
-        .bind(commit.scope_key.as_str())
-        .bind(commit.operation_id.as_str())
-        .bind(commit.operation_created_us)
-        .bind(commit.operation_body.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(|err| match violation(&err) {
-            Some(ErrorKind::UniqueViolation) => StoreError::AlreadyExists {
-                entity: Entity::RegistrationOperation,
-                id: commit.operation_id.clone(),
-            },
-            _ => tenant_fault("storing a registration operation", id_scope)(err),
-        })?;
+    execute(
+        conn,
+        sql::UPSERT_REGISTRATION,
+        &[
+            &commit.scope_key.as_str(),
+            &commit.registration_key.as_str(),
+            &commit.group_key.as_deref(),
+            &commit.etag.as_str(),
+            &commit.record_body.as_str(),
+        ],
+    )
+    .map_err(tenant_fault("storing a registration record", id_scope))?;
+    execute(
+        conn,
+        sql::INSERT_OPERATION,
+        &[
+            &commit.scope_key.as_str(),
+            &commit.operation_id.as_str(),
+            &commit.operation_created_us,
+            &commit.operation_body.as_str(),
+        ],
+    )
+    .map_err(|err| match violation(&err) {
+        Some(Violation::Unique) => StoreError::AlreadyExists {
+            entity: Entity::RegistrationOperation,
+            id: commit.operation_id.clone(),
+        },
+        _ => tenant_fault("storing a registration operation", id_scope)(err),
+    })?;
     if let Some(row) = &commit.billing {
-        insert_billing(conn, row).await?;
+        insert_billing(conn, row)?;
     }
     // Before the new certificate goes in, which must stay active.
     if let Some(at) = &commit.superseded_at {
-        super::issued::supersede(conn, &commit.scope_key, &commit.registration_key, at).await?;
+        super::issued::supersede(conn, &commit.scope_key, &commit.registration_key, at)?;
     }
     if let Some(row) = &commit.certificate {
         super::issued::insert(
@@ -381,57 +344,51 @@ pub(crate) async fn commit_registration(
             &commit.scope_key,
             &commit.registration_key,
             row,
-        )
-        .await?;
+        )?;
     }
     Ok(())
 }
 
-pub(crate) async fn delete_registration(
-    conn: &mut SqliteConnection,
+pub(crate) fn delete_registration(
+    conn: &Connection,
     id_scope: &IdScope,
     registration_id: &RegistrationId,
     precondition: Precondition,
 ) -> StoreResult<()> {
-    require_tenant(conn, id_scope).await?;
+    require_tenant(conn, id_scope)?;
     let scope_key = id_scope.key();
     let key = registration_id.key();
-    let current: Option<(String,)> = sqlx::query_as(sql::REGISTRATION_ETAG)
-        .bind(&scope_key)
-        .bind(&key)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(StoreError::database("reading the registration record"))?;
-    let current = current.map(|(etag,)| ETag::new(etag));
+    let current = optional(conn, sql::REGISTRATION_ETAG, &[&scope_key, &key], |row| {
+        row.get::<_, String>(0)
+    })
+    .map_err(failed("reading the registration record"))?
+    .map(ETag::new);
     rules::check_delete(
         Entity::Registration,
         registration_id.as_str(),
         current.as_ref(),
         &precondition,
     )?;
-    sqlx::query(sql::DELETE_REGISTRATION)
-        .bind(&scope_key)
-        .bind(&key)
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("deleting a registration record"))?;
+    execute(conn, sql::DELETE_REGISTRATION, &[&scope_key, &key])
+        .map_err(failed("deleting a registration record"))?;
     let row = rules::billing(
         id_scope,
         OperationKind::RegistrationStateDelete,
         registration_id.as_str(),
         time::now(),
     );
-    insert_billing(conn, &BillingRow::new(&row)).await
+    insert_billing(conn, &BillingRow::new(&row))
 }
 
-pub(crate) async fn purge_operations(
-    conn: &mut SqliteConnection,
+pub(crate) fn purge_operations(
+    conn: &Connection,
     created_before: DateTime<Utc>,
 ) -> StoreResult<u64> {
-    let done = sqlx::query(sql::PURGE_OPERATIONS)
-        .bind(time::to_micros(created_before))
-        .execute(&mut *conn)
-        .await
-        .map_err(StoreError::database("purging registration operations"))?;
-    Ok(done.rows_affected())
+    let done = execute(
+        conn,
+        sql::PURGE_OPERATIONS,
+        &[&time::to_micros(created_before)],
+    )
+    .map_err(failed("purging registration operations"))?;
+    Ok(u64::try_from(done).unwrap_or(u64::MAX))
 }
