@@ -12,7 +12,8 @@
 //! * symmetric-key registrations (individual enrollments, register + poll, a
 //!   new connection per device) over HTTPS, MQTT, MQTT over WebSocket, AMQP
 //!   and AMQP over WebSocket,
-//!   and X.509 (ECDSA P-256 leaf + intermediate, group enrollment): µs of
+//!   and X.509 (ECDSA P-256 leaf + intermediate, group enrollment), and
+//!   HTTPS on a tenant with `synchronousRegister` (no poll): µs of
 //!   server CPU per registration, its ratio to the floor (issue 19, goal 1:
 //!   ≤ 1.5×), the emulator's and the load generator's CPU per registration;
 //! * hub calls per registration (from the server's `/metrics`, every call to
@@ -54,7 +55,7 @@ use dps_client::TlsTrust;
 
 mod setup;
 
-use setup::{Setup, Transport, S1_HUBS};
+use setup::{Setup, Tenancy, Transport, S1_HUBS};
 
 /// Goal 1 of issue 19: server CPU per registration ≤ 1.5 × the floor.
 const GOAL_RATIO: f64 = 1.5;
@@ -131,8 +132,8 @@ struct SwarmRun<'a> {
     concurrency: usize,
     /// X.509 devices, their group created by the swarm itself.
     x509: bool,
-    /// Through the S1 hubs' tenant.
-    s1: bool,
+    /// The tenant (and so the hubs) the devices belong to.
+    tenancy: Tenancy,
     /// Write one CSV row per device here (`--latency-csv`).
     latency_csv: Option<PathBuf>,
 }
@@ -145,10 +146,10 @@ async fn swarm(setup: &Setup, run: SwarmRun<'_>) -> Result<CpuPhase> {
         Transport::Mqtt => setup.mqtt,
         Transport::Amqp => setup.amqp,
     };
-    let scope = if run.s1 {
-        &setup.s1_scope
-    } else {
-        &setup.scope
+    let scope = match run.tenancy {
+        Tenancy::Main => &setup.scope,
+        Tenancy::Synchronous => &setup.sync_scope,
+        Tenancy::S1 => &setup.s1_scope,
     };
     let mut args: Vec<String> = [
         "swarm",
@@ -194,7 +195,11 @@ async fn swarm(setup: &Setup, run: SwarmRun<'_>) -> Result<CpuPhase> {
     if let Some(csv) = &run.latency_csv {
         args.extend(["--latency-csv".to_owned(), csv.display().to_string()]);
     }
-    let hubs = if run.s1 { &setup.s1 } else { &setup.hubs };
+    let hubs = if run.tenancy == Tenancy::S1 {
+        &setup.s1
+    } else {
+        &setup.hubs
+    };
     let output = setup.dir.join(format!("swarm-{}.json", run.prefix));
     let (server_before, hub_before) = (setup.server.cpu(), hubs.proc.cpu());
     let (calls_before, bulk_before) = procs::hub_calls(setup.admin).await?;
@@ -298,15 +303,16 @@ fn main() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let large: u64 = env_or("DPS_BENCH_LARGE", 0);
     let (one, eight) = ((devices / 10).max(1), (devices / 3).max(1));
-    let mut seeded: Vec<(&str, u64, bool)> = transports
+    let mut seeded: Vec<(&str, u64, Tenancy)> = transports
         .iter()
-        .map(|t| (t.arg(), devices, false))
+        .map(|t| (t.arg(), devices, Tenancy::Main))
         .collect();
     seeded.extend([
-        ("flight-1", one, false),
-        ("flight-8", eight, false),
-        ("s1", throttled, true),
-        ("large", large, false),
+        ("sync", devices, Tenancy::Synchronous),
+        ("flight-1", one, Tenancy::Main),
+        ("flight-8", eight, Tenancy::Main),
+        ("s1", throttled, Tenancy::S1),
+        ("large", large, Tenancy::Main),
     ]);
 
     dps_benches::runtime()?.block_on(async move {
@@ -343,13 +349,27 @@ fn main() -> Result<()> {
                 count: devices,
                 concurrency,
                 x509: false,
-                s1: false,
+                tenancy: Tenancy::Main,
                 latency_csv: None,
             };
             let phase = swarm(&setup, run).await?;
             phase.print(Some(floor_us));
             goal.push((phase.name.clone(), phase.per(phase.server_cpu), floor_us, phase.failed));
         }
+        // Register without the poll (tenant `synchronousRegister`): what the
+        // poll costs, and the ratio a tenant gets that turns it on.
+        let sync = swarm(&setup, SwarmRun {
+            name: "symmetric key, https, synchronous register".to_owned(),
+            transport: Transport::Https,
+            prefix: "sync",
+            count: devices,
+            concurrency,
+            tenancy: Tenancy::Synchronous,
+            ..Default::default()
+        })
+        .await?;
+        sync.print(Some(floor_us));
+        goal.push((sync.name.clone(), sync.per(sync.server_cpu), floor_us, sync.failed));
         let x509 = swarm(&setup, SwarmRun {
             name: "X.509 (ECDSA chain), https".to_owned(),
             transport: Transport::Https,
@@ -357,7 +377,7 @@ fn main() -> Result<()> {
             count: (devices / 3).max(1),
             concurrency,
             x509: true,
-            s1: false,
+            tenancy: Tenancy::Main,
             latency_csv: None,
         })
         .await?;
@@ -372,7 +392,7 @@ fn main() -> Result<()> {
                 count,
                 concurrency: in_flight,
                 x509: false,
-                s1: false,
+                tenancy: Tenancy::Main,
                 latency_csv: None,
             })
             .await?;
@@ -387,7 +407,7 @@ fn main() -> Result<()> {
                 count: throttled,
                 concurrency,
                 x509: false,
-                s1: true,
+                tenancy: Tenancy::S1,
                 latency_csv: None,
             })
             .await?;

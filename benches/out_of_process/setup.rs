@@ -63,6 +63,19 @@ impl Transport {
     }
 }
 
+/// Which tenant a phase's devices belong to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Tenancy {
+    /// The main tenant: the unthrottled hubs, `202 assigning` + poll.
+    #[default]
+    Main,
+    /// The same hubs, `synchronousRegister` on: the register answers the
+    /// final state, no poll follows.
+    Synchronous,
+    /// The hubs throttled like S1 units.
+    S1,
+}
+
 /// The processes and what the phases need to reach them.
 pub(crate) struct Setup {
     pub(crate) dir: PathBuf,
@@ -79,6 +92,7 @@ pub(crate) struct Setup {
     pub(crate) server_ca: PathBuf,
     pub(crate) scope: String,
     pub(crate) s1_scope: String,
+    pub(crate) sync_scope: String,
     pub(crate) owner_connection_string: String,
     pub(crate) seed_key: String,
 }
@@ -122,9 +136,8 @@ fn tenant(name: &str, host: &str, hubs: &HubSimProc) -> Result<Tenant> {
 }
 
 /// Start both emulators, seed the store, write the configuration, start
-/// the server. `phases` are (enrollment prefix, device count, on the S1
-/// tenant).
-pub(crate) async fn start(phases: &[(&str, u64, bool)]) -> Result<Setup> {
+/// the server. `phases` are (enrollment prefix, device count, tenant).
+pub(crate) async fn start(phases: &[(&str, u64, Tenancy)]) -> Result<Setup> {
     let dir = tempfile::tempdir()?.keep();
     let bin = procs::binaries_dir()?;
     let hubs = HubSimProc::start(&bin, &dir, "hub-sim", &HUBS, None).await?;
@@ -134,7 +147,7 @@ pub(crate) async fn start(phases: &[(&str, u64, bool)]) -> Result<Setup> {
 
     let db = dir.join("dps.db");
     let seed_key = dps_attestation::keys::generate_key();
-    let (scope, s1_scope, owner_connection_string) = {
+    let (scope, s1_scope, sync_scope, owner_connection_string) = {
         let store = SqliteStore::open(&db, SqliteOptions::default()).await?;
         let main = store
             .create_tenant(tenant("oop-bench", SERVICE_HOST, &hubs)?)
@@ -142,11 +155,17 @@ pub(crate) async fn start(phases: &[(&str, u64, bool)]) -> Result<Setup> {
         let throttled = store
             .create_tenant(tenant("oop-s1", "s1.localhost", &s1)?)
             .await?;
-        for (prefix, count, on_s1) in phases {
-            let scope = if *on_s1 {
-                &throttled.id_scope
-            } else {
-                &main.id_scope
+        let synchronous = store
+            .create_tenant(Tenant {
+                synchronous_register: true,
+                ..tenant("oop-sync", "sync.localhost", &hubs)?
+            })
+            .await?;
+        for (prefix, count, tenancy) in phases {
+            let scope = match tenancy {
+                Tenancy::Main => &main.id_scope,
+                Tenancy::Synchronous => &synchronous.id_scope,
+                Tenancy::S1 => &throttled.id_scope,
             };
             seed_swarm(&store, scope, prefix, *count, &seed_key).await?;
         }
@@ -156,6 +175,7 @@ pub(crate) async fn start(phases: &[(&str, u64, bool)]) -> Result<Setup> {
         (
             main.id_scope.to_string(),
             throttled.id_scope.to_string(),
+            synchronous.id_scope.to_string(),
             owner,
         )
     };
@@ -210,6 +230,7 @@ pub(crate) async fn start(phases: &[(&str, u64, bool)]) -> Result<Setup> {
         admin,
         scope,
         s1_scope,
+        sync_scope,
         owner_connection_string,
         seed_key,
     })
