@@ -230,14 +230,9 @@ impl Authenticator<'_> {
         &self,
         chain: &Arc<Vec<CertificateDer<'static>>>,
     ) -> Result<AuthenticatedDevice, ApiError> {
-        let common_name = x509::leaf_common_name(chain)
-            .map_err(|e| refused(format!("Invalid certificate: {e}.")))?;
-        if !common_name.eq_ignore_ascii_case(self.registration_id.as_str()) {
-            return Err(refused(format!(
-                "Invalid certificate: the subject CN {common_name:?} does not match the registration id {:?}.",
-                self.registration_id.as_str()
-            )));
-        }
+        // The leaf's CN must equal the registration id: `verify_individual`
+        // and `verify_groups` both check it on the one parse each makes of
+        // the leaf (a check here first parsed the leaf once more per request).
         let now = self.expiry.now();
         let individual = self.individual().await?;
         if let Some(enrollment) = &individual {
