@@ -124,10 +124,14 @@ fn params(common_name: &str, ca: bool) -> CertificateParams {
     params
 }
 
+/// A device of a bench group: its registration id and its chain as
+/// presented ([leaf, intermediate]).
+type Device = (String, Vec<Vec<u8>>);
+
 /// One group: root (the anchor) → intermediate → a leaf per registration id
 /// in `ids` (the leaves share one key: only their bytes differ). Returns the
-/// anchor and, per device, (registration id, [leaf, intermediate]).
-fn group(keys: [KeyPair; 3], ids: Vec<String>) -> (TrustAnchor, Vec<(String, Vec<Vec<u8>>)>) {
+/// anchor and the devices.
+fn group(keys: [KeyPair; 3], ids: Vec<String>) -> (TrustAnchor, Vec<Device>) {
     let [root_key, inter_key, leaf_key] = keys;
     let root = params("bench root", true)
         .self_signed(&root_key)
