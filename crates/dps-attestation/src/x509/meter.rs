@@ -153,11 +153,11 @@ impl<'c> Meter<'c> {
         let ok = inner
             .verify_signature(public_key, message, signature)
             .is_ok();
-        if ok {
-            self.cache.insert(key);
-        }
         state.done.push((check, ok));
         if ok {
+            // Only a check that verified is remembered; a failure is
+            // computed again whenever it comes back.
+            self.cache.insert(key);
             Ok(())
         } else {
             state.last_failure = Some(check);
