@@ -31,25 +31,7 @@ impl SqliteStore {
             path: path.clone(),
             source: Arc::new(source),
         };
-        let base = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(open_error)?
-            .filename(&path)
-            .busy_timeout(Duration::from_millis(options.busy_timeout_ms))
-            .pragma("cache_size", format!("-{}", options.cache_size_kib))
-            .pragma("mmap_size", options.mmap_size_bytes.to_string())
-            // Statement journals (multi-row statements inside a transaction)
-            // stay in memory instead of being written to a temporary file.
-            .pragma("temp_store", "memory")
-            .disable_statement_logging();
-        let write_options = base
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .foreign_keys(true)
-            .synchronous(match options.synchronous {
-                Synchronous::Normal => SqliteSynchronous::Normal,
-                Synchronous::Full => SqliteSynchronous::Full,
-            });
+        let (base, write_options) = connect_options(&path, &options).map_err(open_error)?;
         let autocheckpoint = match options.checkpoint_interval_ms {
             0 => DEFAULT_AUTOCHECKPOINT_PAGES,
             _ => checkpoint::BACKSTOP_PAGES,
@@ -159,6 +141,33 @@ impl SqliteStore {
     }
 }
 
+/// The sqlx settings of every connection (`base`), and of the read-write
+/// ones (migrations, checkpoints).
+fn connect_options(
+    path: &Path,
+    options: &SqliteOptions,
+) -> Result<(SqliteConnectOptions, SqliteConnectOptions), sqlx::Error> {
+    let base = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .busy_timeout(Duration::from_millis(options.busy_timeout_ms))
+        .pragma("cache_size", format!("-{}", options.cache_size_kib))
+        .pragma("mmap_size", options.mmap_size_bytes.to_string())
+        // Statement journals (multi-row statements inside a transaction)
+        // stay in memory instead of being written to a temporary file.
+        .pragma("temp_store", "memory")
+        .disable_statement_logging();
+    let write_options = base
+        .clone()
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .foreign_keys(true)
+        .synchronous(match options.synchronous {
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Full => SqliteSynchronous::Full,
+        });
+    Ok((base, write_options))
+}
+
 /// The writer's connection: read-write, with the settings sqlx gives the
 /// migration and checkpoint connections (`write_options` in
 /// [`SqliteStore::open`]: open flags, busy timeout, and the same pragmas in
@@ -195,3 +204,85 @@ fn open_writer(
 /// Statements the writer keeps prepared: its few dozen single-row
 /// statements and the shapes of its multi-row ones.
 const WRITER_PREPARED_STATEMENTS: usize = 128;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a connection reports of each setting the writer depends on.
+    const SETTINGS: [&str; 10] = [
+        "journal_mode",
+        "foreign_keys",
+        "synchronous",
+        "cache_size",
+        "mmap_size",
+        "temp_store",
+        "wal_autocheckpoint",
+        "busy_timeout",
+        "locking_mode",
+        "query_only",
+    ];
+
+    async fn sqlx_settings(options: &SqliteConnectOptions) -> Vec<String> {
+        use sqlx::Row;
+        let mut conn = SqliteConnection::connect_with(options).await.unwrap();
+        let mut found = Vec::new();
+        for name in SETTINGS {
+            let row = sqlx::query(&format!("PRAGMA {name}"))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            found.push(match row.try_get::<i64, _>(0) {
+                Ok(number) => number.to_string(),
+                Err(_) => row.get::<String, _>(0),
+            });
+        }
+        conn.close().await.unwrap();
+        found
+    }
+
+    fn writer_settings(conn: &rusqlite::Connection) -> Vec<String> {
+        SETTINGS
+            .iter()
+            .map(|name| {
+                conn.query_row(&format!("PRAGMA {name}"), [], |row| {
+                    Ok(match row.get::<_, i64>(0) {
+                        Ok(number) => number.to_string(),
+                        Err(_) => row.get::<_, String>(0)?,
+                    })
+                })
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// The writer's rusqlite connection is set up exactly like the sqlx
+    /// read-write connection it replaced, whatever the options.
+    #[tokio::test]
+    async fn the_writer_connection_has_the_sqlx_write_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.db");
+        let tuned = SqliteOptions {
+            synchronous: Synchronous::Full,
+            busy_timeout_ms: 777,
+            cache_size_kib: 1234,
+            mmap_size_bytes: 1 << 20,
+            checkpoint_interval_ms: 0,
+            ..SqliteOptions::default()
+        };
+        for options in [SqliteOptions::default(), tuned] {
+            let autocheckpoint = match options.checkpoint_interval_ms {
+                0 => DEFAULT_AUTOCHECKPOINT_PAGES,
+                _ => checkpoint::BACKSTOP_PAGES,
+            };
+            let (_, write_options) = connect_options(&path, &options).unwrap();
+            let write_options =
+                write_options.pragma("wal_autocheckpoint", autocheckpoint.to_string());
+            let expected = sqlx_settings(&write_options).await;
+            let writer = open_writer(&path, &options, autocheckpoint).unwrap();
+            assert_eq!(writer_settings(&writer), expected, "{options:?}");
+            assert_eq!(expected[0], "wal");
+            assert_eq!(expected[7], options.busy_timeout_ms.to_string());
+        }
+    }
+}
