@@ -16,6 +16,12 @@ use dps_service::ServiceConfig;
 
 mod logging;
 
+// Every request allocates (TLS buffers, HTTP parts, JSON, rows); under load
+// glibc's malloc and free took about a tenth of the server's CPU, mimalloc a
+// fraction of that (issue 19; BENCHMARKING.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Device Provisioning Service wire-compatible with Azure IoT Hub DPS.
 #[derive(Parser, Debug)]
 #[command(version, about)]
