@@ -1,6 +1,7 @@
 //! Series read at scrape time from counters kept elsewhere, so nothing is
 //! counted twice: the pipeline's register and poll histograms, the
-//! listeners' connection gates, the store writer's queue and batches.
+//! listeners' connection gates, the store writer's queue and batches, the
+//! X.509 signature cache.
 
 use std::sync::Arc;
 
@@ -193,6 +194,42 @@ impl Collector for StoreWriterCollector {
     }
 }
 
+/// `dps_x509_signature_cache_*`: how many chain signature checks were
+/// answered from dps-attestation's process-wide cache of verified checks
+/// (a group's intermediate is verified once, not once per device).
+#[derive(Debug)]
+pub struct SignatureCacheCollector;
+
+impl Collector for SignatureCacheCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = dps_attestation::x509::signature_cache_stats();
+        encoder
+            .encode_descriptor(
+                "dps_x509_signature_cache_hits",
+                "X.509 chain signature checks answered from the cache of verified checks.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, f64>(&stats.hits, None)?;
+        encoder
+            .encode_descriptor(
+                "dps_x509_signature_cache_misses",
+                "X.509 chain signature checks computed (not cached, or failed: failures are never kept).",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter::<NoLabelSet, _, f64>(&stats.misses, None)?;
+        encoder
+            .encode_descriptor(
+                "dps_x509_signature_cache_entries",
+                "Verified signature checks the cache holds now.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&(stats.entries as u64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -224,6 +261,24 @@ mod tests {
         drop(open);
         let text = render(ConnectionsCollector(gates));
         assert!(text.contains("dps_open_connections{listener=\"device\"} 0\n"));
+    }
+
+    #[test]
+    fn the_signature_cache_is_read_at_scrape_time() {
+        let text = render(SignatureCacheCollector);
+        assert!(
+            text.contains("# TYPE dps_x509_signature_cache_hits_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dps_x509_signature_cache_hits_total "),
+            "{text}"
+        );
+        assert!(
+            text.contains("dps_x509_signature_cache_misses_total "),
+            "{text}"
+        );
+        assert!(text.contains("dps_x509_signature_cache_entries "), "{text}");
     }
 
     #[test]

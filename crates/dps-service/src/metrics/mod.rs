@@ -35,7 +35,9 @@ use prometheus_client::registry::Registry;
 use crate::config::MetricsConfig;
 use crate::connection_limits::ListenerGates;
 
-use self::collectors::{ConnectionsCollector, DeviceLatencyCollector, StoreWriterCollector};
+use self::collectors::{
+    ConnectionsCollector, DeviceLatencyCollector, SignatureCacheCollector, StoreWriterCollector,
+};
 use self::device::DeviceMetrics;
 use self::service_api::ServiceApiMetrics;
 use self::store::{InstrumentedStore, StoreMetrics};
@@ -88,6 +90,7 @@ impl ServerMetrics {
         self.store.register(&mut registry);
         self.service_api.register(&mut registry);
         registry.register_collector(Box::new(StoreWriterCollector(store)));
+        registry.register_collector(Box::new(SignatureCacheCollector));
         registry.register_collector(Box::new(ConnectionsCollector(gates.clone())));
         Arc::new(MetricsRegistry { registry })
     }
