@@ -1,47 +1,26 @@
-//! Multi-row statements: the writer's fast path for a batch of registration
-//! commits and billing rows, and bulk imports.
+//! Many rows at once: the writer's fast path for a batch of registration
+//! commits and billing rows (no savepoint per job), and bulk imports.
 //!
-//! Rows go in statements of a few fixed shapes ([`MultiRow`]), so that each
-//! shape is prepared once and found in the connection's statement cache by
-//! every later batch; a batch of `n` rows runs about log2(n) statements per
-//! table.
+//! The fast path runs the slow path's single-row statements once per row,
+//! each prepared once and found in the connection's statement cache: on the
+//! writer's own thread a step costs about a microsecond, and measured against
+//! multi-row `INSERT … VALUES (…), (…)` statements of fixed power-of-two
+//! shapes it stored 6–8 % more commits per second and per CPU-second (the
+//! storage bench, 64 writers): a multi-row statement inside a transaction
+//! keeps a statement journal and reads its rows through a coroutine. Imports insert hundreds of rows of one tenant at once and use
+//! multi-row statements ([`MultiRow`]).
 
 use std::collections::{HashMap, HashSet};
 
 use rusqlite::types::ToSql;
 use rusqlite::Connection;
 
-use super::issued;
 use super::rows::{BillingRow, RegistrationCommit};
-use super::statements::{self, MultiRow};
+use super::statements::{execute_each, MultiRow};
+use super::{issued, sql};
 
 /// Rows per statement of an import (4 parameters each): the largest shape.
 pub(crate) const IMPORT_ROWS_PER_STATEMENT: usize = 512;
-
-/// Most rows of one fast-path statement (≤ 5 parameters each).
-const FAST_ROWS_PER_STATEMENT: usize = 64;
-
-static REGISTRATIONS: MultiRow = MultiRow::new(
-    "INSERT INTO registrations (scope_key, registration_key, group_key, etag, body)",
-    5,
-    " ON CONFLICT (scope_key, registration_key) DO UPDATE \
-     SET group_key = excluded.group_key, etag = excluded.etag, body = excluded.body",
-    FAST_ROWS_PER_STATEMENT,
-);
-
-static OPERATIONS: MultiRow = MultiRow::new(
-    "INSERT INTO registration_operations (scope_key, operation_id, created_us, body)",
-    4,
-    "",
-    FAST_ROWS_PER_STATEMENT,
-);
-
-static BILLING: MultiRow = MultiRow::new(
-    "INSERT INTO billing_operations (scope_key, at_us, kind, subject)",
-    4,
-    "",
-    FAST_ROWS_PER_STATEMENT,
-);
 
 static ENROLLMENTS: MultiRow = MultiRow::new(
     "INSERT INTO enrollments (scope_key, registration_key, etag, body)",
@@ -74,7 +53,7 @@ pub(crate) fn insert_fast(
             ]);
         }
     }
-    REGISTRATIONS.insert(conn, &params)?;
+    execute_each(conn, sql::UPSERT_REGISTRATION, 5, &params)?;
 
     params.clear();
     for c in commits {
@@ -85,20 +64,20 @@ pub(crate) fn insert_fast(
             &c.operation_body,
         ]);
     }
-    OPERATIONS.insert(conn, &params)?;
+    execute_each(conn, sql::INSERT_OPERATION, 4, &params)?;
 
     // Assignments supersede their device's active certificates; the first
     // one of a device in the batch does it, as if the commits ran one by one.
-    // Rare (a device that had a certificate): one indexed update each.
-    let mut superseded = HashSet::new();
+    params.clear();
+    let mut superseding = HashSet::new();
     for c in commits {
-        if let Some(at) = c.superseded_at.as_deref() {
-            let device = (c.scope_key.as_str(), c.registration_key.as_str());
-            if superseded.insert(device) {
-                statements::execute(conn, issued::SUPERSEDE, &[&device.0, &device.1, &at])?;
+        if let Some(at) = &c.superseded_at {
+            if superseding.insert((c.scope_key.as_str(), c.registration_key.as_str())) {
+                params.extend([&c.scope_key as &dyn ToSql, &c.registration_key, at]);
             }
         }
     }
+    execute_each(conn, issued::SUPERSEDE, 3, &params)?;
 
     params.clear();
     let rows = commits
@@ -113,7 +92,7 @@ pub(crate) fn insert_fast(
             &row.subject,
         ]);
     }
-    BILLING.insert(conn, &params)
+    execute_each(conn, sql::INSERT_BILLING, 4, &params)
 }
 
 /// Create or replace `rows` of `(scope_key, key, etag, body)`; within the
@@ -137,21 +116,14 @@ pub(crate) fn upsert_enrollments(
 
 #[cfg(test)]
 mod tests {
-    use super::super::sql;
     use super::*;
 
-    /// The slow path's single-row statements and the multi-row ones agree
-    /// on the table, the columns and the conflict clause.
+    /// The slow path's single-row upsert and the import's multi-row one
+    /// agree on the table, the columns and the conflict clause.
     #[test]
-    fn shapes_match_the_single_row_statements() {
-        for (multi, single) in [
-            (&REGISTRATIONS, sql::UPSERT_REGISTRATION),
-            (&OPERATIONS, sql::INSERT_OPERATION),
-            (&BILLING, sql::INSERT_BILLING),
-            (&ENROLLMENTS, sql::ENROLLMENTS.upsert),
-        ] {
-            assert!(single.starts_with(multi.head()), "{single}");
-            assert!(single.ends_with(multi.tail()), "{single}");
-        }
+    fn import_shape_matches_the_single_row_upsert() {
+        let single = sql::ENROLLMENTS.upsert;
+        assert!(single.starts_with(ENROLLMENTS.head()), "{single}");
+        assert!(single.ends_with(ENROLLMENTS.tail()), "{single}");
     }
 }

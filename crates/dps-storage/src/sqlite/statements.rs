@@ -80,6 +80,25 @@ pub(crate) fn execute(
     statement.raw_execute()
 }
 
+/// Run a statement that returns no rows once per row of `params` (each
+/// `columns` parameters, `$1` first), prepared once.
+pub(crate) fn execute_each(
+    conn: &Connection,
+    sql: &str,
+    columns: usize,
+    params: &Params<'_>,
+) -> rusqlite::Result<()> {
+    if params.is_empty() {
+        return Ok(());
+    }
+    let mut statement = conn.prepare_cached(sql)?;
+    for row in params.chunks(columns) {
+        bind(&mut statement, row)?;
+        statement.raw_execute()?;
+    }
+    Ok(())
+}
+
 /// The first row a query returns, if any, read by `read`.
 pub(crate) fn optional<T>(
     conn: &Connection,
