@@ -1,5 +1,5 @@
 //! Certificate authorities and credential policies in SQLite: the writes
-//! (run by the writer task, each in its savepoint) and their statements.
+//! (run by the writer thread, each in its savepoint) and their statements.
 
 use chrono::{DateTime, Utc};
 use dps_model::{CredentialPolicy, ETag, IdScope, IssuedCertificate, Precondition, RegistrationId};
@@ -71,7 +71,7 @@ pub(crate) async fn named_rows<T: DeserializeOwned>(
     Ok(records)
 }
 
-/// One CA or policy write for the writer task.
+/// One CA or policy write for the writer thread.
 #[derive(Debug)]
 pub(crate) enum AuthorityJob {
     Create(
