@@ -32,6 +32,10 @@ pub(crate) struct Device {
     pub(crate) key: String,
     /// Sends a CSR: its enrollment names [`ISSUING_POLICY`] (every fourth device).
     pub(crate) issuing: bool,
+    /// Registers twice in a row, the second time a re-registration under
+    /// load (every fourth device that sends no CSR).
+    #[allow(dead_code)] // the crash test's, not the adversarial test's
+    pub(crate) reregisters: bool,
 }
 
 /// The credential policy issuing devices' enrollments name (created through
@@ -135,6 +139,7 @@ impl CrashSystem {
                 id: format!("crash-device-{n:05}"),
                 key: generate_key(),
                 issuing: n % 4 == 0,
+                reregisters: n % 4 == 1,
             })
             .collect();
         let enrollments = devices

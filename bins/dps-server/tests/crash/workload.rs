@@ -23,8 +23,11 @@ const ADMIN_WORKERS: usize = 2;
 /// What one server incarnation acknowledged before it was killed.
 #[derive(Default)]
 pub(crate) struct CycleAcks {
-    /// Devices whose client saw `202` and then `assigned`.
+    /// Devices whose client saw `202` and then `assigned` (twice for a
+    /// device that re-registered).
     pub(crate) registrations: Vec<String>,
+    /// Every register started, acknowledged or cut off by the kill.
+    pub(crate) attempts: Vec<String>,
     /// Of those, devices handed a certificate: its SHA-256 thumbprint.
     pub(crate) issued: Vec<(String, String)>,
     /// Enrollments written with `200`/`201`, with the etag returned; `None`
@@ -62,19 +65,27 @@ impl Workload {
                 loop {
                     let n = next.fetch_add(1, Ordering::SeqCst);
                     let Some(device) = devices.get(n) else { return };
-                    let outcome = register(&endpoint, &scope, &ca, device).await;
-                    let mut acks = acks.lock().expect("acks lock");
-                    match outcome {
-                        Ok(thumbprint) => {
-                            acks.registrations.push(device.id.clone());
-                            if let Some(thumbprint) = thumbprint {
-                                acks.issued.push((device.id.clone(), thumbprint));
+                    let rounds = if device.reregisters { 2 } else { 1 };
+                    for _ in 0..rounds {
+                        acks.lock()
+                            .expect("acks lock")
+                            .attempts
+                            .push(device.id.clone());
+                        let outcome = register(&endpoint, &scope, &ca, device).await;
+                        let mut acks = acks.lock().expect("acks lock");
+                        match outcome {
+                            Ok(thumbprint) => {
+                                acks.registrations.push(device.id.clone());
+                                if let Some(thumbprint) = thumbprint {
+                                    acks.issued.push((device.id.clone(), thumbprint));
+                                }
                             }
+                            Err(err) if !killing.load(Ordering::SeqCst) => {
+                                acks.unexpected.push(format!("{}: {err:#}", device.id));
+                                break;
+                            }
+                            Err(_) => break,
                         }
-                        Err(err) if !killing.load(Ordering::SeqCst) => {
-                            acks.unexpected.push(format!("{}: {err:#}", device.id))
-                        }
-                        Err(_) => {}
                     }
                 }
             });
@@ -201,8 +212,11 @@ async fn admin_loop(
 /// the server.
 #[derive(Default)]
 pub(crate) struct Acknowledged {
-    /// Acknowledged registrations, all cycles.
+    /// Acknowledged registrations, all cycles (a device that re-registered
+    /// appears once per acknowledged register).
     pub(crate) registrations: Vec<String>,
+    /// Device (lower case) → registers started, all cycles.
+    pub(crate) attempts: BTreeMap<String, usize>,
     /// Enrollment id → the etag last acknowledged (`None`: any version).
     pub(crate) enrollments: BTreeMap<String, Option<String>>,
     /// Enrollment writes acknowledged, all cycles.
@@ -225,6 +239,9 @@ impl Acknowledged {
         self.unchecked_registrations
             .extend(cycle.registrations.iter().cloned());
         self.registrations.extend(cycle.registrations);
+        for id in cycle.attempts {
+            *self.attempts.entry(id.to_ascii_lowercase()).or_default() += 1;
+        }
         self.unchecked_issued.extend(cycle.issued.iter().cloned());
         self.issued.extend(cycle.issued);
         for (id, etag) in cycle.enrollments {
